@@ -1,0 +1,335 @@
+// The experiment config: one validated object per stack. Every knob the seeds' campaigns use.
+// Defaults are safe and cheap: spot, a one-hour cap, a GPU-idle watchdog, artifacts kept on destroy.
+import { z } from "zod";
+
+const name = z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9-]{0,38}[a-z0-9]$/, "lowercase letters, digits and '-', 2-40 characters, no leading or trailing '-'");
+
+// ---------------------------------------------------------------- data
+
+export const dataSource = z
+    .string()
+    .refine(
+        (s) => /^s3:\/\/[a-z0-9.-]{3,63}\/.+/.test(s) || /^hf:\/\/[\w.-]+(\/[\w.-]+)?$/.test(s) || /^(\.{0,2}\/|[\w.-]+\/)/.test(s),
+        "a local path (./data/train.jsonl), s3://bucket/key or hf://owner/dataset",
+    );
+
+export const dataFormat = z.discriminatedUnion("kind", [
+    z.object({
+        kind: z.literal("alpaca"),
+        instructionField: z.string().default("instruction"),
+        inputField: z.string().default("input"),
+        outputField: z.string().default("output"),
+    }).strict(),
+    z.object({
+        kind: z.literal("chat"),
+        messagesField: z.string().default("messages"),
+    }).strict(),
+    z.object({
+        kind: z.literal("seq2seq"),
+        inputField: z.string().default("input"),
+        targetField: z.string().default("target"),
+    }).strict(),
+    z.object({
+        kind: z.literal("classification"),
+        textField: z.string().default("text"),
+        labelField: z.string().default("label"),
+        /** Label names in index order when the label column holds integers (AG News: 0..3). */
+        labels: z.array(z.string().min(1)).min(2),
+        /** The answer is rendered as JSON {"<answerKey>": "<label>"} as in seeds/004. */
+        answerKey: z.string().default("category"),
+    }).strict(),
+]);
+
+export const promptTemplate = z
+    .object({
+        /** System message for chat-rendered examples. */
+        system: z.string().optional(),
+        /** Prompt text with {field} placeholders taken from the row, e.g. "{instruction}\n\n{input}". */
+        prompt: z.string().optional(),
+    })
+    .strict()
+    .default({});
+
+export const cleaning = z
+    .object({
+        /** Drop examples whose every text field is shorter than this (seeds/003: 50). */
+        minChars: z.number().int().min(0).default(1),
+        /** Drop examples longer than this in total (seeds/003: 4096). */
+        maxChars: z.number().int().positive().default(100_000),
+        /** Exact duplicate removal by content hash. */
+        dedup: z.enum(["exact", "none"]).default("exact"),
+        /** Drop rows with encoding damage (U+FFFD, control characters). */
+        dropEncodingErrors: z.boolean().default(true),
+        /** Drop truncated answers: containing the marker and shorter than maxChars (seeds/003: "..." under 100). */
+        dropTruncated: z
+            .object({ marker: z.string().min(1).default("..."), maxChars: z.number().int().positive().default(100) })
+            .strict()
+            .optional(),
+    })
+    .strict()
+    .default({ minChars: 1, maxChars: 100_000, dedup: "exact", dropEncodingErrors: true });
+
+const ratios = z
+    .object({
+        train: z.number().gt(0).lt(1),
+        validation: z.number().min(0).lt(1),
+        test: z.number().min(0).lt(1).default(0),
+    })
+    .strict()
+    .refine((r) => Math.abs(r.train + r.validation + r.test - 1) < 1e-6, "ratios must add up to 1");
+
+export const split = z
+    .discriminatedUnion("kind", [
+        z.object({
+            kind: z.literal("random"),
+            seed: z.number().int().default(42),
+            ratios: ratios.default({ train: 0.95, validation: 0.05, test: 0 }),
+        }).strict(),
+        z.object({
+            kind: z.literal("group"),
+            /** No group appears in two splits (seeds/000: study_id). */
+            column: z.string().min(1),
+            seed: z.number().int().default(42),
+            /** Exact numbers of groups per split (seeds/000: 170/20/20), or ratios of groups. */
+            counts: z.object({ train: z.number().int().positive(), validation: z.number().int().min(0), test: z.number().int().min(0).default(0) }).strict().optional(),
+            ratios: ratios.optional(),
+        }).strict(),
+    ])
+    .default({ kind: "random", seed: 42, ratios: { train: 0.95, validation: 0.05, test: 0 } });
+
+export const tokenize = z
+    .object({
+        /** Tokenize during prep with the base model's tokenizer, so the GPU never tokenizes (seeds/002). */
+        enabled: z.boolean().default(false),
+        maxLength: z.number().int().positive().default(2048),
+        /** Pack several examples into one sequence of maxLength (seeds/004: 30-40% faster). */
+        packing: z.boolean().default(false),
+    })
+    .strict()
+    .default({ enabled: false, maxLength: 2048, packing: false });
+
+export const data = z
+    .object({
+        source: dataSource,
+        /** Dataset revision for hf:// sources, file name inside an s3:// prefix is part of the key. */
+        revision: z.string().optional(),
+        fileFormat: z.enum(["auto", "jsonl", "parquet", "csv"]).default("auto"),
+        format: dataFormat,
+        template: promptTemplate,
+        cleaning,
+        /** The prep job fails when more than this share of rows is malformed (bad JSON, missing fields). */
+        maxMalformedFraction: z.number().min(0).max(1).default(0.01),
+        split,
+        tokenize,
+        /** Size of the data for the plan: examples in the train split and mean tokens per example. */
+        estimate: z
+            .object({ trainExamples: z.number().int().positive(), meanTokens: z.number().positive() })
+            .strict(),
+    })
+    .strict();
+
+// ---------------------------------------------------------------- model and method
+
+export const modelFamilies = ["causal-lm", "seq2seq"] as const;
+
+export const model = z
+    .object({
+        /** Hub id (Qwen/Qwen2.5-7B-Instruct) or s3:// prefix of weights already staged. */
+        id: z.string().min(1),
+        revision: z.string().default("main"),
+        family: z.enum(modelFamilies),
+    })
+    .strict();
+
+export const lora = z
+    .object({
+        r: z.number().int().positive().default(16),
+        alpha: z.number().positive().default(32),
+        dropout: z.number().min(0).lt(1).default(0.1),
+        targetModules: z.array(z.string().min(1)).min(1).default(["q_proj", "k_proj", "v_proj", "o_proj"]),
+        /** Fail when more than this share of parameters is trainable (seeds/001: 46% by accident). */
+        maxTrainableFraction: z.number().gt(0).max(1).default(0.1),
+    })
+    .strict();
+
+export const method = z
+    .object({
+        kind: z.enum(["full", "lora", "qlora"]).default("lora"),
+        lora: lora.default({ r: 16, alpha: 32, dropout: 0.1, targetModules: ["q_proj", "k_proj", "v_proj", "o_proj"], maxTrainableFraction: 0.1 }),
+    })
+    .strict()
+    .default({ kind: "lora", lora: { r: 16, alpha: 32, dropout: 0.1, targetModules: ["q_proj", "k_proj", "v_proj", "o_proj"], maxTrainableFraction: 0.1 } });
+
+// ---------------------------------------------------------------- training
+
+export const optimizers = ["adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "paged_adamw_32bit", "adamw_8bit", "adafactor", "sgd"] as const;
+export const schedulers = ["linear", "cosine", "constant", "constant_with_warmup"] as const;
+
+export const training = z
+    .object({
+        learningRate: z.number().gt(0).lt(1).default(5e-5),
+        scheduler: z.enum(schedulers).default("cosine"),
+        warmupRatio: z.number().min(0).lt(1).optional(),
+        warmupSteps: z.number().int().min(0).optional(),
+        epochs: z.number().positive().optional(),
+        maxSteps: z.number().int().positive().optional(),
+        perDeviceBatch: z.number().int().positive().default(8),
+        evalBatch: z.number().int().positive().optional(),
+        gradientAccumulation: z.number().int().positive().default(1),
+        /** When given, must equal GPUs x perDeviceBatch x gradientAccumulation (seeds/000: 8 x 8 x 16 = 1024). */
+        globalBatch: z.number().int().positive().optional(),
+        maxSeqLength: z.number().int().positive().default(1024),
+        precision: z.enum(["bf16", "fp16", "fp32"]).default("bf16"),
+        tf32: z.boolean().default(true),
+        gradientCheckpointing: z.boolean().default(false),
+        /** DeepSpeed ZeRO stage; 0 is plain data parallel (DDP). */
+        zeroStage: z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3)]).default(0),
+        optimizer: z.enum(optimizers).default("adamw_torch_fused"),
+        weightDecay: z.number().min(0).default(0),
+        maxGradNorm: z.number().positive().default(1.0),
+        evalSteps: z.number().int().positive().default(500),
+        saveSteps: z.number().int().positive().default(500),
+        loggingSteps: z.number().int().positive().default(10),
+        /** Checkpoints kept locally and in S3. */
+        saveTotalLimit: z.number().int().positive().default(3),
+        earlyStopping: z
+            .object({ patience: z.number().int().positive(), threshold: z.number().min(0).default(0) })
+            .strict()
+            .optional(),
+        seed: z.number().int().default(42),
+    })
+    .strict();
+
+/** Your own image and command instead of the built-in trainer; it gets the same paths and spec. */
+export const customJob = z
+    .object({
+        image: z.string().min(1),
+        command: z.array(z.string()).min(1),
+    })
+    .strict();
+
+// ---------------------------------------------------------------- runs (a sweep over one prepared dataset)
+
+const runOverrides = z
+    .object({
+        model: model.partial().optional(),
+        method: z.object({ kind: z.enum(["full", "lora", "qlora"]).optional(), lora: lora.partial().optional() }).strict().optional(),
+        training: training.partial().optional(),
+        compute: z.object({ instanceType: z.string().optional() }).strict().optional(),
+    })
+    .strict();
+export type RunOverrides = z.input<typeof runOverrides>;
+
+export const run = z.object({ name }).extend(runOverrides.shape).strict();
+
+/** A grid: every combination of the listed values, by dotted path (training.learningRate: [5e-6, 1e-5]). */
+export const sweep = z
+    .object({
+        grid: z.record(z.string().regex(/^(model|method|training)\.[A-Za-z.]+$/, "a dotted path under model, method or training"), z.array(z.union([z.number(), z.string(), z.boolean()])).min(1)),
+    })
+    .strict();
+
+// ---------------------------------------------------------------- compute, prep, storage, tracking
+
+export const compute = z
+    .object({
+        instanceType: z.string().default("g5.2xlarge"),
+        market: z.enum(["spot", "on-demand"]).default("spot"),
+        /** Hard cap per node: the runner stops the job (with a checkpoint) and the node ends itself. */
+        maxHours: z.number().positive().max(240).default(1),
+        /** The node ends itself when GPU utilisation stays under gpuIdleThreshold for this long. */
+        gpuIdleMinutes: z.number().int().positive().default(20),
+        gpuIdleThreshold: z.number().min(0).max(100).default(5),
+        rootVolumeGb: z.number().int().min(100).max(16_384).default(200),
+        /** An extra encrypted gp3 volume for data when the instance has no local NVMe. */
+        dataVolumeGb: z.number().int().positive().max(16_384).optional(),
+        availabilityZone: z.string().regex(/^[a-z]{2}-[a-z]+-\d[a-z]$/, "an availability zone such as us-east-1a").optional(),
+        subnetId: z.string().regex(/^subnet-[0-9a-f]+$/, "a subnet id such as subnet-0abc123").optional(),
+        /** Public SSM parameter of the GPU AMI (Deep Learning Base OSS NVIDIA Driver, Ubuntu 22.04). */
+        amiParameter: z.string().default("/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"),
+    })
+    .strict();
+
+export const prep = z
+    .object({
+        runOn: z.enum(["ec2", "local"]).default("ec2"),
+        instanceType: z.string().default("c6i.2xlarge"),
+        maxHours: z.number().positive().max(48).default(2),
+        rootVolumeGb: z.number().int().min(30).max(16_384).default(100),
+        /** Public SSM parameter of the CPU AMI: Amazon Linux 2023 ECS-optimised, which ships Docker. */
+        amiParameter: z.string().default("/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"),
+    })
+    .strict()
+    .default({ runOn: "ec2", instanceType: "c6i.2xlarge", maxHours: 2, rootVolumeGb: 100, amiParameter: "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id" });
+
+export const storage = z
+    .object({
+        /** An existing bucket to use (the campaign writes under its own prefixes); a new bucket when absent. */
+        existingBucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, "an S3 bucket name").optional(),
+        /** Keep the bucket and its artifacts on `pulumi destroy` (default). */
+        keepOnDestroy: z.boolean().default(true),
+        /** Intermediate checkpoints expire after this many days; final outputs never do. */
+        checkpointExpiryDays: z.number().int().positive().default(30),
+    })
+    .strict()
+    .default({ keepOnDestroy: true, checkpointExpiryDays: 30 });
+
+export const images = z
+    .object({
+        /** A pushed trainer image; no build when given (machines without Docker). */
+        trainer: z.string().min(1).optional(),
+        prep: z.string().min(1).optional(),
+    })
+    .strict()
+    .default({});
+
+export const tracking = z
+    .object({ wandbProject: z.string().min(1).optional() })
+    .strict()
+    .default({});
+
+export const budget = z
+    .object({ monthlyUsd: z.number().positive(), emails: z.array(z.email()).min(1) })
+    .strict();
+
+// ---------------------------------------------------------------- the whole experiment
+
+export const experiment = z
+    .object({
+        /** The campaign's name: tags, S3 prefixes and resource names derive from it. */
+        name,
+        description: z.string().optional(),
+        region: z.string().regex(/^[a-z]{2}-[a-z]+-\d$/, "an AWS region such as us-east-1").default("us-east-1"),
+        data,
+        model,
+        method,
+        training,
+        customJob: customJob.optional(),
+        runs: z.array(run).min(1).optional(),
+        sweep: sweep.optional(),
+        compute: compute.default({
+            instanceType: "g5.2xlarge",
+            market: "spot",
+            maxHours: 1,
+            gpuIdleMinutes: 20,
+            gpuIdleThreshold: 5,
+            rootVolumeGb: 200,
+            amiParameter: "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id",
+        }),
+        prep,
+        storage,
+        images,
+        tracking,
+        budget: budget.optional(),
+    })
+    .strict();
+
+export type Experiment = z.output<typeof experiment>;
+export type ExperimentInput = z.input<typeof experiment>;
+export type DataConfig = Experiment["data"];
+export type ModelConfig = Experiment["model"];
+export type MethodConfig = Experiment["method"];
+export type TrainingConfig = Experiment["training"];
+export type ComputeConfig = Experiment["compute"];

@@ -1,0 +1,158 @@
+// The job spec: the only interface between the TypeScript side and the Python jobs. One schema, written
+// here in zod; containers/schemas/*.schema.json are generated from it (scripts/gen-schemas.ts) and the
+// Python jobs validate against those files. A test fails when the generated files are stale.
+import { createHash } from "node:crypto";
+import { z } from "zod";
+import { customJob, data, lora, model, training } from "./config";
+
+export const JOB_SPEC_VERSION = 1;
+
+/** What the prep job needs: the data settings (less the plan-only size estimate) and the tokenizer. */
+export const prepSpec = z
+    .object({
+        schemaVersion: z.literal(JOB_SPEC_VERSION),
+        kind: z.literal("prep"),
+        campaign: z.string(),
+        /** Content hash of everything that shapes the prepared data; the dataset's S3 prefix. */
+        prepHash: z.string().regex(/^[0-9a-f]{16}$/),
+        data: data.omit({ estimate: true }),
+        /** The tokenizer used when data.tokenize.enabled (all runs then share one base model). */
+        tokenizer: model.optional(),
+        /** Base models the prep job stages into S3, so GPU nodes read weights from S3, not the hub. */
+        stageModels: z.array(model),
+    })
+    .strict();
+
+/** What the trainer needs for one run. */
+export const trainSpec = z
+    .object({
+        schemaVersion: z.literal(JOB_SPEC_VERSION),
+        kind: z.literal("train"),
+        campaign: z.string(),
+        run: z.string(),
+        /** Hash of this spec without this field; checkpoints carry it, and one of another spec is refused. */
+        specHash: z.string().regex(/^[0-9a-f]{16}$/),
+        /** The prepared dataset this run trains on; the trainer refuses data from another prep. */
+        prepHash: z.string().regex(/^[0-9a-f]{16}$/),
+        model,
+        method: z.object({ kind: z.enum(["full", "lora", "qlora"]), lora }).strict(),
+        training,
+        /** How the prepared data looks: the trainer checks it instead of formatting on the GPU. */
+        data: z
+            .object({
+                formatKind: z.enum(["alpaca", "chat", "seq2seq", "classification"]),
+                tokenized: z.boolean(),
+                packing: z.boolean(),
+                maxLength: z.number().int().positive(),
+            })
+            .strict(),
+        /** GPUs on the node: torchrun --nproc_per_node. */
+        gpus: z.number().int().positive(),
+        tracking: z.object({ wandbProject: z.string().optional() }).strict(),
+        customJob: customJob.optional(),
+    })
+    .strict();
+
+export const jobSpec = z.discriminatedUnion("kind", [prepSpec, trainSpec]);
+export type PrepSpec = z.output<typeof prepSpec>;
+export type TrainSpec = z.output<typeof trainSpec>;
+export type JobSpec = z.output<typeof jobSpec>;
+
+// ---------------------------------------------------------------- what jobs and the runner report
+
+/** Status phases of a job, in order; the last three are terminal. */
+export const phases = ["pending", "preparing", "staged", "starting", "training", "uploading", "succeeded", "failed", "interrupted"] as const;
+export type Phase = (typeof phases)[number];
+export const terminalPhases: readonly Phase[] = ["succeeded", "failed", "interrupted"];
+
+/** The job's own progress file, rewritten every few seconds; the runner merges it into status.json. */
+export const progress = z
+    .object({
+        step: z.number().int().min(0),
+        totalSteps: z.number().int().min(0),
+        epoch: z.number().min(0),
+        loss: z.number().nullable(),
+        learningRate: z.number().nullable(),
+        tokensPerSec: z.number().min(0).nullable(),
+        etaSeconds: z.number().min(0).nullable(),
+        updatedAt: z.string(),
+    })
+    .strict();
+export type Progress = z.output<typeof progress>;
+
+const timestamp = z.string().nullable();
+
+/** runs/<campaign>/<run>/status.json, written by the node runner. */
+export const status = z
+    .object({
+        campaign: z.string(),
+        run: z.string(),
+        role: z.enum(["prep", "train"]),
+        phase: z.enum(phases),
+        updatedAt: z.string(),
+        instanceId: z.string().nullable(),
+        instanceType: z.string().nullable(),
+        progress: progress.nullable(),
+        exitCode: z.number().int().nullable(),
+        reason: z.string().nullable(),
+        /** Newest checkpoint known complete in S3, e.g. checkpoint-500. */
+        lastCheckpoint: z.string().nullable(),
+        timings: z
+            .object({
+                nodeBoot: timestamp,
+                inputsReady: timestamp,
+                firstStep: timestamp,
+                jobEnd: timestamp,
+                shutdown: timestamp,
+            })
+            .strict(),
+    })
+    .strict();
+export type Status = z.output<typeof status>;
+
+/** Exit codes of the jobs (sysexits where one fits), read by the runner to pick the final phase. */
+export const exitCodes = {
+    success: 0,
+    failure: 1,
+    /** Refused data: not prepared for this spec, or too many malformed rows. */
+    dataError: 65,
+    /** Stopped on SIGTERM after saving a checkpoint: resumable. */
+    interrupted: 75,
+    /** Bad spec or impossible setting (QLoRA without CUDA, a stale checkpoint). */
+    configError: 78,
+} as const;
+
+/** Fixed paths the job sees inside its container; in process mode the runner maps them to host dirs. */
+export const jobPaths = {
+    CAMPAIGN_SPEC: "/job/spec.json",
+    CAMPAIGN_INPUT_DIR: "/job/input",
+    CAMPAIGN_DATA_DIR: "/job/data",
+    CAMPAIGN_MODEL_DIR: "/job/model",
+    CAMPAIGN_CHECKPOINT_DIR: "/job/checkpoints",
+    CAMPAIGN_OUTPUT_DIR: "/job/output",
+    CAMPAIGN_PROGRESS_FILE: "/job/progress.json",
+} as const;
+
+// ---------------------------------------------------------------- hashing
+
+/** JSON with object keys sorted at every level, so equal content gives equal bytes. */
+export function canonicalJson(value: unknown): string {
+    return JSON.stringify(sortKeys(value));
+}
+
+function sortKeys(value: unknown): unknown {
+    if (Array.isArray(value)) return value.map(sortKeys);
+    if (value !== null && typeof value === "object") {
+        const out: Record<string, unknown> = {};
+        for (const key of Object.keys(value as object).sort()) {
+            const v = (value as Record<string, unknown>)[key];
+            if (v !== undefined) out[key] = sortKeys(v);
+        }
+        return out;
+    }
+    return value;
+}
+
+export function shortHash(value: unknown): string {
+    return createHash("sha256").update(canonicalJson(value)).digest("hex").slice(0, 16);
+}

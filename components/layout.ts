@@ -1,0 +1,75 @@
+// The S3 layout of a campaign: the one place that names keys. The program, the node runner's settings
+// and the rehearsal all derive their keys from here.
+//
+//   inputs/<sha256>/<file>                 a local data file uploaded for an EC2 prep node
+//   datasets/<prep-hash>/...               prepared data + manifest.json + _SUCCESS (content-addressed: reused)
+//   models/<model>/<revision>/...          base weights staged by prep
+//   runs/<campaign>/prep/...               the prep job's spec.json, status.json and logs/
+//   runs/<campaign>/<run>/spec.json        the job spec the program rendered
+//   runs/<campaign>/<run>/status.json      phase, step/total, loss, tokens/s, ETA, updatedAt, exit code
+//   runs/<campaign>/<run>/checkpoints/...  synced while training; the newest complete one is restored at start
+//   runs/<campaign>/<run>/output/...       final adapter or model, metrics.json
+//   runs/<campaign>/<run>/logs/...
+
+/** The prep job's place under runs/<campaign>/; no training run may take this name. */
+export const PREP_RUN = "prep";
+
+/** Written last into a prepared dataset; its presence means the whole dataset is there. */
+export const SUCCESS_MARKER = "_SUCCESS";
+
+/** Written last into a checkpoint directory; a checkpoint without it is partial and never restored. */
+export const CHECKPOINT_MARKER = "_COMPLETE.json";
+
+export function datasetPrefix(prepHash: string): string {
+    return `datasets/${prepHash}/`;
+}
+
+export function datasetSuccessKey(prepHash: string): string {
+    return `${datasetPrefix(prepHash)}${SUCCESS_MARKER}`;
+}
+
+export function modelPrefix(modelId: string, revision: string): string {
+    return `models/${modelId}/${revision}/`;
+}
+
+export function inputKey(sha256: string, fileName: string): string {
+    return `inputs/${sha256}/${fileName}`;
+}
+
+export function campaignPrefix(campaign: string): string {
+    return `runs/${campaign}/`;
+}
+
+export interface RunKeys {
+    readonly prefix: string;
+    readonly spec: string;
+    readonly status: string;
+    readonly checkpoints: string;
+    readonly output: string;
+    readonly logs: string;
+}
+
+/** Keys of one job of a campaign: a training run, or the prep job (run = PREP_RUN). */
+export function runKeys(campaign: string, run: string): RunKeys {
+    const prefix = `${campaignPrefix(campaign)}${run}/`;
+    return {
+        prefix,
+        spec: `${prefix}spec.json`,
+        status: `${prefix}status.json`,
+        checkpoints: `${prefix}checkpoints/`,
+        output: `${prefix}output/`,
+        logs: `${prefix}logs/`,
+    };
+}
+
+export function s3Uri(bucket: string, key: string): string {
+    return `s3://${bucket}/${key}`;
+}
+
+/** Which prefixes of the bucket a campaign's nodes may touch (IAM is scoped to these). */
+export function campaignPrefixes(campaign: string): { readWrite: string[]; read: string[] } {
+    return {
+        readWrite: [campaignPrefix(campaign), "datasets/", "models/"],
+        read: ["inputs/"],
+    };
+}

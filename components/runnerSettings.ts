@@ -1,0 +1,74 @@
+// What the node runner (scripts/node-runner/run-job.sh) is told about its one job. The program renders
+// these into /etc/campaign/runner.env through the user data; the tests and the rehearsal pass them as
+// environment variables. The runner reads nothing else, so the same script runs everywhere.
+
+export interface RunnerSettings {
+    /** prep: writes a dataset; train: trains one run. */
+    readonly role: "prep" | "train";
+    readonly campaign: string;
+    /** The run's name; "prep" for the prep job. */
+    readonly run: string;
+    readonly region: string;
+    /** s3:// URIs, all from components/layout.ts. */
+    readonly specUri: string;
+    readonly statusUri: string;
+    readonly logsUri: string;
+    /** Where the job's output directory is uploaded: the dataset prefix for prep, runs/.../output/ for train. */
+    readonly outputUri: string;
+    /** train: checkpoints are synced here while training and the newest complete one is restored. */
+    readonly checkpointsUri?: string;
+    /** train: the prepared dataset, staged to CAMPAIGN_DATA_DIR before the job starts. */
+    readonly dataUri?: string;
+    /** train: staged base-model weights, staged to CAMPAIGN_MODEL_DIR. */
+    readonly modelUri?: string;
+    /** prep: a raw data file or prefix in S3, staged to CAMPAIGN_INPUT_DIR. */
+    readonly inputUri?: string;
+    /** prep: where staged base-model weights go (CAMPAIGN_MODEL_DIR after the job is uploaded here). */
+    readonly modelOutputUri?: string;
+    /** docker: run `image` with the NVIDIA runtime; process: run `command` directly (tests, rehearsal). */
+    readonly jobMode: "docker" | "process";
+    readonly image?: string;
+    /** The job's command line; in docker mode it is passed after the image (empty: the image's default). */
+    readonly command?: string;
+    readonly maxRuntimeSeconds: number;
+    /** 0 turns the GPU-idle watchdog off (prep nodes have no GPU). */
+    readonly gpuIdleMinutes: number;
+    readonly gpuIdleThreshold: number;
+    readonly keepCheckpoints: number;
+    /** Environment variable name -> SSM SecureString parameter name, read at boot. Never the values. */
+    readonly secretParameters: Readonly<Record<string, string>>;
+}
+
+/** The settings as environment variables: the runner's whole input. */
+export function runnerEnv(s: RunnerSettings): Record<string, string> {
+    const env: Record<string, string> = {
+        CAMPAIGN_ROLE: s.role,
+        CAMPAIGN_NAME: s.campaign,
+        CAMPAIGN_RUN: s.run,
+        AWS_REGION: s.region,
+        AWS_DEFAULT_REGION: s.region,
+        CAMPAIGN_SPEC_URI: s.specUri,
+        CAMPAIGN_STATUS_URI: s.statusUri,
+        CAMPAIGN_LOGS_URI: s.logsUri,
+        CAMPAIGN_OUTPUT_URI: s.outputUri,
+        CAMPAIGN_JOB_MODE: s.jobMode,
+        CAMPAIGN_MAX_RUNTIME_SECONDS: String(Math.round(s.maxRuntimeSeconds)),
+        CAMPAIGN_GPU_IDLE_MINUTES: String(s.gpuIdleMinutes),
+        CAMPAIGN_GPU_IDLE_THRESHOLD: String(s.gpuIdleThreshold),
+        CAMPAIGN_KEEP_CHECKPOINTS: String(s.keepCheckpoints),
+        CAMPAIGN_SECRET_PARAMETERS: Object.entries(s.secretParameters)
+            .map(([name, parameter]) => `${name}=${parameter}`)
+            .join(","),
+    };
+    const optional: Array<[string, string | undefined]> = [
+        ["CAMPAIGN_CHECKPOINTS_URI", s.checkpointsUri],
+        ["CAMPAIGN_DATA_URI", s.dataUri],
+        ["CAMPAIGN_MODEL_URI", s.modelUri],
+        ["CAMPAIGN_INPUT_URI", s.inputUri],
+        ["CAMPAIGN_MODEL_OUTPUT_URI", s.modelOutputUri],
+        ["CAMPAIGN_IMAGE", s.image],
+        ["CAMPAIGN_JOB_COMMAND", s.command],
+    ];
+    for (const [key, value] of optional) if (value !== undefined && value !== "") env[key] = value;
+    return env;
+}

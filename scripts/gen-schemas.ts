@@ -1,0 +1,39 @@
+// Writes containers/schemas/*.schema.json from the zod schemas in components/jobSpec.ts, so the Python
+// jobs validate against the same contract. `--check` exits 1 when a committed file is stale.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { z } from "zod";
+import { jobSpec, progress, status } from "../components/jobSpec";
+
+export const schemaDir = path.join(__dirname, "..", "containers", "schemas");
+
+export function renderSchemas(): Record<string, string> {
+    const render = (schema: z.ZodType, title: string) =>
+        JSON.stringify({ title, ...z.toJSONSchema(schema, { io: "output", target: "draft-2020-12" }) }, null, 2) + "\n";
+    return {
+        "job-spec.schema.json": render(jobSpec, "campaign job spec"),
+        "progress.schema.json": render(progress, "campaign job progress file"),
+        "status.schema.json": render(status, "campaign run status.json"),
+    };
+}
+
+function main(): void {
+    const check = process.argv.includes("--check");
+    let stale = 0;
+    for (const [file, text] of Object.entries(renderSchemas())) {
+        const target = path.join(schemaDir, file);
+        const current = fs.existsSync(target) ? fs.readFileSync(target, "utf8") : "";
+        if (current === text) continue;
+        if (check) {
+            console.error(`${path.relative(process.cwd(), target)} is stale: run npx tsx scripts/gen-schemas.ts`);
+            stale++;
+        } else {
+            fs.mkdirSync(schemaDir, { recursive: true });
+            fs.writeFileSync(target, text);
+            console.log(`wrote ${path.relative(process.cwd(), target)}`);
+        }
+    }
+    process.exit(stale ? 1 : 0);
+}
+
+if (require.main === module) main();
