@@ -1,0 +1,159 @@
+// Cross-field checks: problems no single field shows. Each names the path, the numbers and the fix.
+import type { Experiment } from "./config";
+import type { ResolvedRun } from "./campaignSpec";
+import type { Problem } from "./problems";
+import { getInstance, isGpuInstance } from "./catalog";
+import { findModel } from "./models";
+import { runEstimates } from "./runEstimates";
+
+function at(run: ResolvedRun, field: string): string {
+    return run.path ? `${run.path}.${field}` : field;
+}
+
+const error = (path: string, message: string): Problem => ({ severity: "error", path, message });
+const warning = (path: string, message: string): Problem => ({ severity: "warning", path, message });
+
+/** Checks of one run after its overrides are merged. */
+export function checkRun(experiment: Experiment, run: ResolvedRun): Problem[] {
+    const problems: Problem[] = [];
+    const t = run.training;
+    const label = experiment.runs || experiment.sweep ? ` (run ${run.name})` : "";
+
+    if ((t.epochs === undefined) === (t.maxSteps === undefined)) {
+        problems.push(error(at(run, "training"), `set exactly one of epochs or maxSteps${label}; got ${t.epochs === undefined ? "neither" : "both"}`));
+    }
+    if (t.warmupRatio !== undefined && t.warmupSteps !== undefined) {
+        problems.push(error(at(run, "training.warmupSteps"), `set warmupRatio or warmupSteps, not both${label} (seeds/001: a ratio adapts when the batch changes)`));
+    }
+    if (experiment.data.tokenize.enabled && t.maxSeqLength !== experiment.data.tokenize.maxLength) {
+        problems.push(error(at(run, "training.maxSeqLength"), `is ${t.maxSeqLength} but data.tokenize.maxLength is ${experiment.data.tokenize.maxLength}${label}; prep tokenizes to a fixed length, so make them equal`));
+    }
+    if (run.method.kind === "qlora" && t.precision === "fp32") {
+        problems.push(error(at(run, "training.precision"), `qlora computes in bf16 or fp16 on 4-bit weights; got fp32${label}: use bf16`));
+    }
+    if (t.earlyStopping && validationShare(experiment) === 0) {
+        problems.push(error(at(run, "training.earlyStopping"), `needs a validation split, but data.split gives validation nothing${label}`));
+    }
+
+    // Instance facts.
+    let gpus = 0;
+    try {
+        const instance = getInstance(run.instanceType);
+        if (!isGpuInstance(instance)) {
+            problems.push(error(at(run, run.path ? "compute.instanceType" : "compute.instanceType"), `${run.instanceType} has no GPU; training needs a GPU type such as g5.2xlarge or p4de.24xlarge${label}`));
+        } else {
+            gpus = instance.gpuCount;
+            if (t.precision === "bf16" && !instance.bf16) {
+                problems.push(error(at(run, "training.precision"), `bf16 needs an Ampere or newer GPU; ${run.instanceType} has ${instance.gpuModel}${label}: use fp16`));
+            }
+        }
+    } catch (e) {
+        problems.push(error(run.path ? `${run.path}.compute.instanceType` : "compute.instanceType", (e as Error).message));
+    }
+
+    if (gpus > 0 && t.globalBatch !== undefined) {
+        const product = gpus * t.perDeviceBatch * t.gradientAccumulation;
+        if (product !== t.globalBatch) {
+            const fix = t.globalBatch % (gpus * t.perDeviceBatch) === 0 ? `; gradientAccumulation ${t.globalBatch / (gpus * t.perDeviceBatch)} gives it` : "";
+            problems.push(error(at(run, "training.globalBatch"), `is ${t.globalBatch} but ${gpus} GPU(s) x perDeviceBatch ${t.perDeviceBatch} x gradientAccumulation ${t.gradientAccumulation} = ${product}${label}${fix}`));
+        }
+    }
+    if (gpus === 1 && t.zeroStage > 0) {
+        problems.push(warning(at(run, "training.zeroStage"), `ZeRO-${t.zeroStage} shards across GPUs, and ${run.instanceType} has one${label}: it only adds overhead`));
+    }
+
+    // The model: a family that contradicts what we know of it, LoRA modules it does not have.
+    const known = findModel(run.model.id);
+    if (known && known.family !== run.model.family) {
+        problems.push(error(at(run, "model.family"), `is ${run.model.family} but ${run.model.id} is a ${known.family} model${label}; set family: ${known.family}`));
+    }
+    if (gpus > 0 && problems.every((p) => p.severity !== "error")) problems.push(...estimateChecks(experiment, run, label));
+    return problems;
+}
+
+function validationShare(experiment: Experiment): number {
+    const split = experiment.data.split;
+    if (split.kind === "random") return split.ratios.validation;
+    return split.counts ? split.counts.validation : (split.ratios?.validation ?? 0);
+}
+
+function estimateChecks(experiment: Experiment, run: ResolvedRun, label: string): Problem[] {
+    const problems: Problem[] = [];
+    let estimates;
+    try {
+        estimates = runEstimates(experiment, run);
+    } catch (e) {
+        return [error(at(run, "method.lora.targetModules"), `${(e as Error).message}${label}`)];
+    }
+    if (!estimates) {
+        return [warning(at(run, "model.id"), `${run.model.id} is not in components/models.ts: GPU memory and time are not estimated${label}`)];
+    }
+    const { memory, time, instance } = estimates;
+    if (!memory.fits) {
+        problems.push(
+            error(
+                at(run, "compute.instanceType"),
+                `${run.model.id} ${run.method.kind} needs about ${memory.totalGiB.toFixed(1)} GiB per GPU ` +
+                    `(weights ${memory.weightsGiB.toFixed(1)}, gradients ${memory.gradientsGiB.toFixed(1)}, optimizer ${memory.optimizerGiB.toFixed(1)}, ` +
+                    `activations ${memory.activationsGiB.toFixed(1)}, overhead ${memory.overheadGiB.toFixed(1)}) ` +
+                    `but ${run.instanceType} has ${memory.gpuMemoryGiB.toFixed(1)} GiB per GPU${label}: ` +
+                    `lower training.perDeviceBatch, enable training.gradientCheckpointing, use ZeRO-3, LoRA/QLoRA, or a larger GPU`,
+            ),
+        );
+    }
+    if (experiment.compute.market === "spot" && !experiment.customJob && run.training.saveSteps >= time.steps) {
+        problems.push(
+            error(
+                at(run, "training.saveSteps"),
+                `is ${run.training.saveSteps} but the run has about ${time.steps} steps, so it never checkpoints; on spot an interruption loses all of it${label}: ` +
+                    `set saveSteps below ${time.steps} or compute.market: on-demand`,
+            ),
+        );
+    }
+    if (time.hours > experiment.compute.maxHours) {
+        problems.push(
+            warning(
+                "compute.maxHours",
+                `is ${experiment.compute.maxHours} h but ${run.name} needs about ${time.hours.toFixed(1)} h on ${instance.gpuCount}x ${instance.gpuModel} ` +
+                    `(MFU ${(time.mfu * 100).toFixed(0)}% assumed); the runner will stop it at the cap (with a checkpoint): raise maxHours to ${Math.ceil(time.hours * 1.2)} or expect to resume`,
+            ),
+        );
+    }
+    return problems;
+}
+
+/** Checks across runs and stages. */
+export function checkCampaign(experiment: Experiment, runs: readonly ResolvedRun[]): Problem[] {
+    const problems: Problem[] = [];
+    const d = experiment.data;
+    if (d.tokenize.enabled) {
+        const tokenizers = new Set(runs.map((r) => r.model.id));
+        if (tokenizers.size > 1) {
+            problems.push(error("data.tokenize.enabled", `prep tokenizes with one tokenizer, but the runs use ${[...tokenizers].join(", ")}: set data.tokenize.enabled: false (the trainer then tokenizes) or split the campaign`));
+        }
+    }
+    if (d.split.kind === "group" && (d.split.counts === undefined) === (d.split.ratios === undefined)) {
+        problems.push(error("data.split", `a group split needs exactly one of counts (groups per split, seeds/000: 170/20/20) or ratios; got ${d.split.counts ? "both" : "neither"}`));
+    }
+    if (d.tokenize.packing && !d.tokenize.enabled) {
+        problems.push(error("data.tokenize.packing", "packing happens during tokenization: set data.tokenize.enabled: true"));
+    }
+    if (experiment.prep.runOn === "ec2") {
+        try {
+            const prep = getInstance(experiment.prep.instanceType);
+            if (isGpuInstance(prep)) problems.push(error("prep.instanceType", `${experiment.prep.instanceType} has GPUs; prep is CPU-only work: use a CPU type such as c6i.2xlarge`));
+        } catch (e) {
+            problems.push(error("prep.instanceType", (e as Error).message));
+        }
+    }
+    if (experiment.region !== "us-east-1") {
+        problems.push(warning("region", `prices in the plan are us-east-1 on-demand prices; ${experiment.region} may differ`));
+    }
+    if (experiment.storage.existingBucket && !experiment.storage.keepOnDestroy) {
+        problems.push(warning("storage.keepOnDestroy", `false has no effect on an existing bucket (${experiment.storage.existingBucket}): the campaign never deletes a bucket it did not create`));
+    }
+    if (experiment.customJob && experiment.compute.market === "spot") {
+        problems.push(warning("customJob", "on spot, your command must save checkpoints under $CAMPAIGN_CHECKPOINT_DIR (with _COMPLETE.json last) and exit on SIGTERM, or an interruption loses its work"));
+    }
+    return problems;
+}
