@@ -36,8 +36,9 @@ export interface GpuFacts {
 const GPU: Readonly<Record<GpuModel, GpuFacts>> = {
     // NVIDIA publishes no A10G datasheet (it is an AWS-only part). The A10 datasheet gives 125 TFLOP/s dense
     // bf16, but the A10G trades tensor throughput for CUDA-core throughput; Baseten's "NVIDIA A10 vs A10G for
-    // ML model inference" (baseten.co/blog, 2023) lists 70 TFLOP/s bf16 tensor for the A10G, and MosaicML
-    // Composer's speed monitor uses the same figure. We take 70: the lower figure never promises a faster run.
+    // ML model inference" (baseten.co/blog/nvidia-a10-vs-a10g-for-ml-model-inference) lists 70 TFLOP/s bf16
+    // tensor for the A10G, and MFU tables in public training code use 70 for it. We take 70: the lower
+    // figure never promises a faster run.
     A10G: {
         model: "A10G",
         memoryMiB: 22_888,
