@@ -8,6 +8,7 @@ import { PREP_RUN } from "./layout";
 import { mergeConfig } from "./presets";
 import { ConfigError, joinPath, problemsFromZod, type Problem } from "./problems";
 import { checkRun, checkCampaign } from "./checks";
+import { getInstance } from "./catalog";
 
 /** Runs a campaign may hold: a grid that expands past this is almost always a mistake, and each run is a node. */
 export const MAX_RUNS = 32;
@@ -194,7 +195,6 @@ function renderTrainSpec(experiment: Experiment, run: ResolvedRun, prepHash: str
     return checked.data;
 }
 
-import { getInstance } from "./catalog";
 function gpusOf(instanceType: string): number {
     return getInstance(instanceType).gpuCount;
 }

@@ -43,6 +43,11 @@ export function show(value: unknown): string {
     return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 
+function expectedName(expected: string): string {
+    const names: Record<string, string> = { int: "an integer", number: "a number", object: "a mapping", array: "a list", string: "a string", boolean: "true or false" };
+    return names[expected] ?? `a ${expected}`;
+}
+
 function typeName(value: unknown): string {
     if (value === null) return "null";
     if (Array.isArray(value)) return "a list";
@@ -60,10 +65,8 @@ export function problemsFromZod(
         const input = (issue as { input?: unknown }).input;
         switch (issue.code) {
             case "invalid_type": {
-                const message =
-                    input === undefined
-                        ? `required, a ${issue.expected} (missing)`
-                        : `got ${show(input)} (${typeName(input)}); expected a ${issue.expected}`;
+                const expected = expectedName(issue.expected);
+                const message = input === undefined ? `required, ${expected} (missing)` : `got ${show(input)} (${typeName(input)}); expected ${expected}`;
                 problems.push({ severity: "error", path: joinPath(path), message });
                 break;
             }
@@ -112,6 +115,12 @@ export function problemsFromZod(
                 const word = issue.code === "too_small" ? (issue.inclusive === false ? "greater than" : "at least") : issue.inclusive === false ? "less than" : "at most";
                 const what = issue.origin === "array" ? `a list of ${word} ${String(bound)} item(s)` : issue.origin === "string" ? `${word} ${String(bound)} characters` : `${word} ${String(bound)}`;
                 problems.push({ severity: "error", path: joinPath(path), message: `got ${show(input)}; must be ${what}` });
+                break;
+            }
+            case "invalid_key": {
+                // A record's key failed its own check: the nested issues say why.
+                const reasons = issue.issues.map((i) => i.message).join("; ");
+                problems.push({ severity: "error", path: joinPath(path), message: `the key ${show(path[path.length - 1])} is not allowed: ${reasons}` });
                 break;
             }
             default:
