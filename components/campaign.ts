@@ -1,0 +1,291 @@
+// Campaign: the whole experiment of a stack, composed from the components in this folder.
+//
+//   ArtifactStore -> Secrets, Image, log group
+//   PrepStage (CPU node or local command; skipped when datasets/<hash>/_SUCCESS exists)
+//   gate (waits for _SUCCESS; fails fast on a failed prep)
+//   TrainingRun per run that has not succeeded, each GPU instance dependsOn the gate
+//   Guardrails (GPU-idle alarm per GPU node, optional Budget)
+//
+// What is already done comes in as `state` (campaignState.ts), read from S3 before anything is declared.
+import * as aws from "@pulumi/aws";
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import { ArtifactStore, keptStorage, type KeptStorage } from "./artifactStore";
+import type { Campaign as ResolvedCampaign } from "./campaignSpec";
+import { declarations, type CampaignState, type Declarations } from "./campaignState";
+import { Guardrails } from "./guardrails";
+import { Image, type JobImage } from "./image";
+import { campaignPrefix, campaignPrefixes, datasetPrefix, PREP_RUN, runKeys, s3Uri } from "./layout";
+import { campaignBucketName, campaignTags, logGroupName, parameterPrefix, type TagContext } from "./naming";
+import { buildPlan } from "./plan";
+import { dataInput, gateCommand, PrepStage, type UserDataRenderer } from "./prepStage";
+import { Secrets } from "./secrets";
+import { TrainingRun } from "./trainingRun";
+
+export interface CampaignArgs {
+    /** The validated campaign (campaignSpec.resolveCampaign). */
+    readonly campaign: ResolvedCampaign;
+    /** The Pulumi stack's name (pulumi.getStack()): tags, names, commands. */
+    readonly stack: string;
+    /** The AWS account: the new bucket's name is derived from it. */
+    readonly accountId: string;
+    /** What is already done (campaignState.readCampaignState). Default: a new campaign. */
+    readonly state?: CampaignState;
+    /** Secrets from the stack config (campaign:hfToken, campaign:wandbKey); stored only as SSM SecureStrings. */
+    readonly hfToken?: pulumi.Input<string>;
+    readonly wandbKey?: pulumi.Input<string>;
+    /** Renders a node's user data from its runner settings (components/userData.ts). */
+    readonly renderUserData: UserDataRenderer;
+    /** Where data.source paths are resolved. Default: the working directory (the project root under `pulumi up`). */
+    readonly projectRoot?: string;
+}
+
+export interface NodeSummary {
+    /** ec2: an instance id; local: this machine; cached: nothing ran, the dataset exists; done: the run succeeded. */
+    readonly where: string;
+    /** The last phase the job reported in S3 before this update (pending when none). */
+    readonly phase: string;
+}
+
+/** The bucket a campaign uses: the configured existing bucket, else its own deterministic one. */
+export function bucketFor(campaign: ResolvedCampaign, stack: string, accountId: string): { name: string; existing: boolean } {
+    const existing = campaign.experiment.storage.existingBucket;
+    return existing ? { name: existing, existing: true } : { name: campaignBucketName(campaign.experiment.name, stack, accountId), existing: false };
+}
+
+/** The estimated cost from the plan (components/plan.ts): what the stack output shows. */
+export function estimatedCost(campaign: ResolvedCampaign) {
+    const plan = buildPlan(campaign);
+    return {
+        estimatedUsd: round2(plan.totals.estimatedUsd),
+        worstCaseUsd: round2(plan.totals.worstCaseUsd),
+        estimatedHours: round2(plan.totals.estimatedHours),
+        prep: { runOn: plan.prep.runOn, instanceType: plan.prep.instanceType, estimatedUsd: round2(plan.prep.estimatedUsd) },
+        runs: plan.runs.map((r) => ({ run: r.run, instanceType: r.instanceType, market: r.market, usdPerHour: r.usdPerHour, estimatedHours: r.estimatedHours === null ? null : round2(r.estimatedHours), estimatedUsd: r.estimatedUsd === null ? null : round2(r.estimatedUsd), worstCaseUsd: round2(r.worstCaseUsd) })),
+        storedGbAfterDestroy: round2(plan.afterDestroy.storedGb),
+    };
+}
+
+function round2(n: number): number {
+    return Math.round(n * 100) / 100;
+}
+
+/** The commands a person runs next, exactly. */
+export function nextCommands(stack: string, bucket: string, campaign: string, runs: readonly string[]): Record<string, string | string[]> {
+    return {
+        watch: runs.map((run) => `aws s3 cp ${s3Uri(bucket, runKeys(campaign, run).status)} -`),
+        watchPrep: `aws s3 cp ${s3Uri(bucket, runKeys(campaign, PREP_RUN).status)} -`,
+        logs: `aws s3 ls --recursive ${s3Uri(bucket, campaignPrefix(campaign))} | grep /logs/`,
+        outputs: `aws s3 ls --recursive ${s3Uri(bucket, campaignPrefix(campaign))} | grep /output/`,
+        continueAfterInterruption: `pulumi up --refresh --stack ${stack}`,
+        removeFinishedNodes: `pulumi up --stack ${stack}`,
+        destroy: `pulumi destroy --stack ${stack}`,
+    };
+}
+
+/** Console links to the campaign's logs: the S3 logs folders and the CloudWatch log group. */
+export function logLinks(region: string, bucket: string, campaign: string, runs: readonly string[], logGroup: string): Record<string, string> {
+    const s3 = (prefix: string) => `https://s3.console.aws.amazon.com/s3/buckets/${bucket}?region=${region}&prefix=${encodeURIComponent(prefix)}`;
+    const links: Record<string, string> = { [PREP_RUN]: s3(runKeys(campaign, PREP_RUN).logs) };
+    for (const run of runs) links[run] = s3(runKeys(campaign, run).logs);
+    // The console's log-group path is URL-encoded twice ('/' becomes $252F).
+    links.cloudwatch = `https://${region}.console.aws.amazon.com/cloudwatch/home?region=${region}#logsV2:log-groups/log-group/${encodeURIComponent(encodeURIComponent(logGroup)).replace(/%/g, "$")}`;
+    return links;
+}
+
+export class Campaign extends pulumi.ComponentResource {
+    public readonly bucketName: string;
+    public readonly prefixes: { readonly campaign: string; readonly dataset: string; readonly readWrite: readonly string[]; readonly read: readonly string[] };
+    public readonly declared: Declarations;
+    public readonly store: ArtifactStore;
+    public readonly secrets: Secrets;
+    public readonly image: Image;
+    public readonly prep?: PrepStage;
+    /** The gate every GPU node depends on; absent when no run is left to train. */
+    public readonly gate?: command.local.Command;
+    public readonly runs: Readonly<Record<string, TrainingRun>>;
+    public readonly guardrails: Guardrails;
+    public readonly nodes: pulumi.Output<Record<string, NodeSummary>>;
+    public readonly kept: KeptStorage;
+
+    constructor(name: string, args: CampaignArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("campaign:index:Campaign", name, {}, opts);
+        const c = args.campaign;
+        const x = c.experiment;
+        const state = args.state ?? { prepReady: false, runPhases: {} };
+        const ctx: TagContext = { campaign: x.name, stack: args.stack };
+        const bucket = bucketFor(c, args.stack, args.accountId);
+        const keep = x.storage.keepOnDestroy;
+        const declared = declarations(c, state);
+        this.declared = declared;
+        this.bucketName = bucket.name;
+        const prepHash = c.prepSpec.prepHash;
+        this.prefixes = { campaign: campaignPrefix(x.name), dataset: datasetPrefix(prepHash), ...campaignPrefixes(x.name) };
+
+        // Every child in the experiment's region, whatever aws:region says.
+        const provider = new aws.Provider(`${name}-aws`, { region: x.region as aws.Region }, { parent: this });
+        const child: pulumi.ComponentResourceOptions = { parent: this, providers: { aws: provider } };
+
+        // Network: the given subnet's VPC, else the default VPC.
+        const subnet = x.compute.subnetId ? aws.ec2.getSubnetOutput({ id: x.compute.subnetId }, { parent: this, provider }) : undefined;
+        const vpcId = subnet ? subnet.vpcId : aws.ec2.getVpcOutput({ default: true }, { parent: this, provider }).id;
+        const availabilityZone: pulumi.Input<string> | undefined = x.compute.availabilityZone ?? subnet?.availabilityZone;
+
+        this.store = new ArtifactStore(
+            `${name}-store`,
+            {
+                bucketName: bucket.name,
+                existing: bucket.existing,
+                keepOnDestroy: keep,
+                campaign: x.name,
+                runNames: c.runs.map((r) => r.name),
+                checkpointExpiryDays: x.storage.checkpointExpiryDays,
+                dataVolumeGb: x.compute.dataVolumeGb,
+                availabilityZone,
+                tags: campaignTags(ctx, "store"),
+            },
+            child,
+        );
+
+        this.secrets = new Secrets(`${name}-secrets`, { parameterPrefix: parameterPrefix(x.name, args.stack), hfToken: args.hfToken, wandbKey: args.wandbKey, tags: campaignTags(ctx, "secrets") }, child);
+
+        const logGroup = new aws.cloudwatch.LogGroup(`${name}-logs`, { name: logGroupName(x.name, args.stack), retentionInDays: 30, tags: campaignTags(ctx, "logs") }, child);
+
+        // Images: only those this update needs; none for a given URI or a custom job's image.
+        const needPrepNode = declared.prep === "run" && x.prep.runOn === "ec2";
+        const jobs: JobImage[] = [];
+        if (declared.runs.length > 0) jobs.push("trainer");
+        if (needPrepNode) jobs.push("prep");
+        const given: Partial<Record<JobImage, string>> = { ...x.images };
+        if (x.customJob) given.trainer = x.customJob.image;
+        this.image = new Image(`${name}-image`, { repositoryName: `campaign-${x.name}-${args.stack}`.toLowerCase().slice(0, 256), jobs, given, tags: campaignTags(ctx, "image") }, child);
+        const ecrArns = this.image.repositoryArns;
+
+        const nodeCommon = {
+            vpcId,
+            subnetId: x.compute.subnetId,
+            availabilityZone,
+            parameterArns: this.secrets.parameterArns,
+            logGroupArn: logGroup.arn,
+            ecrRepositoryArns: ecrArns,
+        };
+
+        // Prep: on a CPU node, or here; nothing when the dataset already exists or no run is left.
+        let prepJob: pulumi.Resource | undefined;
+        if (declared.prep === "run") {
+            const input = dataInput(x.data.source, args.projectRoot);
+            this.prep = new PrepStage(
+                `${name}-prep`,
+                {
+                    prepSpec: c.prepSpec,
+                    runOn: x.prep.runOn,
+                    bucketName: bucket.name,
+                    bucketArn: this.store.bucketArn,
+                    storeReady: this.store.ready,
+                    keepObjects: keep,
+                    region: x.region,
+                    input,
+                    maxHours: x.prep.maxHours,
+                    secretParameters: this.secrets.parameterNames,
+                    renderUserData: args.renderUserData,
+                    node: needPrepNode
+                        ? {
+                              image: this.image.uris.prep ?? pulumi.output(""),
+                              instanceType: x.prep.instanceType,
+                              rootVolumeGb: x.prep.rootVolumeGb,
+                              amiParameter: x.prep.amiParameter,
+                              ...nodeCommon,
+                          }
+                        : undefined,
+                    tags: campaignTags(ctx, "prep", PREP_RUN),
+                },
+                child,
+            );
+            prepJob = this.prep.job;
+        }
+
+        // The gate: no GPU is requested before the prepared data is complete.
+        const runs: Record<string, TrainingRun> = {};
+        if (declared.runs.length > 0) {
+            const gate = new command.local.Command(
+                `${name}-gate`,
+                {
+                    create: gateCommand({ bucket: bucket.name, prepHash, campaign: x.name, maxHours: x.prep.maxHours }),
+                    environment: { AWS_REGION: x.region, AWS_DEFAULT_REGION: x.region },
+                    triggers: [bucket.name, prepHash],
+                },
+                { parent: this, dependsOn: prepJob ? [prepJob, this.store] : [this.store] },
+            );
+            this.gate = gate;
+
+            const single = declared.runs.length === 1;
+            if (this.store.dataVolume && !single) {
+                pulumi.log.warn(`compute.dataVolumeGb: the dataset volume attaches to one node; ${declared.runs.length} runs are declared, so it is attached to none`, this);
+            }
+            const trainerImage = this.image.uris.trainer;
+            if (!trainerImage) throw new pulumi.ResourceError("internal: no trainer image for the declared runs", this);
+            c.runs.forEach((run, i) => {
+                if (!declared.runs.includes(run)) return;
+                runs[run.name] = new TrainingRun(
+                    `${name}-run-${run.name}`,
+                    {
+                        run,
+                        spec: c.trainSpecs[i],
+                        bucketName: bucket.name,
+                        bucketArn: this.store.bucketArn,
+                        storeReady: this.store.ready,
+                        keepObjects: keep,
+                        region: x.region,
+                        image: trainerImage,
+                        market: x.compute.market,
+                        maxHours: x.compute.maxHours,
+                        gpuIdleMinutes: x.compute.gpuIdleMinutes,
+                        gpuIdleThreshold: x.compute.gpuIdleThreshold,
+                        rootVolumeGb: x.compute.rootVolumeGb,
+                        amiParameter: x.compute.amiParameter,
+                        secretParameters: this.secrets.parameterNames,
+                        ...nodeCommon,
+                                                dataVolumeId: single ? this.store.dataVolume?.id : undefined,
+                        renderUserData: args.renderUserData,
+                        tags: campaignTags(ctx, "train", run.name),
+                    },
+                    { ...child, dependsOn: [gate] },
+                );
+            });
+        }
+        this.runs = runs;
+
+        this.guardrails = new Guardrails(
+            `${name}-guardrails`,
+            {
+                region: x.region,
+                campaign: x.name,
+                stack: args.stack,
+                gpuNodes: Object.entries(runs).map(([run, r]) => ({ run, instanceId: r.instanceId, tags: campaignTags(ctx, "guardrails", run) })),
+                idleMinutes: x.compute.gpuIdleMinutes,
+                thresholdPercent: x.compute.gpuIdleThreshold,
+                budget: x.budget,
+                tags: campaignTags(ctx, "guardrails"),
+            },
+            child,
+        );
+
+        // Node ids and phases: what runs now, and what the state said before this update.
+        const summaries: Record<string, pulumi.Input<NodeSummary>> = {};
+        const prepPhase = state.prepPhase ?? (declared.prep === "cached" ? "succeeded" : "pending");
+        summaries[PREP_RUN] =
+            declared.prep === "run"
+                ? this.prep?.node
+                    ? this.prep.node.instanceId.apply((id) => ({ where: id, phase: prepPhase }))
+                    : { where: "local", phase: prepPhase }
+                : { where: declared.prep === "cached" ? "cached" : "none", phase: prepPhase };
+        for (const run of c.runs) {
+            const phase = state.runPhases[run.name] ?? "pending";
+            summaries[run.name] = runs[run.name] ? runs[run.name].instanceId.apply((id) => ({ where: id, phase })) : { where: "done", phase };
+        }
+        this.nodes = pulumi.output(summaries) as pulumi.Output<Record<string, NodeSummary>>;
+        this.kept = keptStorage(bucket.name, keep, bucket.existing, estimatedCost(c).storedGbAfterDestroy);
+
+        this.registerOutputs({ bucketName: this.bucketName, nodes: this.nodes, kept: this.kept });
+    }
+}

@@ -1,0 +1,282 @@
+// JobNode: one EC2 instance that runs one container job to completion and then terminates itself.
+// The runner in its user data shuts the machine down when the job ends (success, failure, watchdog,
+// interruption); instanceInitiatedShutdownBehavior=terminate turns that shutdown into the end of billing.
+//
+// Safety defaults: IMDSv2 required, no inbound rules (SSM Session Manager for access), encrypted gp3
+// volumes, an IAM role that reaches only the campaign's bucket prefixes, its own SSM parameters, its log
+// group and Session Manager.
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+
+export type NodeRole = "prep" | "train";
+export type Market = "spot" | "on-demand";
+
+export interface JobNodeArgs {
+    /** prep (CPU) or train (GPU): GPU nodes may publish GPU metrics to CloudWatch. */
+    readonly role: NodeRole;
+    /** EC2 instance type, e.g. g5.2xlarge. */
+    readonly instanceType: string;
+    /** Public SSM parameter holding the AMI id (a Deep Learning Base GPU AMI for train, a Docker AMI for prep). */
+    readonly amiParameter: pulumi.Input<string>;
+    /** The rendered cloud-init user data (components/userData.ts); never holds a secret. */
+    readonly userData: pulumi.Input<string>;
+    /** Size of the encrypted gp3 root volume, GB. */
+    readonly rootVolumeGb: number;
+    /** spot: a one-time spot request that terminates on interruption. Default: on-demand. */
+    readonly market?: Market;
+    /** arn:aws:s3:::<bucket> of the campaign. */
+    readonly bucketArn: string;
+    /** Prefixes (ending in '/') the node may read, write and delete under. */
+    readonly s3ReadWritePrefixes: readonly string[];
+    /** Prefixes (ending in '/') the node may only read. Default: none. */
+    readonly s3ReadPrefixes?: readonly string[];
+    /** SSM parameters the node may read (its secrets). Default: none. */
+    readonly parameterArns?: pulumi.Input<string>[];
+    /** The log group the node may write to. Default: none. */
+    readonly logGroupArn?: pulumi.Input<string>;
+    /** ECR repositories the node may pull from. Default: none (a public or pre-pulled image). */
+    readonly ecrRepositoryArns?: pulumi.Input<string>[];
+    /** Allow cloudwatch:PutMetricData in the CWAgent namespace (the GPU-idle alarm's metric). Default: role is train. */
+    readonly publishMetrics?: boolean;
+    /** The VPC of the node's security group. */
+    readonly vpcId: pulumi.Input<string>;
+    /** Subnet to launch in. Default: a default subnet of availabilityZone (or any AZ). */
+    readonly subnetId?: pulumi.Input<string>;
+    /** Availability zone, used when no subnet is given. */
+    readonly availabilityZone?: pulumi.Input<string>;
+    /** An EBS volume to attach at /dev/sdf (the ArtifactStore's dataset volume). Default: none. */
+    readonly dataVolumeId?: pulumi.Input<string>;
+    /** Tags for the instance, its volumes, role, profile and security group. */
+    readonly tags: Readonly<Record<string, string>>;
+}
+
+// ---------------------------------------------------------------- IAM, pure
+
+export interface NodePolicyInputs {
+    readonly bucketArn: string;
+    readonly readWritePrefixes: readonly string[];
+    readonly readPrefixes: readonly string[];
+    readonly parameterArns: readonly string[];
+    readonly logGroupArn?: string;
+    readonly ecrRepositoryArns: readonly string[];
+    readonly publishMetrics: boolean;
+}
+
+interface Statement {
+    Sid: string;
+    Effect: "Allow";
+    Action: string[];
+    Resource: string | string[];
+    Condition?: Record<string, Record<string, string | string[]>>;
+}
+
+export interface PolicyDocument {
+    Version: "2012-10-17";
+    Statement: Statement[];
+}
+
+function checkPrefix(prefix: string): string {
+    if (prefix === "" || prefix === "/" || !prefix.endsWith("/") || prefix.includes("*")) {
+        throw new Error(`an S3 prefix for a node's IAM policy must be a non-empty folder ending in '/' without wildcards, got "${prefix}"`);
+    }
+    return prefix;
+}
+
+/**
+ * The node's inline policy. S3 actions name only the campaign's bucket and the given prefixes; the
+ * only "*" resources are actions AWS cannot scope (ecr:GetAuthorizationToken, Session Manager's
+ * channels, cloudwatch:PutMetricData, limited by namespace).
+ */
+export function nodePolicyDocument(p: NodePolicyInputs): PolicyDocument {
+    if (!/^arn:aws[a-z-]*:s3:::[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(p.bucketArn)) throw new Error(`not a bucket ARN: ${p.bucketArn}`);
+    const rw = p.readWritePrefixes.map(checkPrefix);
+    const ro = p.readPrefixes.map(checkPrefix);
+    if (rw.length === 0) throw new Error("a job node needs at least one prefix it may write (its status and logs)");
+    const statements: Statement[] = [
+        {
+            Sid: "ListCampaignPrefixes",
+            Effect: "Allow",
+            Action: ["s3:ListBucket"],
+            Resource: p.bucketArn,
+            Condition: { StringLike: { "s3:prefix": [...rw, ...ro].flatMap((prefix) => [prefix, `${prefix}*`]) } },
+        },
+        {
+            Sid: "ReadWriteCampaignObjects",
+            Effect: "Allow",
+            Action: ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+            Resource: rw.map((prefix) => `${p.bucketArn}/${prefix}*`),
+        },
+    ];
+    if (ro.length > 0) {
+        statements.push({ Sid: "ReadCampaignObjects", Effect: "Allow", Action: ["s3:GetObject"], Resource: ro.map((prefix) => `${p.bucketArn}/${prefix}*`) });
+    }
+    if (p.parameterArns.length > 0) {
+        statements.push({ Sid: "ReadOwnSecrets", Effect: "Allow", Action: ["ssm:GetParameter", "ssm:GetParameters"], Resource: [...p.parameterArns] });
+    }
+    if (p.logGroupArn) {
+        const group = p.logGroupArn.replace(/:\*$/, "");
+        statements.push({
+            Sid: "WriteLogs",
+            Effect: "Allow",
+            Action: ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            Resource: [group, `${group}:*`],
+        });
+    }
+    if (p.ecrRepositoryArns.length > 0) {
+        statements.push(
+            { Sid: "EcrLogin", Effect: "Allow", Action: ["ecr:GetAuthorizationToken"], Resource: "*" },
+            {
+                Sid: "PullCampaignImages",
+                Effect: "Allow",
+                Action: ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                Resource: [...p.ecrRepositoryArns],
+            },
+        );
+    }
+    if (p.publishMetrics) {
+        statements.push({
+            Sid: "PublishAgentMetrics",
+            Effect: "Allow",
+            Action: ["cloudwatch:PutMetricData"],
+            Resource: "*",
+            Condition: { StringEquals: { "cloudwatch:namespace": "CWAgent" } },
+        });
+    }
+    // Session Manager without AmazonSSMManagedInstanceCore: that managed policy also grants
+    // ssm:GetParameter(s) on every parameter of the account, which would reach other stacks' secrets.
+    // https://docs.aws.amazon.com/systems-manager/latest/userguide/getting-started-create-iam-instance-profile.html
+    statements.push({
+        Sid: "SessionManager",
+        Effect: "Allow",
+        Action: [
+            "ssm:UpdateInstanceInformation",
+            "ssmmessages:CreateControlChannel",
+            "ssmmessages:CreateDataChannel",
+            "ssmmessages:OpenControlChannel",
+            "ssmmessages:OpenDataChannel",
+            "ec2messages:AcknowledgeMessage",
+            "ec2messages:DeleteMessage",
+            "ec2messages:FailMessage",
+            "ec2messages:GetEndpoint",
+            "ec2messages:GetMessages",
+            "ec2messages:SendReply",
+        ],
+        Resource: "*",
+    });
+    return { Version: "2012-10-17", Statement: statements };
+}
+
+export const EC2_ASSUME_ROLE_POLICY = JSON.stringify({
+    Version: "2012-10-17",
+    Statement: [{ Effect: "Allow", Principal: { Service: "ec2.amazonaws.com" }, Action: "sts:AssumeRole" }],
+});
+
+/** Spot as a one-time request that terminates on interruption; undefined (on-demand) otherwise. */
+export function marketOptions(market: Market): aws.types.input.ec2.InstanceInstanceMarketOptions | undefined {
+    switch (market) {
+        case "spot":
+            // A one-time spot instance cannot be stopped, only terminated, which is what the runner wants.
+            // https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/spot-requests.html
+            return { marketType: "spot", spotOptions: { spotInstanceType: "one-time", instanceInterruptionBehavior: "terminate" } };
+        case "on-demand":
+            return undefined;
+        default: {
+            const never: never = market;
+            throw new Error(`unknown market ${String(never)}`);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the component
+
+export class JobNode extends pulumi.ComponentResource {
+    public readonly instance: aws.ec2.Instance;
+    public readonly instanceId: pulumi.Output<string>;
+    public readonly role: aws.iam.Role;
+    public readonly securityGroup: aws.ec2.SecurityGroup;
+
+    /**
+     * @param opts dependsOn here is passed to the instance itself: the instance is not requested before it.
+     */
+    constructor(name: string, args: JobNodeArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("campaign:index:JobNode", name, {}, opts);
+        const tags = { ...args.tags };
+
+        this.role = new aws.iam.Role(`${name}-role`, { assumeRolePolicy: EC2_ASSUME_ROLE_POLICY, description: `campaign ${args.role} node ${name}`, tags }, { parent: this });
+        const policy = new aws.iam.RolePolicy(
+            `${name}-policy`,
+            {
+                role: this.role.id,
+                policy: pulumi
+                    .all([pulumi.all(args.parameterArns ?? []), pulumi.output(args.logGroupArn), pulumi.all(args.ecrRepositoryArns ?? [])])
+                    .apply(([parameterArns, logGroupArn, ecrRepositoryArns]) =>
+                        JSON.stringify(
+                            nodePolicyDocument({
+                                bucketArn: args.bucketArn,
+                                readWritePrefixes: args.s3ReadWritePrefixes,
+                                readPrefixes: args.s3ReadPrefixes ?? [],
+                                parameterArns,
+                                logGroupArn,
+                                ecrRepositoryArns,
+                                publishMetrics: args.publishMetrics ?? args.role === "train",
+                            }),
+                        ),
+                    ),
+            },
+            { parent: this },
+        );
+        const profile = new aws.iam.InstanceProfile(`${name}-profile`, { role: this.role.name, tags }, { parent: this });
+
+        this.securityGroup = new aws.ec2.SecurityGroup(
+            `${name}-sg`,
+            {
+                vpcId: args.vpcId,
+                description: "campaign job node: no inbound (SSM Session Manager for access), all outbound",
+                ingress: [],
+                egress: [{ protocol: "-1", fromPort: 0, toPort: 0, cidrBlocks: ["0.0.0.0/0"], ipv6CidrBlocks: ["::/0"], description: "S3, ECR, SSM, model hubs" }],
+                tags,
+            },
+            { parent: this },
+        );
+
+        const ami = aws.ssm.getParameterOutput({ name: args.amiParameter }, { parent: this }).insecureValue;
+
+        this.instance = new aws.ec2.Instance(
+            `${name}-instance`,
+            {
+                ami,
+                instanceType: args.instanceType,
+                iamInstanceProfile: profile.name,
+                vpcSecurityGroupIds: [this.securityGroup.id],
+                subnetId: args.subnetId,
+                availabilityZone: args.subnetId === undefined ? args.availabilityZone : undefined,
+                userData: args.userData,
+                // A new runner, spec or setting means a new node, never a half-updated one.
+                userDataReplaceOnChange: true,
+                instanceInitiatedShutdownBehavior: "terminate",
+                // IMDSv2 only; hop limit 2 so the job's container can reach it through the docker bridge.
+                metadataOptions: { httpEndpoint: "enabled", httpTokens: "required", httpPutResponseHopLimit: 2, instanceMetadataTags: "disabled" },
+                rootBlockDevice: { volumeType: "gp3", volumeSize: args.rootVolumeGb, encrypted: true, deleteOnTermination: true, tags },
+                instanceMarketOptions: marketOptions(args.market ?? "on-demand"),
+                tags,
+            },
+            // The role's policy must exist before the runner's first S3 call.
+            { parent: this, dependsOn: mergeDependsOn(opts?.dependsOn, [policy]) },
+        );
+
+        if (args.dataVolumeId !== undefined) {
+            new aws.ec2.VolumeAttachment(`${name}-data`, { deviceName: "/dev/sdf", volumeId: args.dataVolumeId, instanceId: this.instance.id }, { parent: this });
+        }
+
+        this.instanceId = this.instance.id;
+        this.registerOutputs({ instanceId: this.instanceId, roleArn: this.role.arn, securityGroupId: this.securityGroup.id });
+    }
+}
+
+/** The caller's dependsOn (one resource or a list) plus ours, as one list. */
+export function mergeDependsOn(given: pulumi.ResourceOptions["dependsOn"], extra: pulumi.Resource[]): pulumi.Resource[] {
+    if (given === undefined) return extra;
+    if (pulumi.Resource.isInstance(given)) return [given, ...extra];
+    if (Array.isArray(given) && given.every((r) => pulumi.Resource.isInstance(r))) return [...(given as pulumi.Resource[]), ...extra];
+    throw new Error("JobNode: dependsOn must be a resource or a list of resources, not an output");
+}

@@ -1,0 +1,168 @@
+// TrainingRun: one run of the campaign on its own GPU node. Its job spec goes to runs/<campaign>/<run>/spec.json;
+// the node is not requested before the gate says the prepared data is complete (dependsOn in opts).
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+import type { ResolvedRun } from "./campaignSpec";
+import type { TrainSpec } from "./jobSpec";
+import { datasetPrefix, modelPrefix, runKeys, s3Uri } from "./layout";
+import { JobNode, type Market } from "./jobNode";
+import type { UserDataRenderer } from "./prepStage";
+import type { RunnerSettings } from "./runnerSettings";
+
+export interface TrainSettingsInput {
+    readonly bucket: string;
+    readonly region: string;
+    readonly spec: TrainSpec;
+    readonly maxHours: number;
+    readonly gpuIdleMinutes: number;
+    readonly gpuIdleThreshold: number;
+    readonly image?: string;
+    readonly secretParameters: Readonly<Record<string, string>>;
+}
+
+/** A command line from an argument list, each argument quoted for the shell when it needs it. */
+export function joinCommand(argv: readonly string[]): string {
+    return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(" ");
+}
+
+/** Where a run's base weights are: its own s3:// prefix, or what prep staged under models/<id>/<revision>/. */
+export function modelUriOf(bucket: string, model: { readonly id: string; readonly revision: string }): string {
+    return model.id.startsWith("s3://") ? model.id : s3Uri(bucket, modelPrefix(model.id, model.revision));
+}
+
+/** What a training run's runner is told. */
+export function trainRunnerSettings(t: TrainSettingsInput): RunnerSettings {
+    const keys = runKeys(t.spec.campaign, t.spec.run);
+    return {
+        role: "train",
+        campaign: t.spec.campaign,
+        run: t.spec.run,
+        region: t.region,
+        specUri: s3Uri(t.bucket, keys.spec),
+        statusUri: s3Uri(t.bucket, keys.status),
+        logsUri: s3Uri(t.bucket, keys.logs),
+        outputUri: s3Uri(t.bucket, keys.output),
+        checkpointsUri: s3Uri(t.bucket, keys.checkpoints),
+        dataUri: s3Uri(t.bucket, datasetPrefix(t.spec.prepHash)),
+        modelUri: modelUriOf(t.bucket, t.spec.model),
+        jobMode: "docker",
+        ...(t.image ? { image: t.image } : {}),
+        ...(t.spec.customJob ? { command: joinCommand(t.spec.customJob.command) } : {}),
+        maxRuntimeSeconds: Math.round(t.maxHours * 3600),
+        gpuIdleMinutes: t.gpuIdleMinutes,
+        gpuIdleThreshold: t.gpuIdleThreshold,
+        keepCheckpoints: t.spec.training.saveTotalLimit,
+        secretParameters: { ...t.secretParameters },
+    };
+}
+
+/** S3 prefixes of a training node: it writes its own run folder; it reads the dataset and the staged weights. */
+export function trainPrefixes(spec: TrainSpec): { readWrite: string[]; read: string[] } {
+    const read = [datasetPrefix(spec.prepHash)];
+    if (!spec.model.id.startsWith("s3://")) read.push(modelPrefix(spec.model.id, spec.model.revision));
+    return { readWrite: [runKeys(spec.campaign, spec.run).prefix], read };
+}
+
+export interface TrainingRunArgs {
+    /** The run (name, model, method, training, instance type). */
+    readonly run: ResolvedRun;
+    /** Its job spec (campaignSpec.resolveCampaign's trainSpecs, same order as runs). */
+    readonly spec: TrainSpec;
+    readonly bucketName: string;
+    readonly bucketArn: string;
+    /** Resolves when the bucket is ready. */
+    readonly storeReady: pulumi.Input<string>;
+    /** Keep the spec on destroy (and after the run is done). Default: true. */
+    readonly keepObjects?: boolean;
+    readonly region: string;
+    /** The trainer image (built, given, or the custom job's). */
+    readonly image: pulumi.Input<string>;
+    readonly market: Market;
+    /** compute.maxHours, compute.gpuIdleMinutes, compute.gpuIdleThreshold, compute.rootVolumeGb, compute.amiParameter. */
+    readonly maxHours: number;
+    readonly gpuIdleMinutes: number;
+    readonly gpuIdleThreshold: number;
+    readonly rootVolumeGb: number;
+    readonly amiParameter: string;
+    readonly secretParameters: Readonly<Record<string, string>>;
+    readonly parameterArns: pulumi.Input<string>[];
+    readonly logGroupArn?: pulumi.Input<string>;
+    readonly ecrRepositoryArns: pulumi.Input<string>[];
+    readonly vpcId: pulumi.Input<string>;
+    readonly subnetId?: string;
+    readonly availabilityZone?: pulumi.Input<string>;
+    /** The ArtifactStore's dataset volume, attached at /dev/sdf. Default: none. */
+    readonly dataVolumeId?: pulumi.Input<string>;
+    readonly renderUserData: UserDataRenderer;
+    readonly tags: Readonly<Record<string, string>>;
+}
+
+export class TrainingRun extends pulumi.ComponentResource {
+    public readonly node: JobNode;
+    public readonly instanceId: pulumi.Output<string>;
+    public readonly specKey: string;
+    public readonly settings: RunnerSettings;
+
+    /**
+     * @param opts dependsOn (the gate) is passed to the GPU instance itself.
+     */
+    constructor(name: string, args: TrainingRunArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("campaign:index:TrainingRun", name, {}, opts);
+        if (args.spec.run !== args.run.name) throw new pulumi.ResourceError(`spec of run ${args.spec.run} given for run ${args.run.name}`, this);
+        const keys = runKeys(args.spec.campaign, args.spec.run);
+        this.specKey = keys.spec;
+
+        const spec = new aws.s3.BucketObjectv2(
+            `${name}-spec`,
+            {
+                bucket: pulumi.output(args.storeReady).apply(() => args.bucketName),
+                key: keys.spec,
+                content: JSON.stringify(args.spec, null, 2),
+                contentType: "application/json",
+                tags: { ...args.tags },
+            },
+            // The spec stays with the run's artifacts when the run is done and its node goes away.
+            { parent: this, retainOnDelete: args.keepObjects ?? true },
+        );
+
+        this.settings = trainRunnerSettings({
+            bucket: args.bucketName,
+            region: args.region,
+            spec: args.spec,
+            maxHours: args.maxHours,
+            gpuIdleMinutes: args.gpuIdleMinutes,
+            gpuIdleThreshold: args.gpuIdleThreshold,
+            secretParameters: args.secretParameters,
+        });
+        const userData = pulumi.output(args.image).apply((image) => args.renderUserData({ ...this.settings, image }, { gpu: true }));
+        const prefixes = trainPrefixes(args.spec);
+        const gate = opts?.dependsOn === undefined ? [] : Array.isArray(opts.dependsOn) ? (opts.dependsOn as pulumi.Resource[]) : [opts.dependsOn as pulumi.Resource];
+
+        this.node = new JobNode(
+            `${name}-node`,
+            {
+                role: "train",
+                instanceType: args.run.instanceType,
+                amiParameter: args.amiParameter,
+                userData,
+                rootVolumeGb: args.rootVolumeGb,
+                market: args.market,
+                bucketArn: args.bucketArn,
+                s3ReadWritePrefixes: prefixes.readWrite,
+                s3ReadPrefixes: prefixes.read,
+                parameterArns: args.parameterArns,
+                logGroupArn: args.logGroupArn,
+                ecrRepositoryArns: args.ecrRepositoryArns,
+                publishMetrics: true,
+                vpcId: args.vpcId,
+                subnetId: args.subnetId,
+                availabilityZone: args.availabilityZone,
+                dataVolumeId: args.dataVolumeId,
+                tags: args.tags,
+            },
+            { parent: this, dependsOn: [...gate, spec] },
+        );
+        this.instanceId = this.node.instanceId;
+        this.registerOutputs({ instanceId: this.instanceId, specKey: this.specKey });
+    }
+}

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The prep gate: waits until the prepared dataset is complete in S3, so no GPU is requested before it is.
+#
+#   wait-for-prep.sh --bucket B --prep-hash H --campaign C --max-seconds N [--interval S]
+#
+# Succeeds as soon as s3://B/datasets/H/_SUCCESS exists. Fails fast, printing the last lines of the prep
+# job's logs, when s3://B/runs/C/prep/status.json says failed or interrupted. Fails when N seconds pass
+# (the prep cap, prep.maxHours). `pulumi up` runs it as a local command; it uses the operator's AWS CLI
+# and credentials, and honours AWS_ENDPOINT_URL (tests point it at a local S3 emulator).
+#
+# Environment: CAMPAIGN_GATE_INTERVAL (seconds between polls, default 15), CAMPAIGN_GATE_LOG_LINES (50).
+
+set -o errexit -o pipefail -o nounset -o errtrace
+trap 'echo "wait-for-prep: error at line ${LINENO}: ${BASH_COMMAND}" >&2' ERR
+
+bucket=""
+prep_hash=""
+campaign=""
+max_seconds=""
+interval="${CAMPAIGN_GATE_INTERVAL:-15}"
+log_lines="${CAMPAIGN_GATE_LOG_LINES:-50}"
+endpoint_args=()
+if [[ -n "${AWS_ENDPOINT_URL:-}" ]]; then endpoint_args=(--endpoint-url "${AWS_ENDPOINT_URL}"); fi
+
+usage() {
+    sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+die() {
+    echo "wait-for-prep: $*" >&2
+    exit 1
+}
+
+while (($# > 0)); do
+    case "$1" in
+        --bucket) bucket="${2:-}"; shift 2 ;;
+        --prep-hash) prep_hash="${2:-}"; shift 2 ;;
+        --campaign) campaign="${2:-}"; shift 2 ;;
+        --max-seconds) max_seconds="${2:-}"; shift 2 ;;
+        --interval) interval="${2:-}"; shift 2 ;;
+        -h | --help) usage; exit 0 ;;
+        *) usage >&2; die "unknown argument: $1" ;;
+    esac
+done
+
+[[ -n "${bucket}" ]] || die "--bucket is required"
+[[ "${prep_hash}" =~ ^[0-9a-f]{16}$ ]] || die "--prep-hash must be 16 hex characters, got '${prep_hash}'"
+[[ -n "${campaign}" ]] || die "--campaign is required"
+[[ "${max_seconds}" =~ ^[0-9]+$ ]] || die "--max-seconds must be a whole number, got '${max_seconds}'"
+[[ "${interval}" =~ ^[0-9]+$ && "${interval}" -gt 0 ]] || die "--interval must be a positive whole number, got '${interval}'"
+command -v aws >/dev/null || die "the AWS CLI (aws) is not installed; it is needed to watch s3://${bucket}"
+
+marker_key="datasets/${prep_hash}/_SUCCESS"
+status_key="runs/${campaign}/prep/status.json"
+logs_prefix="runs/${campaign}/prep/logs/"
+
+# exists KEY: 0 when the object exists, 1 when it does not (404/403), 2 on any other error.
+exists() {
+    local key="$1" out
+    if out="$(aws "${endpoint_args[@]}" s3api head-object --bucket "${bucket}" --key "${key}" 2>&1 >/dev/null)"; then
+        return 0
+    fi
+    if [[ "${out}" == *"404"* || "${out}" == *"Not Found"* || "${out}" == *"403"* || "${out}" == *"Forbidden"* || "${out}" == *"NoSuchBucket"* ]]; then
+        return 1
+    fi
+    echo "wait-for-prep: checking s3://${bucket}/${key}: ${out}" >&2
+    return 2
+}
+
+# prep_phase: the phase in status.json, empty when there is none yet.
+prep_phase() {
+    local body
+    body="$(aws "${endpoint_args[@]}" s3 cp "s3://${bucket}/${status_key}" - 2>/dev/null)" || return 0
+    sed -n 's/.*"phase"[[:space:]]*:[[:space:]]*"\([a-z]*\)".*/\1/p' <<<"${body}" | head -n 1
+}
+
+# print_logs: the last lines of every log under the prep's logs/ (attempt copies excluded).
+print_logs() {
+    local keys key
+    keys="$(aws "${endpoint_args[@]}" s3api list-objects-v2 --bucket "${bucket}" --prefix "${logs_prefix}" \
+        --query 'Contents[].Key' --output text 2>/dev/null)" || keys=""
+    for key in ${keys}; do
+        [[ "${key}" == "None" || "${key}" == *"/attempts/"* ]] && continue
+        echo "---- last ${log_lines} lines of s3://${bucket}/${key}" >&2
+        aws "${endpoint_args[@]}" s3 cp "s3://${bucket}/${key}" - 2>/dev/null | tail -n "${log_lines}" >&2 || true
+    done
+}
+
+start=${SECONDS}
+echo "wait-for-prep: waiting for s3://${bucket}/${marker_key} (at most ${max_seconds}s)"
+while true; do
+    rc=0
+    exists "${marker_key}" || rc=$?
+    if ((rc == 0)); then
+        echo "wait-for-prep: prepared dataset ready after $((SECONDS - start))s"
+        exit 0
+    fi
+    phase="$(prep_phase)"
+    case "${phase}" in
+        failed | interrupted)
+            print_logs
+            die "prep ${phase} (s3://${bucket}/${status_key}); no GPU node was requested. Fix the cause and run pulumi up --refresh"
+            ;;
+        succeeded)
+            # The runner writes _SUCCESS before the final status; give S3 one more look.
+            exists "${marker_key}" && { echo "wait-for-prep: prepared dataset ready"; exit 0; }
+            die "prep says succeeded but s3://${bucket}/${marker_key} is missing"
+            ;;
+    esac
+    if ((SECONDS - start >= max_seconds)); then
+        print_logs
+        die "no s3://${bucket}/${marker_key} after ${max_seconds}s (the prep cap); last phase: ${phase:-none}"
+    fi
+    sleep "${interval}"
+done
