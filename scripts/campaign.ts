@@ -1,0 +1,267 @@
+// npm run campaign -- <command> --stack <name> [options]
+//
+//   up       the plan summary, a confirmation (--yes skips it), then `pulumi up`
+//   watch    progress bars per run from status.json, and the tail of the logs, until every run has ended
+//   status   one table of the campaign's jobs and nodes
+//   run      up, watch, then a reconciling up that removes finished nodes; --destroy also destroys the stack
+//   down     destroy, saying what was kept and what it costs per month
+//
+// Real campaigns through the Pulumi Automation API: it needs the Pulumi CLI and AWS credentials.
+// State goes to the backend you are logged in to, else to a local file backend under .pulumi/.
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as readline from "node:readline/promises";
+import { GetObjectCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
+import { resolveCampaign, type Campaign } from "../components/campaignSpec";
+import { getInstance } from "../components/catalog";
+import { status as statusSchema } from "../components/jobSpec";
+import { PREP_RUN, runKeys } from "../components/layout";
+import { buildPlan, renderPlan } from "../components/plan";
+import { composeExperiment, resolveStack } from "../components/presets";
+import { ConfigError } from "../components/problems";
+import { isTerminal, renderProgress, renderStatusTable, type JobView } from "./cli/progress";
+
+export const commands = ["up", "watch", "status", "run", "down"] as const;
+export type Command = (typeof commands)[number];
+
+export interface CliArgs {
+    readonly command: Command;
+    readonly stack: string;
+    readonly yes: boolean;
+    readonly destroy: boolean;
+    readonly intervalSeconds: number;
+}
+
+export const usage = `usage: npm run campaign -- <${commands.join("|")}> --stack <name> [--yes] [--destroy] [--interval <seconds>]
+  up      plan, confirm, pulumi up          watch   progress until every run has ended
+  status  one table of jobs and nodes       run     up + watch + reconciling up (--destroy: then destroy)
+  down    pulumi destroy (artifacts kept as the config says)`;
+
+export class UsageError extends Error {}
+
+export function parseArgs(argv: readonly string[]): CliArgs {
+    const [command, ...rest] = argv;
+    if (!command || command === "--help" || command === "-h") throw new UsageError(usage);
+    if (!(commands as readonly string[]).includes(command)) {
+        throw new UsageError(`unknown command "${command}"; commands: ${commands.join(", ")}\n${usage}`);
+    }
+    let stack: string | undefined;
+    let yes = false;
+    let destroy = false;
+    let intervalSeconds = 15;
+    for (let i = 0; i < rest.length; i++) {
+        const arg = rest[i];
+        const value = (): string => {
+            const v = rest[++i];
+            if (v === undefined || v.startsWith("-")) throw new UsageError(`${arg} needs a value\n${usage}`);
+            return v;
+        };
+        if (arg === "--stack" || arg === "-s") stack = value();
+        else if (arg === "--yes" || arg === "-y") yes = true;
+        else if (arg === "--destroy") destroy = true;
+        else if (arg === "--interval") {
+            const raw = value();
+            intervalSeconds = Number(raw);
+            if (!Number.isFinite(intervalSeconds) || intervalSeconds < 1) throw new UsageError(`--interval must be a number of seconds >= 1, got "${raw}"`);
+        } else throw new UsageError(`unknown option "${arg}"\n${usage}`);
+    }
+    if (!stack) throw new UsageError(`--stack is required\n${usage}`);
+    if (destroy && command !== "run") throw new UsageError(`--destroy goes with "run" (use "down" to destroy a stack)`);
+    return { command: command as Command, stack, yes, destroy, intervalSeconds };
+}
+
+const root = path.join(__dirname, "..");
+
+/** The message for a machine without the Pulumi CLI, or undefined when it is there. */
+export function pulumiCliProblem(pulumiBinary = "pulumi"): string | undefined {
+    const probe = spawnSync(pulumiBinary, ["version"], { encoding: "utf8" });
+    if (!probe.error) return undefined;
+    return [
+        "The Pulumi CLI is not installed (or not on PATH); `npm run campaign` drives real campaigns through it.",
+        "Install it: curl -fsSL https://get.pulumi.com | sh   (or: brew install pulumi/tap/pulumi)",
+        "then open a new shell and check: pulumi version",
+        "Without it you can still read the plan (npm run plan -- --stack <name>) and rehearse locally (npm start).",
+    ].join("\n");
+}
+
+/** The backend: the one you are logged in to, else a file backend under .pulumi/ (needs a passphrase). */
+export function backendEnv(env: NodeJS.ProcessEnv, loggedIn: boolean): { env: Record<string, string>; problem?: string } {
+    if (env.PULUMI_BACKEND_URL || loggedIn) return { env: {} };
+    const dir = path.join(root, ".pulumi");
+    const extra = { PULUMI_BACKEND_URL: `file://${dir}` };
+    if (!env.PULUMI_CONFIG_PASSPHRASE && !env.PULUMI_CONFIG_PASSPHRASE_FILE) {
+        return {
+            env: extra,
+            problem:
+                `No Pulumi backend is logged in, so state goes to ${dir} (a local file backend).\n` +
+                "Its secrets (HF token, W&B key) are encrypted with a passphrase: export PULUMI_CONFIG_PASSPHRASE=<passphrase>\n" +
+                "(or PULUMI_CONFIG_PASSPHRASE_FILE=<file>), and keep it: the stack cannot be updated or destroyed without it.\n" +
+                "Or log in to another backend first: pulumi login (Pulumi Cloud) or pulumi login s3://<bucket>.",
+        };
+    }
+    return { env: extra };
+}
+
+function loadCampaign(stack: string): { campaign: Campaign; source: string } {
+    const { settings, source } = resolveStack(stack, root);
+    return { campaign: resolveCampaign(composeExperiment(settings), source), source };
+}
+
+// ---------------------------------------------------------------- S3 reads for watch and status
+
+async function readText(client: S3Client, bucket: string, key: string): Promise<string | undefined> {
+    try {
+        const out = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+        return await out.Body?.transformToString("utf-8");
+    } catch (err) {
+        const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+        if (e.name === "NoSuchKey" || e.$metadata?.httpStatusCode === 404) return undefined;
+        throw err;
+    }
+}
+
+export async function readJobViews(client: S3Client, bucket: string, campaign: Campaign): Promise<JobView[]> {
+    const { experiment } = campaign;
+    const jobs = [
+        { run: PREP_RUN, usdPerHour: experiment.prep.runOn === "ec2" ? getInstance(experiment.prep.instanceType).onDemandUsdPerHour : 0 },
+        ...campaign.runs.map((r) => ({ run: r.name, usdPerHour: getInstance(r.instanceType).onDemandUsdPerHour })),
+    ];
+    return Promise.all(
+        jobs.map(async (job) => {
+            const body = await readText(client, bucket, runKeys(experiment.name, job.run).status);
+            const parsed = body === undefined ? undefined : statusSchema.safeParse(JSON.parse(body));
+            return { ...job, status: parsed?.success ? parsed.data : null };
+        }),
+    );
+}
+
+async function logTail(client: S3Client, bucket: string, campaign: string, run: string, lines: number): Promise<string[]> {
+    const prefix = runKeys(campaign, run).logs;
+    const listed = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }));
+    const job = (listed.Contents ?? []).find((o) => o.Key?.endsWith("job.log")) ?? listed.Contents?.[0];
+    if (!job?.Key) return [];
+    const text = (await readText(client, bucket, job.Key)) ?? "";
+    return text.trimEnd().split("\n").slice(-lines);
+}
+
+async function watch(client: S3Client, bucket: string, campaign: Campaign, intervalSeconds: number): Promise<JobView[]> {
+    for (;;) {
+        const views = await readJobViews(client, bucket, campaign);
+        const now = new Date();
+        console.log(`\n${now.toISOString()}  campaign ${campaign.experiment.name}`);
+        console.log(renderProgress(views, now));
+        const active = views.find((v) => v.status && !isTerminal(v));
+        if (active) for (const line of await logTail(client, bucket, campaign.experiment.name, active.run, 5)) console.log(`  | ${line}`);
+        const trainViews = views.filter((v) => v.run !== PREP_RUN);
+        const prep = views.find((v) => v.run === PREP_RUN);
+        if (prep?.status?.phase === "failed") return views;
+        if (trainViews.every(isTerminal)) return views;
+        await new Promise((r) => setTimeout(r, intervalSeconds * 1000));
+    }
+}
+
+// ---------------------------------------------------------------- main
+
+async function confirm(question: string): Promise<boolean> {
+    if (!process.stdin.isTTY) return false;
+    const rl = readline.createInterface({ input: process.stdin, output: process.stdout });
+    const answer = await rl.question(question);
+    rl.close();
+    return /^y(es)?$/i.test(answer.trim());
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+    let args: CliArgs;
+    try {
+        args = parseArgs(argv);
+    } catch (e) {
+        console.error((e as Error).message);
+        return 2;
+    }
+    let loaded;
+    try {
+        loaded = loadCampaign(args.stack);
+    } catch (e) {
+        console.error(e instanceof ConfigError ? e.message : (e as Error).message);
+        return 1;
+    }
+    const { campaign, source } = loaded;
+    const plan = buildPlan(campaign);
+
+    const missing = pulumiCliProblem();
+    if (missing) {
+        console.error(missing);
+        return 3;
+    }
+    const loggedIn = spawnSync("pulumi", ["whoami"], { encoding: "utf8" }).status === 0;
+    const backend = backendEnv(process.env, loggedIn);
+    if (backend.problem) {
+        console.error(backend.problem);
+        return 2;
+    }
+    if (backend.env.PULUMI_BACKEND_URL) fs.mkdirSync(path.join(root, ".pulumi"), { recursive: true });
+
+    const { LocalWorkspace } = await import("@pulumi/pulumi/automation");
+    const stack = await LocalWorkspace.createOrSelectStack({ stackName: args.stack, workDir: root }, { envVars: backend.env });
+    const print = (out: string) => process.stdout.write(out);
+    const up = async (): Promise<boolean> => {
+        console.log(renderPlan(plan, source));
+        if (!args.yes && !(await confirm(`\nCreate these resources for "${campaign.experiment.name}" (worst case $${plan.totals.worstCaseUsd.toFixed(2)})? [y/N] `))) {
+            console.error("Not confirmed; nothing was created. Pass --yes to skip the question.");
+            return false;
+        }
+        await stack.up({ onOutput: print });
+        return true;
+    };
+    const bucketOf = async (): Promise<string> => {
+        const outputs = await stack.outputs();
+        const bucket = outputs.bucketName?.value ?? outputs.bucket?.value;
+        if (typeof bucket !== "string") throw new Error(`stack ${args.stack} has no bucket output yet: run "npm run campaign -- up --stack ${args.stack}" first`);
+        return bucket;
+    };
+    const client = new S3Client({ region: campaign.experiment.region });
+
+    switch (args.command) {
+        case "up":
+            return (await up()) ? 0 : 1;
+        case "watch": {
+            const views = await watch(client, await bucketOf(), campaign, args.intervalSeconds);
+            return views.every((v) => v.run === PREP_RUN || v.status?.phase === "succeeded") ? 0 : 1;
+        }
+        case "status":
+            console.log(renderStatusTable(await readJobViews(client, await bucketOf(), campaign), new Date()));
+            return 0;
+        case "run": {
+            if (!(await up())) return 1;
+            const views = await watch(client, await bucketOf(), campaign, args.intervalSeconds);
+            console.log("\nEvery run has ended: reconciling, so finished nodes leave the stack.");
+            await stack.up({ onOutput: print });
+            if (args.destroy) {
+                await stack.destroy({ onOutput: print });
+                console.log(keptMessage(plan));
+            }
+            return views.every((v) => v.run === PREP_RUN || v.status?.phase === "succeeded") ? 0 : 1;
+        }
+        case "down":
+            await stack.destroy({ onOutput: print });
+            console.log(keptMessage(plan));
+            return 0;
+    }
+}
+
+function keptMessage(plan: ReturnType<typeof buildPlan>): string {
+    return plan.afterDestroy.keepArtifacts
+        ? `Destroyed. Kept in S3 (storage.keepOnDestroy): about ${plan.afterDestroy.storedGb.toFixed(1)} GB, $${plan.afterDestroy.monthlyUsd.toFixed(2)}/month:\n${plan.afterDestroy.kept.map((k) => `  - ${k}`).join("\n")}`
+        : "Destroyed. Nothing was kept (storage.keepOnDestroy: false): no charge remains.";
+}
+
+if (require.main === module) {
+    main(process.argv.slice(2)).then(
+        (code) => (process.exitCode = code),
+        (e) => {
+            console.error(`campaign: ${(e as Error).message}`);
+            process.exitCode = 1;
+        },
+    );
+}

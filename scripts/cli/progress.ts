@@ -1,0 +1,81 @@
+// Progress of a campaign's jobs from their status.json: bars per run, a status table, spend so far.
+// Pure rendering: the tests feed recorded status sequences.
+import { terminalPhases, type Status } from "../../components/jobSpec";
+
+export interface JobView {
+    readonly run: string;
+    /** Null until the job wrote its first status. */
+    readonly status: Status | null;
+    /** On-demand price of the job's node (0 for a local prep). */
+    readonly usdPerHour: number;
+}
+
+export function isTerminal(view: JobView): boolean {
+    return view.status !== null && terminalPhases.includes(view.status.phase);
+}
+
+/** Dollars the node has billed so far: boot to shutdown (or to now while it runs). */
+export function spendSoFar(view: JobView, now: Date): number {
+    const boot = view.status?.timings.nodeBoot;
+    if (!boot) return 0;
+    const end = view.status?.timings.shutdown ?? (isTerminal(view) ? view.status?.updatedAt : null) ?? now.toISOString();
+    const hours = Math.max(0, Date.parse(end) - Date.parse(boot)) / 3_600_000;
+    return hours * view.usdPerHour;
+}
+
+export function bar(fraction: number, width = 24): string {
+    const f = Math.min(1, Math.max(0, Number.isFinite(fraction) ? fraction : 0));
+    const full = Math.round(f * width);
+    return `[${"#".repeat(full)}${".".repeat(width - full)}]`;
+}
+
+export function duration(seconds: number | null | undefined): string {
+    if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "-";
+    const s = Math.max(0, Math.round(seconds));
+    if (s < 60) return `${s}s`;
+    if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+    return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+}
+
+function num(value: number | null | undefined, digits: number): string {
+    return value === null || value === undefined ? "-" : value.toFixed(digits);
+}
+
+/** One line per job: name, phase, bar, step/total, loss, tokens/s, ETA, spend. */
+export function renderProgress(views: readonly JobView[], now: Date): string {
+    const width = Math.max(4, ...views.map((v) => v.run.length));
+    const lines = views.map((v) => {
+        const s = v.status;
+        const name = v.run.padEnd(width);
+        if (!s) return `${name}  waiting   ${bar(0)} no status yet`;
+        const p = s.progress;
+        const fraction = s.phase === "succeeded" ? 1 : p && p.totalSteps > 0 ? p.step / p.totalSteps : 0;
+        const steps = p ? `${p.step}/${p.totalSteps}` : "-";
+        let line = `${name}  ${s.phase.padEnd(11)} ${bar(fraction)} ${steps.padStart(11)}  loss ${num(p?.loss, 4)}  ${num(p?.tokensPerSec, 0)} tok/s  ETA ${duration(p?.etaSeconds)}  $${spendSoFar(v, now).toFixed(2)}`;
+        if (s.phase === "failed" || s.phase === "interrupted") line += `\n${" ".repeat(width)}  ${s.phase}: ${s.reason ?? `exit ${s.exitCode}`}`;
+        return line;
+    });
+    const total = views.reduce((sum, v) => sum + spendSoFar(v, now), 0);
+    lines.push(`${"".padEnd(width)}  spent so far: $${total.toFixed(2)}`);
+    return lines.join("\n");
+}
+
+/** `campaign status`: one table of the campaign's jobs and their nodes. */
+export function renderStatusTable(views: readonly JobView[], now: Date): string {
+    const rows = [["job", "phase", "node", "step", "loss", "last checkpoint", "updated", "spent"]];
+    for (const v of views) {
+        const s = v.status;
+        rows.push([
+            v.run,
+            s?.phase ?? "not started",
+            s ? `${s.instanceId ?? "-"} ${s.instanceType ?? ""}`.trim() : "-",
+            s?.progress ? `${s.progress.step}/${s.progress.totalSteps}` : "-",
+            num(s?.progress?.loss, 4),
+            s?.lastCheckpoint ?? "-",
+            s ? `${duration((now.getTime() - Date.parse(s.updatedAt)) / 1000)} ago` : "-",
+            `$${spendSoFar(v, now).toFixed(2)}`,
+        ]);
+    }
+    const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+    return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd()).join("\n");
+}
