@@ -1,0 +1,125 @@
+// Running scripts/node-runner/run-job.sh for real, with `shutdown`, `docker` and `nvidia-smi` replaced
+// by the recorders in test/fixtures/bin, against local services. Used by test/runner.test.ts, the
+// benchmark and the rehearsal.
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { runnerEnv, type RunnerSettings } from "../../components/runnerSettings";
+import { fakeAwsEnv } from "./moto";
+
+export const repoRoot = resolve(__dirname, "..", "..");
+export const runnerScript = join(repoRoot, "scripts", "node-runner", "run-job.sh");
+export const recorderBin = join(repoRoot, "test", "fixtures", "bin");
+export const fakeJob = join(repoRoot, "test", "fixtures", "fake-job.py");
+
+export interface RunnerResult {
+    /** The runner's exit code (null when killed). */
+    readonly code: number | null;
+    /** stdout and stderr together (the runner logs to stderr). */
+    readonly output: string;
+    /** One entry per `shutdown` call, its arguments joined by spaces. */
+    readonly shutdownCalls: string[];
+    /** One entry per `docker` call, its argv. */
+    readonly dockerCalls: string[][];
+    /** Where the runner kept its work dir and the recorders wrote. */
+    readonly workDir: string;
+    readonly recorderDir: string;
+    readonly elapsedMs: number;
+}
+
+export interface RunnerOptions {
+    readonly settings: RunnerSettings;
+    /** http://127.0.0.1:<port> of the S3/SSM emulator. */
+    readonly awsEndpoint: string;
+    /** http://127.0.0.1:<port> of the fake metadata service. */
+    readonly imdsEndpoint: string;
+    /** Extra environment: the runner's interval knobs, the fake job's knobs. */
+    readonly env?: Readonly<Record<string, string>>;
+    /** A fresh temp dir when absent; reuse one to run "on the same node" again. */
+    readonly baseDir?: string;
+    /** Killed (SIGKILL) after this long; default 120 s. */
+    readonly timeoutMs?: number;
+    /** Called once the runner started, with its pid (e.g. to flip the spot notice later). */
+    readonly onStart?: (pid: number) => void;
+}
+
+function readLines(path: string): string[] {
+    return existsSync(path) ? readFileSync(path, "utf8").split("\n").filter((l) => l.length > 0) : [];
+}
+
+/** A temp dir with work/ and rec/ inside. */
+export function runnerBaseDir(prefix = "campaign-runner-"): string {
+    const dir = mkdtempSync(join(tmpdir(), prefix));
+    mkdirSync(join(dir, "work"), { recursive: true });
+    mkdirSync(join(dir, "rec"), { recursive: true });
+    return dir;
+}
+
+/**
+ * The directory of the python3 that is first on PATH, resolved through shims (pyenv): the AWS CLI v1
+ * installed with it lives there, and calling it directly saves a shim's start-up on every call.
+ */
+export const pythonBinDir: string | undefined = (() => {
+    try {
+        const exe = execFileSync("python3", ["-c", "import sys; print(sys.executable)"], { encoding: "utf8" }).trim();
+        const dir = dirname(exe);
+        return existsSync(join(dir, "aws")) ? dir : undefined;
+    } catch {
+        return undefined;
+    }
+})();
+
+/** The environment the runner gets: the settings, the local endpoints, fast test intervals. */
+export function runnerProcessEnv(options: RunnerOptions, baseDir: string): NodeJS.ProcessEnv {
+    return {
+        PATH: [recorderBin, pythonBinDir, process.env.PATH ?? "/usr/bin:/bin"].filter(Boolean).join(":"),
+        HOME: baseDir,
+        LANG: "C.UTF-8",
+        ...fakeAwsEnv,
+        AWS_ENDPOINT_URL: options.awsEndpoint,
+        AWS_EC2_METADATA_SERVICE_ENDPOINT: options.imdsEndpoint,
+        AWS_MAX_ATTEMPTS: "2",
+        CAMPAIGN_ENV_FILE: join(baseDir, "no-runner.env"),
+        CAMPAIGN_WORK_DIR: join(baseDir, "work"),
+        CAMPAIGN_STATUS_INTERVAL_SECONDS: "1",
+        CAMPAIGN_SPOT_POLL_SECONDS: "1",
+        CAMPAIGN_STOP_GRACE_SECONDS: "20",
+        CAMPAIGN_SPOT_GRACE_SECONDS: "20",
+        RECORDER_DIR: join(baseDir, "rec"),
+        ...runnerEnv(options.settings),
+        ...options.env,
+    };
+}
+
+/** Runs the runner to its end and reports what it did. */
+export function runRunner(options: RunnerOptions): Promise<RunnerResult> {
+    const baseDir = options.baseDir ?? runnerBaseDir();
+    const recorderDir = join(baseDir, "rec");
+    const started = Date.now();
+    return new Promise((resolvePromise, reject) => {
+        const child = spawn("bash", [runnerScript], {
+            cwd: repoRoot,
+            env: runnerProcessEnv(options, baseDir),
+            stdio: ["ignore", "pipe", "pipe"],
+        });
+        let output = "";
+        child.stdout.on("data", (c: Buffer) => (output += c.toString()));
+        child.stderr.on("data", (c: Buffer) => (output += c.toString()));
+        const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 120_000);
+        child.on("error", reject);
+        if (child.pid !== undefined) options.onStart?.(child.pid);
+        child.on("close", (code) => {
+            clearTimeout(timer);
+            resolvePromise({
+                code,
+                output,
+                shutdownCalls: readLines(join(recorderDir, "shutdown.calls")),
+                dockerCalls: readLines(join(recorderDir, "docker.calls")).map((l) => JSON.parse(l) as string[]),
+                workDir: join(baseDir, "work"),
+                recorderDir,
+                elapsedMs: Date.now() - started,
+            });
+        });
+    });
+}
