@@ -299,9 +299,10 @@ def _parse_block(block: bytes, schema: pa.Schema, columns: list[Column], name: s
         if lines is not None and offset >= len(lines):
             return tables, total, bad
         try:
-            table = _arrow_parse(rest, schema)
+            before = len(bad)
+            table = _checked_parse(rest, schema, columns, name, first_line + offset, bad)
             tables.append(table)
-            return tables, total + table.num_rows, bad
+            return tables, total + table.num_rows + len(bad) - before, bad
         except pa.ArrowInvalid as err:
             match = _ROW_RE.search(str(err))
             if lines is None:
@@ -326,6 +327,28 @@ def _parse_block(block: bytes, schema: pa.Schema, columns: list[Column], name: s
             offset = row + 1
 
 
+def _checked_parse(data: bytes, schema: pa.Schema, columns: list[Column], name: str, first_line: int, bad: list[tuple[str, str, str]]) -> pa.Table:
+    """Parses whole lines; rows missing a required field are moved to `bad`, by line when lines map to rows."""
+    table = _arrow_parse(data, schema)
+    missing = None
+    for col in columns:
+        if col.required:
+            null = pc.is_null(table[col.name])
+            missing = null if missing is None else pc.or_(missing, null)
+    if missing is None or not (pc.sum(missing).as_py() or 0):
+        return table
+    exact = b"\n\n" not in data and not data.startswith(b"\n")
+    lines = data.split(b"\n") if exact else []
+    flat = missing.combine_chunks() if isinstance(missing, pa.ChunkedArray) else missing
+    for r in pc.indices_nonzero(flat).to_pylist():
+        row = table.slice(r, 1).to_pylist()[0]
+        field = next(c.name for c in columns if c.required and row.get(c.name) is None)
+        where = f"{name} line {first_line + r + 1}" if exact else f"{name} record {r + 1} after line {first_line}"
+        text = lines[r].decode("utf-8", errors="replace") if exact else json.dumps(row, default=str)
+        bad.append((f"missing field {field!r}", where, text))
+    return table.filter(pc.invert(missing))
+
+
 def _arrow_parse(data: bytes, schema: pa.Schema) -> pa.Table:
     return pj.read_json(
         io.BytesIO(data),
@@ -339,8 +362,9 @@ def _bisect(lines: list[bytes], schema: pa.Schema, columns: list[Column], name: 
         return [], 0, []
     if len(lines) > _PY_LINES:
         try:
-            table = _arrow_parse(b"\n".join(lines) + b"\n", schema)
-            return [table], table.num_rows, []
+            found: list[tuple[str, str, str]] = []
+            table = _checked_parse(b"\n".join(lines) + b"\n", schema, columns, name, first_line, found)
+            return [table], table.num_rows + len(found), found
         except pa.ArrowInvalid:
             mid = len(lines) // 2
             t1, n1, b1 = _bisect(lines[:mid], schema, columns, name, first_line)

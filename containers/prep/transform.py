@@ -122,8 +122,7 @@ def format_table(
         answer, keep = _class_answers(_as_array(table[fmt["labelField"]]), fmt, malformed)
         if not keep.all():
             mask = pa.array(keep)
-            user = pc.filter(user, mask)
-            answer = pc.filter(answer, mask)
+            user = pc.filter(user, mask)  # answers are already only those of the kept rows
         prompt, completion = _render_vectorised(user, answer, system, rendering, tokenizer)
         return Formatted(prompt, completion, _as_array(user), _as_array(answer), keep)
     prompt, completion = _render_vectorised(user, answer, system, rendering, tokenizer)

@@ -14,7 +14,8 @@ def short_hash(value: Any) -> str:
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        # a discriminated union (format, split) is replaced whole, not merged across kinds
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("format", "split"):
             out[key] = merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)

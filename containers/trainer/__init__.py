@@ -1,0 +1,1 @@
+"""The trainer job (GPU, NVIDIA PyTorch container): transformers + peft + trl on prepared data."""

@@ -1,0 +1,502 @@
+"""The trainer's lifecycle: checks (spec, data, checkpoints, hardware) -> model -> train -> output.
+
+Every check that can fail runs before the first step, so a bad spec or unprepared data costs seconds of
+GPU time, not hours (seeds/001, seeds/002).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from common.jobspec import ConfigError, ExitCode, JobError, env_path, load_spec, log, resolve_model_dir, ModelRef, write_json_atomic
+from trainer import checkpoints
+from trainer.data import check_prepared, required_columns
+
+PROGRESS_INTERVAL = float(os.environ.get("CAMPAIGN_PROGRESS_INTERVAL", "5"))
+
+
+@dataclass
+class Paths:
+    spec: Path
+    data: Path
+    model: Path | None
+    checkpoints: Path
+    output: Path
+    progress: Path | None
+
+    @staticmethod
+    def from_env() -> "Paths":
+        p = lambda name, required=True: env_path(name, required=required)  # noqa: E731
+        return Paths(p("CAMPAIGN_SPEC"), p("CAMPAIGN_DATA_DIR"), p("CAMPAIGN_MODEL_DIR", False), p("CAMPAIGN_CHECKPOINT_DIR"),
+                     p("CAMPAIGN_OUTPUT_DIR"), p("CAMPAIGN_PROGRESS_FILE", False))  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- checks before any model is loaded
+
+
+def preflight(spec: dict[str, Any], paths: Paths) -> tuple[dict[str, Any], Path | None]:
+    """Data (exit 65), then checkpoints and settings (exit 78). Returns (manifest, checkpoint to resume)."""
+    import torch
+
+    manifest = check_prepared(paths.data, spec)
+    if spec.get("customJob"):
+        raise ConfigError("this spec names a customJob; the node runner runs that image's command, not the built-in trainer")
+    t = spec["training"]
+    kind = spec["method"]["kind"]
+    cuda = torch.cuda.is_available()
+    if kind == "qlora" and not cuda:
+        raise ConfigError("QLoRA needs a CUDA GPU (bitsandbytes 4-bit NF4 kernels); this machine has none. Use method lora or full here, or run on a GPU node.")
+    if kind == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError("QLoRA needs the bitsandbytes package, which is not installed in this image")
+    if t["optimizer"] in ("paged_adamw_8bit", "paged_adamw_32bit", "adamw_8bit") and (not cuda or importlib.util.find_spec("bitsandbytes") is None):
+        raise ConfigError(f"training.optimizer {t['optimizer']} needs bitsandbytes on a CUDA GPU")
+    if t["zeroStage"] > 0 and importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError(f"training.zeroStage {t['zeroStage']} needs DeepSpeed, which is not installed here; use zeroStage 0")
+    if t.get("globalBatch") and t["globalBatch"] != spec["gpus"] * t["perDeviceBatch"] * t["gradientAccumulation"]:
+        raise ConfigError(
+            f"training.globalBatch {t['globalBatch']} != gpus {spec['gpus']} x perDeviceBatch {t['perDeviceBatch']} x "
+            f"gradientAccumulation {t['gradientAccumulation']} = {spec['gpus'] * t['perDeviceBatch'] * t['gradientAccumulation']}"
+        )
+    if t.get("earlyStopping") and t["saveSteps"] % t["evalSteps"] != 0:
+        raise ConfigError("training.earlyStopping keeps the best checkpoint, so saveSteps must be a multiple of evalSteps")
+    if t.get("earlyStopping") and not manifest["splits"].get("validation", {}).get("rows"):
+        raise ConfigError("training.earlyStopping needs a validation split; the prepared data has none")
+    if spec["data"]["packing"] and spec["model"]["family"] != "causal-lm":
+        raise ConfigError("packed data is for causal LMs; this run's model is seq2seq")
+    if spec["data"]["packing"] and spec["data"]["maxLength"] > t["maxSeqLength"]:
+        raise ConfigError(f"packed rows are {spec['data']['maxLength']} tokens, longer than training.maxSeqLength {t['maxSeqLength']}")
+    if spec["gpus"] > 1 and cuda and torch.cuda.device_count() < spec["gpus"]:
+        raise ConfigError(f"spec.gpus is {spec['gpus']} but this node has {torch.cuda.device_count()} GPUs")
+    resume = checkpoints.find_resume(paths.checkpoints, spec["specHash"])
+    return manifest, resume
+
+
+def deepspeed_config(stage: int) -> dict[str, Any]:
+    """A DeepSpeed config for ZeRO stage 1-3; "auto" values are filled in by transformers from the spec."""
+    zero: dict[str, Any] = {"stage": stage, "overlap_comm": True, "contiguous_gradients": True}
+    if stage in (1, 2):
+        zero.update({"allgather_partitions": True, "allgather_bucket_size": 200_000_000, "reduce_scatter": True, "reduce_bucket_size": 200_000_000})
+    if stage == 3:
+        zero.update({
+            "reduce_bucket_size": "auto",
+            "stage3_prefetch_bucket_size": "auto",
+            "stage3_param_persistence_threshold": "auto",
+            "stage3_gather_16bit_weights_on_model_save": True,
+        })
+    return {
+        "train_micro_batch_size_per_gpu": "auto",
+        "train_batch_size": "auto",
+        "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto",
+        "bf16": {"enabled": "auto"},
+        "fp16": {"enabled": "auto"},
+        "zero_optimization": zero,
+    }
+
+
+# ---------------------------------------------------------------- SIGTERM and checkpoint markers
+
+
+class StopRequest:
+    """Set by SIGTERM (or, under torchrun, by the launcher's stop file); all ranks agree on the step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        stop = os.environ.get("CAMPAIGN_STOP_FILE")
+        self.stop_file = Path(stop) if stop else None
+
+    def handler(self, signum: int, _frame: Any) -> None:
+        if not self.requested:
+            log(f"signal {signum}: finishing the current step, then saving a checkpoint and stopping")
+        self.requested = True
+
+    def agreed(self) -> bool:
+        import torch
+        import torch.distributed as dist
+
+        local = self.requested or (self.stop_file is not None and self.stop_file.exists())
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+            flag = torch.tensor([1 if local else 0], device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            return bool(flag.item())
+        return local
+
+
+def make_callbacks(stop: StopRequest, spec_hash: str) -> list[Any]:
+    from transformers import TrainerCallback
+
+    class StopOnSignal(TrainerCallback):
+        stopped_at: int | None = None
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if stop.agreed() and state.global_step < state.max_steps:
+                control.should_save = True
+                control.should_training_stop = True
+                self.stopped_at = state.global_step
+
+    class MarkComplete(TrainerCallback):
+        """Writes _COMPLETE.json into the checkpoint just saved, after its files are on disk."""
+
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                dist.barrier()
+            if not state.is_world_process_zero:
+                return
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            for f in folder.rglob("*"):
+                if f.is_file():
+                    with f.open("rb") as handle:
+                        os.fsync(handle.fileno())
+            checkpoints.write_marker(folder, state.global_step, spec_hash)
+            log(f"checkpoint-{state.global_step} complete")
+
+    return [StopOnSignal(), MarkComplete()]
+
+
+# ---------------------------------------------------------------- the model
+
+
+def precision(spec_precision: str) -> tuple[bool, bool]:
+    """(bf16, fp16) for the Trainer; on a machine without CUDA training runs in fp32, and says so."""
+    import torch
+
+    if not torch.cuda.is_available():
+        if spec_precision != "fp32":
+            log(f"no CUDA device: training in fp32 (training.precision {spec_precision} applies on GPUs)")
+        return False, False
+    if spec_precision == "bf16":
+        if not torch.cuda.is_bf16_supported():
+            raise ConfigError("training.precision bf16 is not supported by this GPU (it needs Ampere or newer); use fp16")
+        return True, False
+    return False, spec_precision == "fp16"
+
+
+def load_model(spec: dict[str, Any], model_root: Path | None, bf16: bool, fp16: bool) -> tuple[Any, Any, dict[str, Any]]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    ref = ModelRef.of(spec["model"])
+    where = resolve_model_dir(ref, model_root)
+    revision = ref.revision if where == ref.id else None
+    log(f"loading {ref.family} model {ref.id} from {where}")
+    tokenizer = AutoTokenizer.from_pretrained(where, revision=revision)
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token is None:
+            raise ConfigError(f"the tokenizer of {ref.id} has neither a pad nor an eos token")
+        tokenizer.pad_token = tokenizer.eos_token
+    kind = spec["method"]["kind"]
+    kwargs: dict[str, Any] = {"revision": revision}
+    cuda = torch.cuda.is_available()
+    half = torch.bfloat16 if bf16 else torch.float16 if fp16 else torch.float32
+    # full fine-tuning keeps fp32 master weights (mixed precision autocasts); adapters train over a half-precision base
+    kwargs["dtype"] = torch.float32 if kind == "full" else half
+    if kind == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float16,
+        )
+        kwargs["dtype"] = torch.bfloat16 if bf16 else torch.float16
+    if ref.family == "causal-lm":
+        if cuda and (bf16 or fp16) and importlib.util.find_spec("flash_attn") is not None:
+            kwargs["attn_implementation"] = "flash_attention_2"
+        else:
+            kwargs["attn_implementation"] = "sdpa"
+        model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
+    else:
+        model = AutoModelForSeq2SeqLM.from_pretrained(where, **kwargs)
+    if cuda and spec["training"]["tf32"] and torch.cuda.get_device_capability()[0] >= 8:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    info = {"attention": getattr(model.config, "_attn_implementation", None), "dtype": str(kwargs["dtype"])}
+    log(f"attention: {info['attention']}, weights: {info['dtype']}")
+    return model, tokenizer, info
+
+
+def apply_method(model: Any, spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    kind = spec["method"]["kind"]
+    if kind == "full":
+        total = sum(p.numel() for p in model.parameters())
+        return model, {"trainable": total, "total": total, "share": 1.0}
+    from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
+
+    lora = spec["method"]["lora"]
+    if kind == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec["training"]["gradientCheckpointing"])
+    task = TaskType.CAUSAL_LM if spec["model"]["family"] == "causal-lm" else TaskType.SEQ_2_SEQ_LM
+    config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"], target_modules=lora["targetModules"], bias="none", task_type=task)
+    try:
+        model = get_peft_model(model, config)
+    except ValueError as err:
+        raise ConfigError(f"method.lora.targetModules {lora['targetModules']} do not fit this model: {err}") from err
+    trainable, total = model.get_nb_trainable_parameters()
+    share = trainable / total
+    log(f"trainable parameters: {trainable:,} of {total:,} ({share:.2%})")
+    if share > lora["maxTrainableFraction"]:
+        raise ConfigError(
+            f"{share:.2%} of the parameters are trainable ({trainable:,} of {total:,}), above method.lora.maxTrainableFraction "
+            f"{lora['maxTrainableFraction']:.2%}: LoRA should train a small share (seeds/001 trained 46% by accident). "
+            "Check targetModules, or raise the bound if this is intended."
+        )
+    return model, {"trainable": trainable, "total": total, "share": share}
+
+
+class EvalMetrics:
+    """Token accuracy over eval batches (batch_eval_metrics), plus a few decoded samples; -100 never reaches the decoder."""
+
+    def __init__(self, tokenizer: Any, family: str, samples: int = 3) -> None:
+        self.tokenizer = tokenizer
+        self.family = family
+        self.max_samples = samples
+        self.samples: list[dict[str, str]] = []
+        self.correct = 0
+        self.total = 0
+
+    def __call__(self, pred: Any, compute_result: bool) -> dict[str, float]:
+        import numpy as np
+
+        preds = np.asarray(pred.predictions.detach().cpu() if hasattr(pred.predictions, "detach") else pred.predictions)
+        labels = np.asarray(pred.label_ids.detach().cpu() if hasattr(pred.label_ids, "detach") else pred.label_ids)
+        if self.family == "causal-lm":
+            preds, labels = preds[:, :-1], labels[:, 1:]
+        width = min(preds.shape[1], labels.shape[1])
+        preds, labels = preds[:, :width], labels[:, :width]
+        mask = labels != -100
+        self.correct += int(((preds == labels) & mask).sum())
+        self.total += int(mask.sum())
+        if len(self.samples) < self.max_samples:
+            from common.render import safe_decode
+
+            take = min(self.max_samples - len(self.samples), len(labels))
+            shown = np.where(mask[:take], preds[:take], -100)
+            for p, l in zip(safe_decode(self.tokenizer, shown), safe_decode(self.tokenizer, labels[:take])):
+                self.samples.append({"prediction": p, "label": l})
+        if not compute_result:
+            return {}
+        result = {"token_accuracy": self.correct / self.total if self.total else 0.0}
+        self.correct = self.total = 0
+        return result
+
+
+def argmax_logits(logits: Any, labels: Any) -> Any:
+    if isinstance(logits, (tuple, list)):
+        logits = logits[0]
+    return logits.argmax(dim=-1)
+
+
+# ---------------------------------------------------------------- the run
+
+
+def train(spec: dict[str, Any], paths: Paths, manifest: dict[str, Any], resume: Path | None, stop: StopRequest) -> int:
+    import torch
+    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+
+    from trainer.data import Collator, load_split, tokenize_dataset, truncate
+    from trainer.progress import ProgressFile
+
+    t = spec["training"]
+    family = spec["model"]["family"]
+    set_seed(t["seed"])
+    bf16, fp16 = precision(t["precision"])
+    model, tokenizer, model_info = load_model(spec, paths.model, bf16, fp16)
+    model, params = apply_method(model, spec)
+
+    columns = required_columns(spec["data"])
+    splits = {name: load_split(paths.data, manifest, name, columns) for name in ("train", "validation", "test")}
+    for name, ds in list(splits.items()):
+        if ds is None:
+            continue
+        if not spec["data"]["tokenized"]:
+            ds = tokenize_dataset(ds, tokenizer, family, t["maxSeqLength"])
+        elif not spec["data"]["packing"]:
+            ds = truncate(ds, t["maxSeqLength"])
+        splits[name] = ds if len(ds) else None
+    if splits["train"] is None:
+        from common.jobspec import DataError
+
+        raise DataError(f"no training example is left within training.maxSeqLength {t['maxSeqLength']} tokens")
+    train_ds, eval_ds, test_ds = splits["train"], splits["validation"], splits["test"]
+    log(f"examples: train {len(train_ds)}, validation {len(eval_ds) if eval_ds else 0}, test {len(test_ds) if test_ds else 0}")
+
+    cuda = torch.cuda.is_available()
+    optim = t["optimizer"]
+    if optim == "adamw_torch_fused" and not cuda:
+        log("no CUDA device: adamw_torch instead of adamw_torch_fused")
+        optim = "adamw_torch"
+    ds_config = None
+    if t["zeroStage"] > 0:
+        ds_path = Path(tempfile.mkdtemp(prefix="campaign-ds-")) / "deepspeed.json"
+        ds_path.write_text(json.dumps(deepspeed_config(t["zeroStage"]), indent=2))
+        ds_config = str(ds_path)
+    warmup: float | int = t["warmupSteps"] if t.get("warmupSteps") is not None else float(t.get("warmupRatio") or 0.0)
+    early = t.get("earlyStopping")
+    wandb = spec["tracking"].get("wandbProject")
+    report_to = "none"
+    if wandb:
+        if importlib.util.find_spec("wandb") is None:
+            log(f"tracking.wandbProject {wandb} is set but wandb is not installed in this image; metrics go to metrics.json and the progress file only")
+        else:
+            os.environ.setdefault("WANDB_PROJECT", wandb)
+            report_to = "wandb"
+    args = TrainingArguments(
+        output_dir=str(paths.checkpoints),
+        run_name=spec["run"],
+        max_steps=t.get("maxSteps") or -1,
+        num_train_epochs=t.get("epochs") or 1,
+        learning_rate=t["learningRate"],
+        lr_scheduler_type=t["scheduler"],
+        warmup_steps=warmup,
+        per_device_train_batch_size=t["perDeviceBatch"],
+        per_device_eval_batch_size=t.get("evalBatch") or t["perDeviceBatch"],
+        gradient_accumulation_steps=t["gradientAccumulation"],
+        weight_decay=t["weightDecay"],
+        max_grad_norm=t["maxGradNorm"],
+        optim=optim,
+        bf16=bf16,
+        fp16=fp16,
+        gradient_checkpointing=t["gradientCheckpointing"],
+        gradient_checkpointing_kwargs={"use_reentrant": False} if t["gradientCheckpointing"] else None,
+        eval_strategy="steps" if eval_ds is not None else "no",
+        eval_steps=t["evalSteps"],
+        save_strategy="steps",
+        save_steps=t["saveSteps"],
+        save_total_limit=t["saveTotalLimit"],
+        logging_strategy="steps",
+        logging_steps=t["loggingSteps"],
+        load_best_model_at_end=bool(early),
+        metric_for_best_model="eval_loss" if early else None,
+        greater_is_better=False if early else None,
+        report_to=report_to,
+        seed=t["seed"],
+        data_seed=t["seed"],
+        remove_unused_columns=False,
+        include_num_input_tokens_seen="non_padding",
+        batch_eval_metrics=True,
+        deepspeed=ds_config,
+        use_cpu=not cuda,
+        dataloader_num_workers=2 if cuda else 0,
+        ddp_find_unused_parameters=False if spec["method"]["kind"] != "full" else None,
+        disable_tqdm=True,
+    )
+    progress = ProgressFile(paths.progress, PROGRESS_INTERVAL)
+    stop_cb, mark_cb = make_callbacks(stop, spec["specHash"])
+    callbacks = [stop_cb, mark_cb, progress]
+    if early:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=early["patience"], early_stopping_threshold=early["threshold"]))
+    metrics_fn = EvalMetrics(tokenizer, family)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        data_collator=Collator(tokenizer.pad_token_id, family),
+        processing_class=tokenizer,
+        compute_metrics=metrics_fn if eval_ds is not None else None,
+        preprocess_logits_for_metrics=argmax_logits if eval_ds is not None else None,
+        callbacks=callbacks,
+    )
+    if stop.requested:
+        log("stopped before the first step; the checkpoints already saved are kept")
+        return ExitCode.INTERRUPTED
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if stop_cb.stopped_at is not None:
+        log(f"stopped at step {stop_cb.stopped_at} of {trainer.state.max_steps} with checkpoint-{stop_cb.stopped_at} saved; the run resumes from it")
+        return ExitCode.INTERRUPTED
+
+    out: dict[str, Any] = {
+        "run": spec["run"],
+        "specHash": spec["specHash"],
+        "prepHash": spec["prepHash"],
+        "method": spec["method"]["kind"],
+        "parameters": params,
+        "model": model_info,
+        "steps": trainer.state.global_step,
+        "maxSteps": trainer.state.max_steps,
+        "epoch": trainer.state.epoch,
+        "train": result.metrics,
+        "trainSeconds": round(time.perf_counter() - started, 2),
+        "versions": checkpoints.library_versions(),
+    }
+    if eval_ds is not None:
+        out["eval"] = trainer.evaluate()
+        out["samples"] = metrics_fn.samples
+    if test_ds is not None:
+        out["test"] = trainer.evaluate(test_ds, metric_key_prefix="test")
+    if trainer.is_world_process_zero():
+        paths.output.mkdir(parents=True, exist_ok=True)
+    trainer.save_model(str(paths.output))
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(paths.output))
+        write_json_atomic(paths.output / "metrics.json", out)
+        log(f"done: {trainer.state.global_step} steps; output in {paths.output}")
+    return ExitCode.SUCCESS
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def launch_distributed(gpus: int) -> int:
+    """Runs this job under torchrun on all the node's GPUs; SIGTERM becomes a stop file every rank reads."""
+    work = Path(tempfile.mkdtemp(prefix="campaign-torchrun-"))
+    stop_file, code_file = work / "stop", work / "exit-code"
+    env = {**os.environ, "CAMPAIGN_STOP_FILE": str(stop_file), "CAMPAIGN_EXIT_CODE_FILE": str(code_file)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}", str(Path(__file__).resolve().parent / "main.py")]
+    log("launching: " + " ".join(command))
+    # its own session: a signal to this process's group reaches only the launcher, which relays it as the stop file
+    proc = subprocess.Popen(command, env=env, start_new_session=True)
+
+    def relay(signum: int, _frame: Any) -> None:
+        log(f"signal {signum}: asking every rank to stop after the current step")
+        stop_file.touch()
+
+    signal.signal(signal.SIGTERM, relay)
+    rc = proc.wait()
+    if code_file.exists():
+        return int(code_file.read_text().strip() or rc)
+    return rc
+
+
+def run() -> int:
+    paths = Paths.from_env()
+    spec = load_spec(paths.spec, "train")
+    under_torchrun = "LOCAL_RANK" in os.environ
+    stop = StopRequest()
+    if not under_torchrun:
+        signal.signal(signal.SIGTERM, stop.handler)
+    manifest, resume = preflight(spec, paths)
+    if spec["gpus"] > 1 and not under_torchrun:
+        return launch_distributed(spec["gpus"])
+    if under_torchrun:
+        signal.signal(signal.SIGTERM, stop.handler)
+    return train(spec, paths, manifest, resume, stop)
+
+
+def main() -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        code = run()
+    except JobError as err:
+        log(f"trainer refused to run: {err.message}")
+        code = err.exit_code
+    _report_exit(code)
+    return code
+
+
+def _report_exit(code: int) -> None:
+    target = os.environ.get("CAMPAIGN_EXIT_CODE_FILE")
+    if target and os.environ.get("RANK", "0") == "0":
+        Path(target).write_text(str(code))
