@@ -149,7 +149,7 @@ export class Campaign extends pulumi.ComponentResource {
 
         this.secrets = new Secrets(`${name}-secrets`, { parameterPrefix: parameterPrefix(x.name, args.stack), hfToken: args.hfToken, wandbKey: args.wandbKey, tags: campaignTags(ctx, "secrets") }, child);
 
-        const logGroup = new aws.cloudwatch.LogGroup(`${name}-logs`, { name: logGroupName(x.name, args.stack), retentionInDays: 30, tags: campaignTags(ctx, "logs") }, child);
+        const logGroup = new aws.cloudwatch.LogGroup(`${name}-logs`, { name: logGroupName(x.name, args.stack), retentionInDays: 30, tags: campaignTags(ctx, "logs") }, { parent: this, provider });
 
         // Images: only those this update needs; none for a given URI or a custom job's image.
         const needPrepNode = declared.prep === "run" && x.prep.runOn === "ec2";

@@ -19,12 +19,17 @@ export type UserDataRenderer = (settings: RunnerSettings, options: { readonly gp
 /** Where the prep job's raw data comes from. */
 export type DataInput =
     | { readonly kind: "local"; readonly file: string; readonly key: string }
-    | { readonly kind: "s3"; readonly uri: string }
+    /** An s3:// source; `key` is where a copy goes when it is in another bucket (inputs/<sha256 of the URI>/<name>). */
+    | { readonly kind: "s3"; readonly uri: string; readonly key: string }
     | { readonly kind: "hub" };
 
 /** Classifies data.source; a local file is keyed by its content (read now, so a missing file fails early). */
 export function dataInput(source: string, root: string = process.cwd()): DataInput {
-    if (source.startsWith("s3://")) return { kind: "s3", uri: source };
+    if (source.startsWith("s3://")) {
+        const name = source.replace(/\/+$/, "").split("/").pop() ?? "input";
+        const key = inputKey(createHash("sha256").update(source).digest("hex"), name) + (source.endsWith("/") ? "/" : "");
+        return { kind: "s3", uri: source, key };
+    }
     if (source.startsWith("hf://")) return { kind: "hub" };
     const file = path.resolve(root, source);
     if (!fs.existsSync(file) || !fs.statSync(file).isFile()) throw new Error(`data.source: no file ${source} (looked at ${file})`);
@@ -41,6 +46,27 @@ export function readPrefixIn(bucket: string, uri: string): string | undefined {
     return dir === "" ? undefined : dir;
 }
 
+/** Whether an s3:// source lies in the campaign's bucket (read in place) or elsewhere (copied in first). */
+export function inCampaignBucket(bucket: string, uri: string): boolean {
+    return uri.startsWith(`s3://${bucket}/`);
+}
+
+/** Where the prep job's runner finds its input: always in the campaign's bucket. */
+export function inputUriOf(bucket: string, input: DataInput): string | undefined {
+    switch (input.kind) {
+        case "local":
+            return s3Uri(bucket, input.key);
+        case "s3":
+            return inCampaignBucket(bucket, input.uri) ? input.uri : s3Uri(bucket, input.key);
+        case "hub":
+            return undefined;
+        default: {
+            const never: never = input;
+            throw new Error(`unknown data input ${JSON.stringify(never)}`);
+        }
+    }
+}
+
 export interface PrepSettingsInput {
     readonly bucket: string;
     readonly region: string;
@@ -54,7 +80,7 @@ export interface PrepSettingsInput {
 /** What the prep job's runner is told. */
 export function prepRunnerSettings(p: PrepSettingsInput): RunnerSettings {
     const keys = runKeys(p.prepSpec.campaign, PREP_RUN);
-    const inputUri = p.input.kind === "local" ? s3Uri(p.bucket, p.input.key) : p.input.kind === "s3" ? p.input.uri : undefined;
+    const inputUri = inputUriOf(p.bucket, p.input);
     return {
         role: "prep",
         campaign: p.prepSpec.campaign,
@@ -81,11 +107,9 @@ export function prepPrefixes(bucket: string, prepSpec: PrepSpec, input: DataInpu
     const readWrite = [runKeys(prepSpec.campaign, PREP_RUN).prefix, datasetPrefix(prepSpec.prepHash)];
     if (prepSpec.stageModels.length > 0) readWrite.push("models/");
     const read: string[] = [];
-    if (input.kind === "local") read.push(input.key.slice(0, input.key.lastIndexOf("/") + 1));
-    if (input.kind === "s3") {
-        const prefix = readPrefixIn(bucket, input.uri);
-        if (prefix) read.push(prefix);
-    }
+    const uri = inputUriOf(bucket, input);
+    const prefix = uri ? readPrefixIn(bucket, uri) : undefined;
+    if (prefix) read.push(prefix);
     return { readWrite, read };
 }
 
@@ -171,6 +195,22 @@ export class PrepStage extends pulumi.ComponentResource {
             );
         }
 
+        if (args.input.kind === "s3" && !inCampaignBucket(args.bucketName, args.input.uri)) {
+            // Data in another bucket is copied in with the operator's credentials, so no node's role
+            // ever names a bucket other than the campaign's.
+            uploads.push(
+                new command.local.Command(
+                    `${name}-input-copy`,
+                    {
+                        create: inputCopyCommand(args.input.uri, s3Uri(args.bucketName, args.input.key)),
+                        environment: { AWS_REGION: args.region, AWS_DEFAULT_REGION: args.region },
+                        triggers: [args.input.uri, args.bucketName],
+                    },
+                    { parent: this, dependsOn: [spec] },
+                ),
+            );
+        }
+
         const base = prepRunnerSettings({
             bucket: args.bucketName,
             region: args.region,
@@ -235,6 +275,12 @@ export class PrepStage extends pulumi.ComponentResource {
         }
         this.registerOutputs({ specKey: this.specKey, instanceId: this.node?.instanceId });
     }
+}
+
+/** The server-side copy of an s3:// data source in another bucket into the campaign's inputs/. */
+export function inputCopyCommand(from: string, to: string): string {
+    const recursive = from.endsWith("/") ? " --recursive" : "";
+    return `aws s3 cp${recursive} ${shellQuote(from)} ${shellQuote(to)} --only-show-errors`;
 }
 
 // ---------------------------------------------------------------- the gate

@@ -1,0 +1,67 @@
+// The program `pulumi up` runs, with its outside world injected: index.ts passes the S3 state reader and
+// the user-data renderer; the tests pass a static state and their own renderer, and set the config.
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+import { bucketFor, Campaign, estimatedCost, logLinks, nextCommands } from "./campaign";
+import { resolveCampaign, type Campaign as ResolvedCampaign } from "./campaignSpec";
+import { readCampaignState, type CampaignStateReader } from "./campaignState";
+import { logGroupName } from "./naming";
+import type { UserDataRenderer } from "./prepStage";
+import { composeExperiment } from "./presets";
+
+export interface ProgramDeps {
+    /** The state reader for a bucket (S3CampaignState in index.ts, a static one in tests). */
+    readonly stateReader: (bucket: string, campaign: string, region: string) => CampaignStateReader;
+    readonly renderUserData: UserDataRenderer;
+    /** The Campaign component's name. Default: the campaign's name. */
+    readonly name?: string;
+    /** Options for the Campaign component (the tests pass transformations). */
+    readonly opts?: pulumi.ComponentResourceOptions;
+}
+
+/** The campaign from the stack's config: campaign:preset, campaign:experiment (overrides merged onto the preset). */
+export function campaignFromConfig(config: pulumi.Config, stack: string): ResolvedCampaign {
+    const preset = config.get("preset");
+    const experiment = config.getObject<unknown>("experiment");
+    return resolveCampaign(composeExperiment({ preset, experiment }), `Pulumi.${stack}.yaml`);
+}
+
+export async function program(deps: ProgramDeps): Promise<Record<string, unknown>> {
+    const stack = pulumi.getStack();
+    const config = new pulumi.Config("campaign");
+    const campaign = campaignFromConfig(config, stack);
+    for (const w of campaign.warnings) pulumi.log.warn(`${w.path}: ${w.message}`);
+    const x = campaign.experiment;
+
+    const identity = await aws.getCallerIdentity({});
+    const bucket = bucketFor(campaign, stack, identity.accountId);
+    // Read before declaring: a succeeded run is not declared again, a prepared dataset is reused.
+    const state = await readCampaignState(deps.stateReader(bucket.name, x.name, x.region), campaign);
+
+    const c = new Campaign(
+        deps.name ?? x.name,
+        {
+            campaign,
+            stack,
+            accountId: identity.accountId,
+            state,
+            hfToken: config.getSecret("hfToken"),
+            wandbKey: config.getSecret("wandbKey"),
+            renderUserData: deps.renderUserData,
+        },
+        deps.opts,
+    );
+
+    const runNames = campaign.runs.map((r) => r.name);
+    return {
+        bucket: c.bucketName,
+        prefixes: c.prefixes,
+        nodes: c.nodes,
+        finishedRuns: c.declared.finished,
+        prep: c.declared.prep,
+        estimatedCost: estimatedCost(campaign),
+        afterDestroy: c.kept,
+        logs: logLinks(x.region, c.bucketName, x.name, runNames, logGroupName(x.name, stack)),
+        commands: nextCommands(stack, c.bucketName, x.name, runNames),
+    };
+}

@@ -1,0 +1,551 @@
+// The Pulumi program under mocks: the whole graph for every preset in stacks/, the safety defaults on every
+// resource, and what the state read from S3 removes (finished runs, a prepared dataset).
+//
+//   node --import tsx --test --test-concurrency=1 test/program.test.ts
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as pulumi from "@pulumi/pulumi";
+
+// ---------------------------------------------------------------- mocks: every resource and option recorded
+
+const ACCOUNT = "123456789012";
+const REGION = "us-east-1";
+const HF_TOKEN = "hf_SECRET_token_value_0123456789";
+const WANDB_KEY = "wandb_SECRET_key_value_9876543210";
+
+interface Registered {
+    type: string;
+    name: string;
+    inputs: Record<string, any>;
+}
+interface Declared {
+    type: string;
+    name: string;
+    opts: pulumi.ResourceOptions & { retainOnDelete?: boolean };
+}
+const registered: Registered[] = [];
+const declared: Declared[] = [];
+
+function arnOf(type: string, name: string, inputs: Record<string, any>): string | undefined {
+    switch (type) {
+        case "aws:s3/bucket:Bucket":
+            return `arn:aws:s3:::${inputs.bucket}`;
+        case "aws:ssm/parameter:Parameter":
+            return `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter${inputs.name}`;
+        case "aws:cloudwatch/logGroup:LogGroup":
+            return `arn:aws:logs:${REGION}:${ACCOUNT}:log-group:${inputs.name}`;
+        case "aws:ecr/repository:Repository":
+            return `arn:aws:ecr:${REGION}:${ACCOUNT}:repository/${inputs.name}`;
+        case "aws:iam/role:Role":
+            return `arn:aws:iam::${ACCOUNT}:role/${name}`;
+        default:
+            return `arn:aws:mock:${REGION}:${ACCOUNT}:${name}`;
+    }
+}
+
+pulumi.runtime.setMocks(
+    {
+        newResource(args) {
+            // Components reach the mocks too; only real resources are recorded.
+            if (!args.type.startsWith("campaign:index:")) registered.push({ type: args.type, name: args.name, inputs: args.inputs });
+            const state: Record<string, any> = { ...args.inputs, arn: arnOf(args.type, args.name, args.inputs) };
+            if (args.type === "aws:ecr/repository:Repository") {
+                state.repositoryUrl = `${ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com/${args.inputs.name}`;
+                state.registryId = ACCOUNT;
+            }
+            if (args.type === "aws:iam/role:Role" || args.type === "aws:iam/instanceProfile:InstanceProfile") state.name = args.name;
+            if (args.type === "aws:cloudwatch/metricAlarm:MetricAlarm") state.name = args.name;
+            return { id: args.type === "aws:ec2/instance:Instance" ? `i-${args.name}` : `${args.name}-id`, state };
+        },
+        call(args) {
+            switch (args.token) {
+                case "aws:index/getCallerIdentity:getCallerIdentity":
+                    return { accountId: ACCOUNT, arn: `arn:aws:iam::${ACCOUNT}:user/test`, userId: "TEST", id: ACCOUNT };
+                case "aws:ssm/getParameter:getParameter":
+                    return { name: args.inputs.name, value: "ami-0123456789abcdef0", insecureValue: "ami-0123456789abcdef0", type: "String", arn: "arn", version: 1 };
+                case "aws:ec2/getVpc:getVpc":
+                    return { id: "vpc-0default", default: true };
+                case "aws:ec2/getSubnet:getSubnet":
+                    return { id: args.inputs.id, vpcId: "vpc-0given", availabilityZone: "us-east-1b" };
+                case "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+                    return { userName: "AWS", password: "ecr-password", proxyEndpoint: `https://${ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com`, authorizationToken: "x" };
+                default:
+                    throw new Error(`unmocked call ${args.token}`);
+            }
+        },
+    },
+    "campaign",
+    "test",
+    false,
+);
+
+// Imported after setMocks, so every resource is created against the mocks.
+import { Campaign, type CampaignArgs } from "../components/campaign";
+import { resolveCampaign, type Campaign as ResolvedCampaign } from "../components/campaignSpec";
+import { declarations, NEW_CAMPAIGN, readCampaignState, StaticCampaignState, type CampaignState } from "../components/campaignState";
+import { nodePolicyDocument } from "../components/jobNode";
+import { datasetPrefix, PREP_RUN, runKeys } from "../components/layout";
+import { campaignBucketName } from "../components/naming";
+import { gateCommand, type UserDataRenderer } from "../components/prepStage";
+import { listPresets, loadPreset, mergeConfig } from "../components/presets";
+import { program } from "../components/program";
+import { runnerEnv } from "../components/runnerSettings";
+import { lifecycleRules } from "../components/artifactStore";
+import { contentTag } from "../components/image";
+
+/** The user data the tests render: the runner's whole input, as the real renderer writes it into runner.env. */
+const renderUserData: UserDataRenderer = (settings, { gpu }) =>
+    `#cloud-config\n# gpu=${gpu}\nwrite_files:\n  - path: /etc/campaign/runner.env\n    content: ${JSON.stringify(runnerEnv(settings))}\n`;
+
+function unwrap<T>(o: pulumi.Input<T>): Promise<T> {
+    return new Promise((resolve) => (pulumi.Output.isInstance(o) ? (o as pulumi.Output<T>).apply((v) => (resolve(v), v)) : resolve(o as T)));
+}
+
+const recorder: pulumi.ResourceTransformation = ({ type, name, opts }) => {
+    declared.push({ type, name, opts });
+    return undefined;
+};
+
+interface Graph {
+    name: string;
+    campaign: ResolvedCampaign;
+    component: Campaign;
+    resources: Registered[];
+    decls: Declared[];
+    /** name -> names it waits for (dependsOn and parents' dependsOn). */
+    deps: Map<string, Set<string>>;
+}
+
+function ofComponent<T extends { name: string }>(list: T[], name: string): T[] {
+    return list.filter((r) => r.name === name || r.name.startsWith(`${name}-`));
+}
+
+async function urnName(r: pulumi.Resource): Promise<string> {
+    const urn = await unwrap(r.urn);
+    return urn.slice(urn.lastIndexOf("::") + 2);
+}
+
+/** Builds a Campaign and waits until every declared custom resource reached the mocks. */
+async function build(name: string, campaign: ResolvedCampaign, state: CampaignState = NEW_CAMPAIGN, extra: Partial<CampaignArgs> = {}): Promise<Graph> {
+    const component = new Campaign(
+        name,
+        { campaign, stack: "test", accountId: ACCOUNT, state, hfToken: pulumi.secret(HF_TOKEN), wandbKey: pulumi.secret(WANDB_KEY), renderUserData, ...extra },
+        { transformations: [recorder] },
+    );
+    await unwrap(component.nodes);
+    const customs = () => ofComponent(declared, name).filter((d) => !d.type.startsWith("campaign:index:")).length;
+    for (let i = 0; i < 200 && ofComponent(registered, name).length < customs(); i++) await new Promise((r) => setTimeout(r, 10));
+    const resources = ofComponent(registered, name);
+    const decls = ofComponent(declared, name);
+    assert.equal(resources.length, decls.filter((d) => !d.type.startsWith("campaign:index:")).length, "every declared resource was registered");
+
+    const deps = new Map<string, Set<string>>();
+    for (const d of decls) {
+        const set = new Set<string>();
+        const list = d.opts.dependsOn === undefined ? [] : Array.isArray(d.opts.dependsOn) ? d.opts.dependsOn : [d.opts.dependsOn];
+        for (const r of list as pulumi.Resource[]) set.add(await urnName(r));
+        if (d.opts.parent) set.add(`parent:${await urnName(d.opts.parent)}`);
+        deps.set(d.name, set);
+    }
+    return { name, campaign, component, resources, decls, deps };
+}
+
+/** Whether `from` waits for `target`: through dependsOn, a parent's dependsOn, or a dependency on a component holding target. */
+function waitsFor(g: Graph, from: string, target: string): boolean {
+    const seen = new Set<string>();
+    const stack = [from];
+    const isInside = (child: string, component: string) => {
+        let cur: string | undefined = child;
+        for (let i = 0; cur && i < 50; i++) {
+            if (cur === component) return true;
+            cur = [...(g.deps.get(cur) ?? [])].find((d) => d.startsWith("parent:"))?.slice("parent:".length);
+        }
+        return false;
+    };
+    while (stack.length) {
+        const cur = stack.pop()!;
+        if (seen.has(cur)) continue;
+        seen.add(cur);
+        for (const dep of g.deps.get(cur) ?? []) {
+            const isParent = dep.startsWith("parent:");
+            const n = isParent ? dep.slice("parent:".length) : dep;
+            if (!isParent && (n === target || isInside(target, n))) return true;
+            stack.push(n);
+        }
+    }
+    return false;
+}
+
+const byType = (g: Graph, type: string) => g.resources.filter((r) => r.type === type);
+const INSTANCE = "aws:ec2/instance:Instance";
+const gpuInstances = (g: Graph) => byType(g, INSTANCE).filter((r) => r.inputs.tags?.role === "train");
+const prepInstances = (g: Graph) => byType(g, INSTANCE).filter((r) => r.inputs.tags?.role === "prep");
+
+const TAGGABLE = new Set([
+    "aws:s3/bucket:Bucket",
+    "aws:s3/bucketObjectv2:BucketObjectv2",
+    "aws:ec2/instance:Instance",
+    "aws:ec2/securityGroup:SecurityGroup",
+    "aws:ebs/volume:Volume",
+    "aws:iam/role:Role",
+    "aws:iam/instanceProfile:InstanceProfile",
+    "aws:ssm/parameter:Parameter",
+    "aws:cloudwatch/logGroup:LogGroup",
+    "aws:cloudwatch/metricAlarm:MetricAlarm",
+    "aws:ecr/repository:Repository",
+    "aws:budgets/budget:Budget",
+]);
+/** Types that take no tags in AWS (settings of another resource, or not AWS resources). */
+const UNTAGGABLE = new Set([
+    "pulumi:providers:aws",
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+    "aws:s3/bucketPolicy:BucketPolicy",
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+    "aws:iam/rolePolicy:RolePolicy",
+    "aws:ecr/lifecyclePolicy:LifecyclePolicy",
+    "aws:ec2/volumeAttachment:VolumeAttachment",
+    "docker:index/image:Image",
+    "command:local:Command",
+]);
+
+/** Every assertion the issue lists, for one built graph. */
+function assertSafe(g: Graph): void {
+    const x = g.campaign.experiment;
+    const bucket = x.storage.existingBucket ?? campaignBucketName(x.name, "test", ACCOUNT);
+    const bucketArn = `arn:aws:s3:::${bucket}`;
+    const label = `${g.name}`;
+
+    // Tags: campaign, run, stack, role on every taggable resource; every type is classified.
+    for (const r of g.resources) {
+        assert.ok(TAGGABLE.has(r.type) || UNTAGGABLE.has(r.type), `${label}: ${r.type} is neither taggable nor known untaggable`);
+        if (!TAGGABLE.has(r.type)) continue;
+        for (const key of ["campaign", "run", "stack", "role"]) assert.ok(r.inputs.tags?.[key], `${label}: ${r.type} ${r.name} lacks tag ${key}`);
+        assert.equal(r.inputs.tags.campaign, x.name);
+        assert.equal(r.inputs.tags.stack, "test");
+    }
+
+    // Instances: terminate on shutdown, IMDSv2, encrypted gp3 root, spot exactly when asked.
+    for (const i of byType(g, INSTANCE)) {
+        assert.equal(i.inputs.instanceInitiatedShutdownBehavior, "terminate", `${label}: ${i.name} shutdown behaviour`);
+        assert.equal(i.inputs.metadataOptions?.httpTokens, "required", `${label}: ${i.name} IMDSv2`);
+        assert.equal(i.inputs.rootBlockDevice?.encrypted, true, `${label}: ${i.name} root volume encrypted`);
+        assert.equal(i.inputs.rootBlockDevice?.volumeType, "gp3");
+        for (const v of i.inputs.ebsBlockDevices ?? []) assert.equal(v.encrypted, true, `${label}: ${i.name} data volume encrypted`);
+        for (const key of ["campaign", "run", "stack", "role"]) assert.ok(i.inputs.rootBlockDevice?.tags?.[key], `${label}: ${i.name} root volume tag ${key}`);
+        const spot = i.inputs.tags.role === "train" && x.compute.market === "spot";
+        if (spot) {
+            assert.deepEqual(i.inputs.instanceMarketOptions, { marketType: "spot", spotOptions: { spotInstanceType: "one-time", instanceInterruptionBehavior: "terminate" } }, `${label}: ${i.name} spot options`);
+        } else {
+            assert.equal(i.inputs.instanceMarketOptions, undefined, `${label}: ${i.name} must be on-demand`);
+        }
+    }
+    for (const v of byType(g, "aws:ebs/volume:Volume")) assert.equal(v.inputs.encrypted, true, `${label}: volume ${v.name} encrypted`);
+
+    // No inbound rules anywhere.
+    for (const sg of byType(g, "aws:ec2/securityGroup:SecurityGroup")) assert.deepEqual(sg.inputs.ingress ?? [], [], `${label}: ${sg.name} has ingress`);
+    assert.equal(g.resources.filter((r) => /securityGroupIngressRule|securityGroupRule/.test(r.type)).length, 0, `${label}: separate security-group rules`);
+
+    // GPU instances wait for the gate; the gate waits for the prep job when there is one.
+    const gateName = `${g.name}-gate`;
+    const gpus = gpuInstances(g);
+    if (gpus.length > 0) assert.ok(g.resources.some((r) => r.name === gateName && r.type === "command:local:Command"), `${label}: a gate exists`);
+    const prepJob = g.component.prep?.job;
+    const prepJobName = prepJob ? g.decls.find((d) => d.name.startsWith(`${g.name}-prep`) && (d.type === INSTANCE || (d.type === "command:local:Command" && d.name.endsWith("-local"))))?.name : undefined;
+    if (prepJob) assert.ok(prepJobName, `${label}: the prep job is declared`);
+    for (const gpu of gpus) {
+        assert.ok(waitsFor(g, gpu.name, gateName), `${label}: ${gpu.name} does not wait for the gate`);
+        // Not only through its parents: the instance itself names the gate, so the engine records the edge.
+        assert.ok(g.deps.get(gpu.name)?.has(gateName), `${label}: ${gpu.name} does not name the gate in dependsOn`);
+        if (prepJobName) assert.ok(waitsFor(g, gpu.name, prepJobName), `${label}: ${gpu.name} does not wait for the prep job ${prepJobName}`);
+    }
+    if (prepJobName && gpus.length) assert.ok(waitsFor(g, gateName, prepJobName), `${label}: the gate does not wait for prep`);
+
+    // IAM: S3 actions name only the campaign's bucket and the campaign's prefixes; never "*".
+    const allowed = [`runs/${x.name}/`, datasetPrefix(g.campaign.prepSpec.prepHash), "models/", "inputs/"];
+    for (const rp of byType(g, "aws:iam/rolePolicy:RolePolicy")) {
+        const doc = JSON.parse(rp.inputs.policy);
+        for (const st of doc.Statement) {
+            const actions: string[] = [st.Action].flat();
+            if (!actions.some((a) => a.startsWith("s3:"))) continue;
+            assert.ok(actions.every((a) => a.startsWith("s3:")), `${label}: S3 statement mixes services`);
+            for (const res of [st.Resource].flat() as string[]) {
+                assert.notEqual(res, "*", `${label}: ${rp.name} S3 on *`);
+                assert.ok(res === bucketArn || res.startsWith(`${bucketArn}/`), `${label}: ${rp.name} names ${res}`);
+                if (res !== bucketArn) {
+                    const key = res.slice(bucketArn.length + 1);
+                    assert.ok(key.endsWith("*") && !key.slice(0, -1).includes("*"), `${label}: ${res} wildcards`);
+                    assert.ok(allowed.some((p) => key.startsWith(p)), `${label}: ${res} outside the campaign's prefixes`);
+                }
+            }
+            for (const p of (st.Condition?.StringLike?.["s3:prefix"] ?? []) as string[]) assert.ok(allowed.some((a) => p.startsWith(a)), `${label}: list prefix ${p}`);
+        }
+    }
+
+    // Secrets: parameters are SecureStrings; no value in user data, specs, commands or any other input.
+    const params = byType(g, "aws:ssm/parameter:Parameter");
+    assert.equal(params.length, 2, `${label}: two secret parameters`);
+    for (const p of params) assert.equal(p.inputs.type, "SecureString");
+    for (const r of g.resources) {
+        if (r.type === "aws:ssm/parameter:Parameter") continue;
+        const text = JSON.stringify(r.inputs);
+        assert.ok(!text.includes(HF_TOKEN) && !text.includes(WANDB_KEY), `${label}: a secret value in ${r.type} ${r.name}`);
+    }
+    for (const i of byType(g, INSTANCE)) assert.match(i.inputs.userData, /CAMPAIGN_SECRET_PARAMETERS/, `${label}: nodes get parameter names`);
+
+    // Job specs in S3 where the layout says, one per declared run.
+    const objects = byType(g, "aws:s3/bucketObjectv2:BucketObjectv2").map((o) => o.inputs.key as string);
+    for (const run of g.component.declared.runs) assert.ok(objects.includes(runKeys(x.name, run.name).spec), `${label}: spec of ${run.name}`);
+
+    // The bucket: hardened, and retained exactly when asked.
+    const buckets = byType(g, "aws:s3/bucket:Bucket");
+    if (x.storage.existingBucket) {
+        assert.equal(buckets.length, 0, `${label}: an existing bucket is not created`);
+    } else {
+        assert.equal(buckets.length, 1);
+        assert.equal(buckets[0].inputs.bucket, bucket);
+        const decl = g.decls.find((d) => d.type === "aws:s3/bucket:Bucket")!;
+        assert.equal(decl.opts.retainOnDelete ?? false, x.storage.keepOnDestroy, `${label}: retainOnDelete`);
+        assert.equal(buckets[0].inputs.forceDestroy, !x.storage.keepOnDestroy);
+        const pab = byType(g, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")[0];
+        for (const k of ["blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"]) assert.equal(pab.inputs[k], true);
+        assert.ok(byType(g, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")[0].inputs.rules[0].applyServerSideEncryptionByDefault.sseAlgorithm);
+        const policy = JSON.parse(byType(g, "aws:s3/bucketPolicy:BucketPolicy")[0].inputs.policy);
+        assert.equal(policy.Statement[0].Effect, "Deny");
+        assert.equal(policy.Statement[0].Condition.Bool["aws:SecureTransport"], "false");
+        const rules = byType(g, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")[0].inputs.rules;
+        assert.ok(rules.some((r: any) => r.abortIncompleteMultipartUpload?.daysAfterInitiation > 0));
+        for (const run of g.campaign.runs) assert.ok(rules.some((r: any) => r.filter?.prefix === runKeys(x.name, run.name).checkpoints && r.expiration?.days === x.storage.checkpointExpiryDays));
+    }
+
+    // Guardrails: one idle alarm per GPU node that terminates it.
+    const alarms = byType(g, "aws:cloudwatch/metricAlarm:MetricAlarm");
+    assert.equal(alarms.length, gpus.length, `${label}: one alarm per GPU node`);
+    for (const a of alarms) {
+        assert.deepEqual(a.inputs.alarmActions, [`arn:aws:automate:${x.region}:ec2:terminate`]);
+        assert.equal(a.inputs.evaluationPeriods, x.compute.gpuIdleMinutes);
+        assert.ok(gpus.some((gpu) => a.inputs.dimensions.InstanceId === `i-${gpu.name}`), `${label}: alarm ${a.name} names a GPU node`);
+    }
+}
+
+// ---------------------------------------------------------------- every preset
+
+const presets = listPresets();
+const resolved = (preset: string, override: unknown = {}) => resolveCampaign(mergeConfig(loadPreset(preset), override), `stacks/${preset}.yaml`);
+
+test("there are presets to test", () => {
+    assert.ok(presets.length >= 3, presets.join(","));
+});
+
+for (const preset of presets) {
+    test(`${preset}: a new campaign builds the full graph with the safety defaults`, async () => {
+        const campaign = resolved(preset);
+        const g = await build(`new-${preset}`, campaign);
+        assertSafe(g);
+        assert.equal(gpuInstances(g).length, campaign.runs.length, "one GPU node per run");
+        const ec2Prep = campaign.experiment.prep.runOn === "ec2";
+        assert.equal(prepInstances(g).length, ec2Prep ? 1 : 0);
+        const local = byType(g, "command:local:Command").filter((r) => r.name.endsWith("-prep-local"));
+        assert.equal(local.length, ec2Prep ? 0 : 1);
+        if (!ec2Prep) {
+            assert.match(local[0].inputs.create, /scripts\/local-prep\.sh/);
+            assert.equal(local[0].inputs.environment.CAMPAIGN_JOB_MODE, "process");
+        }
+        for (const gpu of gpuInstances(g)) assert.equal(gpu.inputs.instanceType, campaign.runs.find((r) => r.name === gpu.inputs.tags.run)!.instanceType);
+        // Images are built (content-tagged) when no URI is given.
+        const builds = byType(g, "docker:index/image:Image");
+        assert.equal(builds.length, 1 + (ec2Prep ? 1 : 0));
+        for (const b of builds) assert.match(b.inputs.imageName, /:(trainer|prep)-[0-9a-f]{16}$/);
+        assert.equal(byType(g, "aws:ecr/repository:Repository").length, 1);
+        // The gate's command names the bucket, the prep hash and the prep cap.
+        const gate = g.resources.find((r) => r.name === `${g.name}-gate`)!;
+        assert.equal(gate.inputs.create, gateCommand({ bucket: g.component.bucketName, prepHash: campaign.prepSpec.prepHash, campaign: campaign.experiment.name, maxHours: campaign.experiment.prep.maxHours }));
+    });
+
+    test(`${preset}: given image URIs are used and nothing is built`, async () => {
+        const trainer = `${ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com/given/trainer:v1`;
+        const prep = "ghcr.io/example/prep:v1";
+        const g = await build(`img-${preset}`, resolved(preset, { images: { trainer, prep } }));
+        assertSafe(g);
+        assert.equal(byType(g, "docker:index/image:Image").length, 0, "no docker build");
+        assert.equal(byType(g, "aws:ecr/repository:Repository").length, 0, "no repository");
+        for (const gpu of gpuInstances(g)) assert.ok(gpu.inputs.userData.includes(trainer));
+        for (const p of prepInstances(g)) assert.ok(p.inputs.userData.includes(prep));
+        // The given ECR image may be pulled, from its repository only.
+        for (const rp of byType(g, "aws:iam/rolePolicy:RolePolicy").filter((r) => r.name.includes("-run-"))) {
+            const pull = JSON.parse(rp.inputs.policy).Statement.find((s: any) => s.Sid === "PullCampaignImages");
+            assert.deepEqual(pull.Resource, [`arn:aws:ecr:${REGION}:${ACCOUNT}:repository/given/trainer`]);
+        }
+    });
+
+    test(`${preset}: finished runs and a prepared dataset are not declared`, async () => {
+        const campaign = resolved(preset);
+        const [first, ...rest] = campaign.runs;
+        const state = await readCampaignState(new StaticCampaignState({ preparedHashes: [campaign.prepSpec.prepHash], phases: { [PREP_RUN]: "succeeded", [first.name]: "succeeded" } }), campaign);
+        const g = await build(`state-${preset}`, campaign, state);
+        assertSafe(g);
+        assert.equal(prepInstances(g).length, 0, "no prep node for a prepared dataset");
+        assert.equal(byType(g, "command:local:Command").filter((r) => r.name.includes("-prep-")).length, 0, "no local prep");
+        assert.equal(g.component.prep, undefined);
+        const gpuRuns = gpuInstances(g).map((i) => i.inputs.tags.run).sort();
+        assert.deepEqual(gpuRuns, rest.map((r) => r.name).sort(), "only unfinished runs get a node");
+        assert.ok(!JSON.stringify(byType(g, "aws:cloudwatch/metricAlarm:MetricAlarm").map((a) => a.inputs.tags)).includes(`"run":"${first.name}"`));
+        const nodes = await unwrap(g.component.nodes);
+        assert.deepEqual(nodes[first.name], { where: "done", phase: "succeeded" });
+        assert.equal(nodes[PREP_RUN].where, rest.length ? "cached" : "none");
+        if (rest.length === 0) assert.equal(g.resources.filter((r) => r.name === `${g.name}-gate`).length, 0, "nothing to gate");
+    });
+
+    test(`${preset}: keepOnDestroy false deletes the bucket with its objects`, async () => {
+        const g = await build(`drop-${preset}`, resolved(preset, { storage: { keepOnDestroy: false } }));
+        assertSafe(g);
+        assert.equal(g.component.kept.monthlyUsd, 0);
+    });
+}
+
+// ---------------------------------------------------------------- variants
+
+test("a campaign where every run succeeded declares no compute at all", async () => {
+    const campaign = resolved("socratiq-t5-lora");
+    const phases = Object.fromEntries(campaign.runs.map((r) => [r.name, "succeeded" as const]));
+    const state = await readCampaignState(new StaticCampaignState({ phases }), campaign);
+    assert.equal(declarations(campaign, state).prep, "none");
+    const g = await build("alldone", campaign, state);
+    assertSafe(g);
+    assert.equal(byType(g, INSTANCE).length, 0);
+    assert.equal(byType(g, "command:local:Command").length, 0);
+    assert.equal(byType(g, "docker:index/image:Image").length, 0);
+});
+
+test("a failed run is declared again (it resumes from its checkpoint)", async () => {
+    const campaign = resolved("dev");
+    const state = await readCampaignState(new StaticCampaignState({ preparedHashes: [campaign.prepSpec.prepHash], phases: { main: "interrupted" } }), campaign);
+    const g = await build("retry", campaign, state);
+    assertSafe(g);
+    assert.equal(gpuInstances(g).length, 1);
+});
+
+test("an existing bucket is used as given: no bucket resources, IAM on its ARN", async () => {
+    const g = await build("shared", resolved("reasoning-qwen7b-lora", { storage: { existingBucket: "team-ml-artifacts" } }));
+    assertSafe(g);
+    assert.equal(g.component.bucketName, "team-ml-artifacts");
+    assert.equal(g.resources.filter((r) => r.type.startsWith("aws:s3/bucket") && r.type !== "aws:s3/bucketObjectv2:BucketObjectv2").length, 0);
+    assert.match(g.component.kept.kept, /existing bucket/);
+});
+
+test("a data source in another bucket is copied in; nodes never name that bucket", async () => {
+    const campaign = resolved("socratiq-t5-lora");
+    assert.match(campaign.experiment.data.source, /^s3:\/\/socratiq-data\//);
+    const g = await build("copyin", campaign);
+    assertSafe(g);
+    const copy = g.resources.find((r) => r.name.endsWith("-input-copy"))!;
+    assert.match(copy.inputs.create, /^aws s3 cp 's3:\/\/socratiq-data\/socratiq\/train\.jsonl' 's3:\/\/.*\/inputs\/[0-9a-f]{64}\/train\.jsonl'/);
+    const prepNode = prepInstances(g)[0];
+    assert.ok(waitsFor(g, prepNode.name, copy.name), "the prep node waits for the copy");
+    for (const rp of byType(g, "aws:iam/rolePolicy:RolePolicy")) assert.ok(!rp.inputs.policy.includes("socratiq-data"));
+});
+
+test("a budget, a dataset volume and a given subnet", async () => {
+    const g = await build(
+        "extras",
+        resolved("dev", { budget: { monthlyUsd: 50, emails: ["ml@example.com"] }, compute: { dataVolumeGb: 500, availabilityZone: "us-east-1a", subnetId: "subnet-0abc123" } }),
+    );
+    assertSafe(g);
+    const budget = byType(g, "aws:budgets/budget:Budget")[0];
+    assert.equal(budget.inputs.limitAmount, "50.00");
+    assert.deepEqual(budget.inputs.costFilters, [{ name: "TagKeyValue", values: ["user:campaign$dev"] }]);
+    assert.ok(budget.inputs.notifications.every((n: any) => n.subscriberEmailAddresses[0] === "ml@example.com"));
+    const volume = byType(g, "aws:ebs/volume:Volume")[0];
+    assert.deepEqual([volume.inputs.size, volume.inputs.type, volume.inputs.availabilityZone, volume.inputs.encrypted], [500, "gp3", "us-east-1a", true]);
+    assert.equal(byType(g, "aws:ec2/volumeAttachment:VolumeAttachment").length, 1);
+    const gpu = gpuInstances(g)[0];
+    assert.equal(gpu.inputs.subnetId, "subnet-0abc123");
+    assert.equal(gpu.inputs.availabilityZone, undefined);
+    for (const sg of byType(g, "aws:ec2/securityGroup:SecurityGroup")) assert.equal(sg.inputs.vpcId, "vpc-0given");
+});
+
+// ---------------------------------------------------------------- the program, as index.ts runs it
+
+test("the program reads config and state, and its outputs say where things are, what they cost and how to stop them", async () => {
+    pulumi.runtime.setAllConfig(
+        {
+            "campaign:preset": "dev",
+            "campaign:experiment": JSON.stringify({ compute: { maxHours: 1 } }),
+            "campaign:hfToken": HF_TOKEN,
+            "campaign:wandbKey": WANDB_KEY,
+        },
+        ["campaign:hfToken", "campaign:wandbKey"],
+    );
+    const seen: string[] = [];
+    const outputs = await program({
+        name: "prog",
+        renderUserData,
+        stateReader: (bucket, campaign) => {
+            seen.push(`${bucket}/${campaign}`);
+            return new StaticCampaignState();
+        },
+        opts: { transformations: [recorder] },
+    });
+    const bucket = campaignBucketName("dev", "test", ACCOUNT);
+    assert.deepEqual(seen, [`${bucket}/dev`], "state is read from the campaign's bucket before declaring");
+    assert.equal(outputs.bucket, bucket);
+    const commands = outputs.commands as Record<string, unknown>;
+    assert.equal(commands.destroy, "pulumi destroy --stack test");
+    assert.deepEqual(commands.watch, [`aws s3 cp s3://${bucket}/runs/dev/main/status.json -`]);
+    const cost = outputs.estimatedCost as { estimatedUsd: number; worstCaseUsd: number };
+    assert.ok(cost.estimatedUsd > 0 && cost.worstCaseUsd >= cost.estimatedUsd);
+    assert.match((outputs.afterDestroy as { kept: string }).kept, new RegExp(bucket));
+    assert.match((outputs.logs as Record<string, string>).main, /runs%2Fdev%2Fmain%2Flogs%2F/);
+    const nodes = await unwrap(outputs.nodes as pulumi.Output<Record<string, { where: string }>>);
+    assert.equal(nodes.main.where, "i-prog-run-main-node-instance");
+    const plain = JSON.stringify({ ...outputs, nodes });
+    assert.ok(!plain.includes(HF_TOKEN) && !plain.includes(WANDB_KEY));
+    for (const r of ofComponent(registered, "prog")) {
+        if (r.type === "aws:ssm/parameter:Parameter") continue;
+        assert.ok(!JSON.stringify(r.inputs).includes(HF_TOKEN), `secret in ${r.name}`);
+    }
+});
+
+// ---------------------------------------------------------------- pure parts
+
+test("node IAM policy: bad prefixes and bucket ARNs are refused", () => {
+    const base = { bucketArn: "arn:aws:s3:::b-123", readWritePrefixes: ["runs/c/r/"], readPrefixes: [], parameterArns: [], ecrRepositoryArns: [], publishMetrics: false };
+    assert.throws(() => nodePolicyDocument({ ...base, readWritePrefixes: [""] }), /non-empty folder/);
+    assert.throws(() => nodePolicyDocument({ ...base, readPrefixes: ["runs/*"] }), /non-empty folder/);
+    assert.throws(() => nodePolicyDocument({ ...base, bucketArn: "*" }), /not a bucket ARN/);
+    const doc = nodePolicyDocument(base);
+    assert.deepEqual(doc.Statement.find((s) => s.Sid === "ReadWriteCampaignObjects")!.Resource, ["arn:aws:s3:::b-123/runs/c/r/*"]);
+    assert.ok(!JSON.stringify(doc).includes("AmazonSSMManagedInstanceCore"));
+});
+
+test("bucket names are valid S3 names and stable", () => {
+    const long = campaignBucketName("a-very-long-campaign-name-that-goes-on-and-on", "Some_Stack.Name-with-more", ACCOUNT);
+    assert.ok(long.length <= 63 && /^[a-z0-9][a-z0-9-]*[a-z0-9]$/.test(long), long);
+    assert.equal(long, campaignBucketName("a-very-long-campaign-name-that-goes-on-and-on", "Some_Stack.Name-with-more", ACCOUNT));
+    assert.equal(campaignBucketName("dev", "test", ACCOUNT), `dev-test-${ACCOUNT}`);
+});
+
+test("lifecycle rules: multipart uploads aborted, only checkpoints expire", () => {
+    const rules = lifecycleRules("c", ["a", "b"], 14);
+    assert.equal(rules.length, 3);
+    assert.deepEqual(rules.slice(1).map((r) => [r.filter, r.expiration]), [[{ prefix: "runs/c/a/checkpoints/" }, { days: 14 }], [{ prefix: "runs/c/b/checkpoints/" }, { days: 14 }]]);
+    assert.throws(() => lifecycleRules("c", [], 0));
+});
+
+test("image tags follow content: another job's files do not change a job's tag", () => {
+    const fs = require("node:fs") as typeof import("node:fs");
+    const os = require("node:os") as typeof import("node:os");
+    const path = require("node:path") as typeof import("node:path");
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ctx-"));
+    for (const d of ["trainer", "prep", "common"]) fs.mkdirSync(path.join(dir, d));
+    fs.writeFileSync(path.join(dir, "trainer", "Dockerfile"), "FROM a\n");
+    fs.writeFileSync(path.join(dir, "prep", "Dockerfile"), "FROM b\n");
+    fs.writeFileSync(path.join(dir, "common", "x.py"), "x = 1\n");
+    const t1 = contentTag(dir, "trainer");
+    fs.writeFileSync(path.join(dir, "prep", "main.py"), "print(1)\n");
+    assert.equal(contentTag(dir, "trainer"), t1);
+    fs.writeFileSync(path.join(dir, "common", "x.py"), "x = 2\n");
+    assert.notEqual(contentTag(dir, "trainer"), t1);
+    fs.rmSync(dir, { recursive: true });
+});
