@@ -549,3 +549,15 @@ test("image tags follow content: another job's files do not change a job's tag",
     assert.notEqual(contentTag(dir, "trainer"), t1);
     fs.rmSync(dir, { recursive: true });
 });
+
+test("the GPU agent config publishes the alarm's metric with the InstanceId dimension alone", async () => {
+    const { gpuAgentConfig, GPU_METRIC_NAMESPACE, GPU_UTILIZATION_METRIC, idleAlarmArgs } = await import("../components/guardrails");
+    const config = gpuAgentConfig() as any;
+    assert.equal(config.metrics.namespace, GPU_METRIC_NAMESPACE);
+    assert.deepEqual(config.metrics.append_dimensions, { InstanceId: "${aws:InstanceId}" });
+    assert.deepEqual(config.metrics.aggregation_dimensions, [["InstanceId"]]);
+    assert.ok(config.metrics.metrics_collected.nvidia_gpu.measurement.includes(GPU_UTILIZATION_METRIC.replace(/^nvidia_smi_/, "")));
+    const alarm = idleAlarmArgs({ region: "eu-west-1", instanceId: "i-1", idleMinutes: 20, thresholdPercent: 5, description: "d", tags: {} });
+    assert.deepEqual([alarm.metricName, alarm.namespace, alarm.dimensions, alarm.alarmActions], [GPU_UTILIZATION_METRIC, GPU_METRIC_NAMESPACE, { InstanceId: "i-1" }, ["arn:aws:automate:eu-west-1:ec2:terminate"]]);
+    assert.throws(() => idleAlarmArgs({ region: "r", instanceId: "i", idleMinutes: 0, thresholdPercent: 5, description: "d", tags: {} }));
+});

@@ -1,0 +1,92 @@
+// The prep gate (scripts/wait-for-prep.sh) and the S3 state reader, for real against a local S3 emulator.
+//
+//   node --import tsx --test --test-concurrency=1 test/gate.test.ts
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import * as path from "node:path";
+import { S3CampaignState } from "../components/campaignState";
+import { datasetSuccessKey, runKeys } from "../components/layout";
+import { S3Helper, s3Client } from "./helpers/aws";
+import { fakeAwsEnv, startMoto, type Moto } from "./helpers/moto";
+
+const root = path.join(__dirname, "..");
+const HASH = "0123456789abcdef";
+let moto: Moto;
+let s3: S3Helper;
+
+before(async () => {
+    moto = await startMoto();
+    s3 = S3Helper.forEndpoint(moto.endpoint);
+});
+after(async () => {
+    await moto?.stop();
+});
+
+function gate(bucket: string, campaign: string, maxSeconds: number): Promise<{ code: number; out: string; seconds: number }> {
+    const started = Date.now();
+    return new Promise((resolve) => {
+        const child = spawn("bash", ["scripts/wait-for-prep.sh", "--bucket", bucket, "--prep-hash", HASH, "--campaign", campaign, "--max-seconds", String(maxSeconds), "--interval", "1"], {
+            cwd: root,
+            env: { ...process.env, ...fakeAwsEnv, AWS_ENDPOINT_URL: moto.endpoint, CAMPAIGN_GATE_LOG_LINES: "3" },
+        });
+        let out = "";
+        child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+        child.stderr.on("data", (c: Buffer) => (out += c.toString()));
+        child.on("close", (code) => resolve({ code: code ?? -1, out, seconds: (Date.now() - started) / 1000 }));
+    });
+}
+
+test("the gate opens when _SUCCESS appears", async () => {
+    await s3.createBucket("gate-ok");
+    const running = gate("gate-ok", "c1", 60);
+    await new Promise((r) => setTimeout(r, 1500));
+    await s3.put(`s3://gate-ok/${datasetSuccessKey(HASH)}`, "");
+    const result = await running;
+    assert.equal(result.code, 0, result.out);
+    assert.match(result.out, /prepared dataset ready/);
+});
+
+test("the gate fails fast with the prep's last log lines when prep failed", async () => {
+    await s3.createBucket("gate-fail");
+    const keys = runKeys("c2", "prep");
+    await s3.put(`s3://gate-fail/${keys.status}`, JSON.stringify({ phase: "failed", reason: "data refused" }));
+    await s3.put(`s3://gate-fail/${keys.logs}job.log`, "line 1\nline 2\nline 3\nline 4\nTraceback: too many malformed rows\n");
+    const result = await gate("gate-fail", "c2", 600);
+    assert.equal(result.code, 1);
+    assert.ok(result.seconds < 30, `took ${result.seconds}s`);
+    assert.match(result.out, /prep failed/);
+    assert.match(result.out, /too many malformed rows/);
+    assert.doesNotMatch(result.out, /line 1/, "only the last lines");
+});
+
+test("the gate gives up at the cap", async () => {
+    await s3.createBucket("gate-slow");
+    const result = await gate("gate-slow", "c3", 2);
+    assert.equal(result.code, 1);
+    assert.match(result.out, /after 2s \(the prep cap\)/);
+});
+
+test("the gate refuses bad arguments", async () => {
+    const result = await new Promise<number>((resolve) => {
+        spawn("bash", ["scripts/wait-for-prep.sh", "--bucket", "b", "--prep-hash", "nothex", "--campaign", "c", "--max-seconds", "1"], { cwd: root }).on("close", (c) => resolve(c ?? -1));
+    });
+    assert.equal(result, 1);
+});
+
+test("the S3 state reader: a missing bucket or key is a new campaign; a status is read", async () => {
+    const client = s3Client(moto.endpoint);
+    const missing = new S3CampaignState(client, "no-such-bucket-here", "c");
+    assert.equal(await missing.prepSucceeded(HASH), false);
+    assert.equal(await missing.runPhase("main"), undefined);
+
+    await s3.createBucket("state-bucket");
+    const reader = new S3CampaignState(client, "state-bucket", "c");
+    assert.equal(await reader.prepSucceeded(HASH), false);
+    await s3.put(`s3://state-bucket/${datasetSuccessKey(HASH)}`, "");
+    assert.equal(await reader.prepSucceeded(HASH), true);
+    await s3.put(`s3://state-bucket/${runKeys("c", "main").status}`, JSON.stringify({ phase: "succeeded" }));
+    assert.equal(await reader.runPhase("main"), "succeeded");
+    await s3.put(`s3://state-bucket/${runKeys("c", "odd").status}`, "not json");
+    assert.equal(await reader.runPhase("odd"), undefined);
+});
