@@ -173,7 +173,12 @@ export class Campaign extends pulumi.ComponentResource {
         // Prep: on a CPU node, or here; nothing when the dataset already exists or no run is left.
         let prepJob: pulumi.Resource | undefined;
         if (declared.prep === "run") {
-            const input = dataInput(x.data.source, args.projectRoot);
+            let input: ReturnType<typeof dataInput>;
+            try {
+                input = dataInput(x.data.source, args.projectRoot);
+            } catch (err) {
+                throw new pulumi.ResourceError((err as Error).message, this);
+            }
             this.prep = new PrepStage(
                 `${name}-prep`,
                 {
@@ -207,10 +212,13 @@ export class Campaign extends pulumi.ComponentResource {
         // The gate: no GPU is requested before the prepared data is complete.
         const runs: Record<string, TrainingRun> = {};
         if (declared.runs.length > 0) {
+            const gateSettings = { bucket: bucket.name, prepHash, campaign: x.name, maxHours: x.prep.maxHours };
             const gate = new command.local.Command(
                 `${name}-gate`,
                 {
-                    create: gateCommand({ bucket: bucket.name, prepHash, campaign: x.name, maxHours: x.prep.maxHours }),
+                    create: this.prep?.node
+                        ? this.prep.node.instanceId.apply((instanceId) => gateCommand({ ...gateSettings, instanceId }))
+                        : gateCommand(gateSettings),
                     environment: { AWS_REGION: x.region, AWS_DEFAULT_REGION: x.region },
                     triggers: [bucket.name, prepHash],
                 },

@@ -291,6 +291,8 @@ export interface GateSettings {
     readonly campaign: string;
     /** prep.maxHours: the gate gives up when the prep cap has passed. */
     readonly maxHours: number;
+    /** The prep node's instance: only its status counts (an earlier attempt's failure is ignored). */
+    readonly instanceId?: string;
 }
 
 function shellQuote(s: string): string {
@@ -311,5 +313,6 @@ export function gateCommand(g: GateSettings): string {
         `--prep-hash ${g.prepHash}`,
         `--campaign ${shellQuote(g.campaign)}`,
         `--max-seconds ${maxSeconds}`,
+        ...(g.instanceId ? [`--instance-id ${shellQuote(g.instanceId)}`] : []),
     ].join(" ");
 }

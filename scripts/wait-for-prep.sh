@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The prep gate: waits until the prepared dataset is complete in S3, so no GPU is requested before it is.
 #
-#   wait-for-prep.sh --bucket B --prep-hash H --campaign C --max-seconds N [--interval S]
+#   wait-for-prep.sh --bucket B --prep-hash H --campaign C --max-seconds N [--instance-id I] [--interval S]
 #
 # Succeeds as soon as s3://B/datasets/H/_SUCCESS exists. Fails fast, printing the last lines of the prep
-# job's logs, when s3://B/runs/C/prep/status.json says failed or interrupted. Fails when N seconds pass
+# job's logs, when s3://B/runs/C/prep/status.json says failed or interrupted (with --instance-id, only a
+# status written by that prep node counts: an earlier attempt's failure does not). Fails when N seconds pass
 # (the prep cap, prep.maxHours). `pulumi up` runs it as a local command; it uses the operator's AWS CLI
 # and credentials, and honours AWS_ENDPOINT_URL (tests point it at a local S3 emulator).
 #
@@ -17,6 +18,7 @@ bucket=""
 prep_hash=""
 campaign=""
 max_seconds=""
+instance_id=""
 interval="${CAMPAIGN_GATE_INTERVAL:-15}"
 log_lines="${CAMPAIGN_GATE_LOG_LINES:-50}"
 endpoint_args=()
@@ -37,6 +39,7 @@ while (($# > 0)); do
         --prep-hash) prep_hash="${2:-}"; shift 2 ;;
         --campaign) campaign="${2:-}"; shift 2 ;;
         --max-seconds) max_seconds="${2:-}"; shift 2 ;;
+        --instance-id) instance_id="${2:-}"; shift 2 ;;
         --interval) interval="${2:-}"; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
@@ -67,11 +70,19 @@ exists() {
     return 2
 }
 
-# prep_phase: the phase in status.json, empty when there is none yet.
+# json_field NAME BODY: a string field's value from a JSON document (first occurrence).
+json_field() {
+    sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*\"\([^\"]*\)\".*/\1/p" <<<"$2" | head -n 1
+}
+
+# prep_phase: the phase in status.json, empty when there is none yet or it is another node's.
 prep_phase() {
     local body
     body="$(aws "${endpoint_args[@]}" s3 cp "s3://${bucket}/${status_key}" - 2>/dev/null)" || return 0
-    sed -n 's/.*"phase"[[:space:]]*:[[:space:]]*"\([a-z]*\)".*/\1/p' <<<"${body}" | head -n 1
+    if [[ -n "${instance_id}" && "$(json_field instanceId "${body}")" != "${instance_id}" ]]; then
+        return 0
+    fi
+    json_field phase "${body}"
 }
 
 # print_logs: the last lines of every log under the prep's logs/ (attempt copies excluded).

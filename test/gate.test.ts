@@ -23,10 +23,10 @@ after(async () => {
     await moto?.stop();
 });
 
-function gate(bucket: string, campaign: string, maxSeconds: number): Promise<{ code: number; out: string; seconds: number }> {
+function gate(bucket: string, campaign: string, maxSeconds: number, extra: string[] = []): Promise<{ code: number; out: string; seconds: number }> {
     const started = Date.now();
     return new Promise((resolve) => {
-        const child = spawn("bash", ["scripts/wait-for-prep.sh", "--bucket", bucket, "--prep-hash", HASH, "--campaign", campaign, "--max-seconds", String(maxSeconds), "--interval", "1"], {
+        const child = spawn("bash", ["scripts/wait-for-prep.sh", "--bucket", bucket, "--prep-hash", HASH, "--campaign", campaign, "--max-seconds", String(maxSeconds), "--interval", "1", ...extra], {
             cwd: root,
             env: { ...process.env, ...fakeAwsEnv, AWS_ENDPOINT_URL: moto.endpoint, CAMPAIGN_GATE_LOG_LINES: "3" },
         });
@@ -58,6 +58,23 @@ test("the gate fails fast with the prep's last log lines when prep failed", asyn
     assert.match(result.out, /prep failed/);
     assert.match(result.out, /too many malformed rows/);
     assert.doesNotMatch(result.out, /line 1/, "only the last lines");
+});
+
+test("an earlier prep node's failure does not close the gate for the new node", async () => {
+    await s3.createBucket("gate-retry");
+    const keys = runKeys("c4", "prep");
+    await s3.put(`s3://gate-retry/${keys.status}`, JSON.stringify({ phase: "failed", instanceId: "i-old" }, null, 2));
+    const running = gate("gate-retry", "c4", 60, ["--instance-id", "i-new"]);
+    await new Promise((r) => setTimeout(r, 2500));
+    await s3.put(`s3://gate-retry/${datasetSuccessKey(HASH)}`, "");
+    const result = await running;
+    assert.equal(result.code, 0, result.out);
+    // The new node's own failure does count.
+    await s3.createBucket("gate-retry2");
+    await s3.put(`s3://gate-retry2/${runKeys("c5", "prep").status}`, JSON.stringify({ phase: "failed", instanceId: "i-new" }));
+    const failed = await gate("gate-retry2", "c5", 60, ["--instance-id", "i-new"]);
+    assert.equal(failed.code, 1);
+    assert.match(failed.out, /prep failed/);
 });
 
 test("the gate gives up at the cap", async () => {

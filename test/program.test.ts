@@ -360,7 +360,17 @@ for (const preset of presets) {
         assert.equal(byType(g, "aws:ecr/repository:Repository").length, 1);
         // The gate's command names the bucket, the prep hash and the prep cap.
         const gate = g.resources.find((r) => r.name === `${g.name}-gate`)!;
-        assert.equal(gate.inputs.create, gateCommand({ bucket: g.component.bucketName, prepHash: campaign.prepSpec.prepHash, campaign: campaign.experiment.name, maxHours: campaign.experiment.prep.maxHours }));
+        const prepNode = prepInstances(g)[0];
+        assert.equal(
+            gate.inputs.create,
+            gateCommand({
+                bucket: g.component.bucketName,
+                prepHash: campaign.prepSpec.prepHash,
+                campaign: campaign.experiment.name,
+                maxHours: campaign.experiment.prep.maxHours,
+                ...(prepNode ? { instanceId: `i-${prepNode.name}` } : {}),
+            }),
+        );
     });
 
     test(`${preset}: given image URIs are used and nothing is built`, async () => {
