@@ -558,6 +558,7 @@ prune_checkpoints() {
 spot_watch() {
     trap - EXIT ERR TERM INT
     set +o errexit
+    PHASE="spot-watch"
     local body
     while true; do
         body="$(imds_get latest/meta-data/spot/instance-action)"
@@ -719,6 +720,14 @@ monitor_job() {
         [[ -z "${STOP_KIND}" ]] || break
         sleep 1
     done
+    # The job may have ended on the watcher's SIGTERM before this loop saw the notice.
+    if [[ -z "${STOP_KIND}" ]]; then
+        if spot_noticed; then
+            STOP_KIND="spot"
+        elif [[ -n "${RUNNER_SIGNAL}" ]]; then
+            STOP_KIND="signal"
+        fi
+    fi
 }
 
 # stop_job GRACE: SIGTERM (the job saves a checkpoint and exits 75), then SIGKILL after GRACE seconds.
