@@ -7,6 +7,9 @@ import type { Campaign } from "../../components/campaignSpec";
 import type { DataConfig } from "../../components/config";
 import { shortHash, type PrepSpec, type TrainSpec } from "../../components/jobSpec";
 
+/** LoRA's share of a tiny stand-in model's parameters is far above the real model's (about 27% for the tiny T5). */
+const TINY_MODEL_TRAINABLE_BOUND = 0.5;
+
 export interface StandIns {
     readonly prepSpec: PrepSpec;
     readonly trainSpecs: readonly TrainSpec[];
@@ -76,8 +79,13 @@ export function applyStandIns(campaign: Campaign, options: StandInOptions): Stan
         const changes: string[] = [];
         const model = { ...spec.model, id: modelFor(spec.model.id, spec.model.family) };
         if (model.id !== spec.model.id) swappedModels.add(`${spec.model.id} -> tiny ${spec.model.family} model`);
-        const method = spec.method.kind === "qlora" ? { ...spec.method, kind: "lora" as const } : spec.method;
+        let method = spec.method.kind === "qlora" ? { ...spec.method, kind: "lora" as const } : spec.method;
         if (method !== spec.method) changes.push("qlora -> lora (4-bit needs CUDA)");
+        if (model.id !== spec.model.id && method.kind !== "full" && method.lora.maxTrainableFraction < TINY_MODEL_TRAINABLE_BOUND) {
+            // LoRA adapters are a far larger share of a tiny model than of the real one.
+            changes.push(`maxTrainableFraction ${method.lora.maxTrainableFraction} -> ${TINY_MODEL_TRAINABLE_BOUND} (adapters are a larger share of a tiny model)`);
+            method = { ...method, lora: { ...method.lora, maxTrainableFraction: TINY_MODEL_TRAINABLE_BOUND } };
+        }
         const training = { ...spec.training };
         if (training.precision !== "fp32") changes.push(`${training.precision} -> fp32`);
         training.precision = "fp32";
