@@ -37,6 +37,17 @@ export interface RunnerSettings {
     readonly keepCheckpoints: number;
     /** Environment variable name -> SSM SecureString parameter name, read at boot. Never the values. */
     readonly secretParameters: Readonly<Record<string, string>>;
+    /** Where the runner stages inputs and keeps the job's dirs. Default: /opt/dlami/nvme/campaign when the
+     *  AMI mounted local NVMe there, else /var/lib/campaign. */
+    readonly workDir?: string;
+    /** Seconds between status.json rewrites (and checkpoint uploads, GPU samples). Default 10. */
+    readonly statusIntervalSeconds?: number;
+    /** Seconds between IMDS spot/instance-action polls. Default 5 (AWS's advice). */
+    readonly spotPollSeconds?: number;
+    /** Watchdog stops (max runtime, GPU idle): seconds the job gets after SIGTERM to save. Default 300. */
+    readonly stopGraceSeconds?: number;
+    /** Spot notices: seconds the job gets after SIGTERM, leaving time to sync within the 2 minutes. Default 80. */
+    readonly spotGraceSeconds?: number;
 }
 
 /** The settings as environment variables: the runner's whole input. */
@@ -68,6 +79,11 @@ export function runnerEnv(s: RunnerSettings): Record<string, string> {
         ["CAMPAIGN_MODEL_OUTPUT_URI", s.modelOutputUri],
         ["CAMPAIGN_IMAGE", s.image],
         ["CAMPAIGN_JOB_COMMAND", s.command],
+        ["CAMPAIGN_WORK_DIR", s.workDir],
+        ["CAMPAIGN_STATUS_INTERVAL_SECONDS", s.statusIntervalSeconds?.toString()],
+        ["CAMPAIGN_SPOT_POLL_SECONDS", s.spotPollSeconds?.toString()],
+        ["CAMPAIGN_STOP_GRACE_SECONDS", s.stopGraceSeconds?.toString()],
+        ["CAMPAIGN_SPOT_GRACE_SECONDS", s.spotGraceSeconds?.toString()],
     ];
     for (const [key, value] of optional) if (value !== undefined && value !== "") env[key] = value;
     return env;

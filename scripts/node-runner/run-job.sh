@@ -868,7 +868,6 @@ validate_settings() {
         [[ -z "${uri}" || "${uri}" =~ ^s3://[a-z0-9][a-z0-9.-]+[a-z0-9](/.*)?$ ]] || fail "not an s3:// URI: '${uri}'"
     done
     if [[ "${ROLE}" == "train" && -z "${DATA_URI}" ]]; then fail "CAMPAIGN_DATA_URI is required for train"; fi
-    if [[ "${ROLE}" == "prep" && -z "${INPUT_URI}" ]]; then fail "CAMPAIGN_INPUT_URI is required for prep"; fi
     local tool
     for tool in aws python3 curl setsid; do
         command -v "${tool}" >/dev/null || fail "${tool} is not installed"
@@ -949,7 +948,8 @@ read_secrets() {
 stage_inputs() {
     case "${ROLE}" in
         prep)
-            stage "${INPUT_URI}" "${JOB_DIR}/input" "input"
+            # No input URI: the job reads its data from the Hugging Face Hub itself.
+            if [[ -n "${INPUT_URI}" ]]; then stage "${INPUT_URI}" "${JOB_DIR}/input" "input"; fi
             ;;
         train)
             stage "${DATA_URI}" "${JOB_DIR}/data" "dataset"
