@@ -6,7 +6,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { status as statusSchema, type Status } from "../components/jobSpec";
 import { CHECKPOINT_MARKER, SUCCESS_MARKER, datasetPrefix, modelPrefix, runKeys, s3Uri } from "../components/layout";
@@ -352,6 +352,29 @@ describe("node runner", () => {
         assert.match(st.reason ?? "", /job spec is not valid JSON/);
         assert.ok(!existsSync(runs), "the job never ran");
         assert.ok(await s3.getText(sc.uri(`${sc.keys.logs}runner.log`)), "the runner's log is uploaded");
+    });
+
+    test("the runner's own error (a tool fails mid-staging): reported with its line, status failed, shutdown once", async () => {
+        const sc = await scenario("runner-error");
+        const base = runnerBaseDir();
+        const broken = join(base, "broken-bin");
+        mkdirSync(broken);
+        writeFileSync(join(broken, "du"), "#!/bin/sh\necho 'du: simulated failure' >&2\nexit 3\n", { mode: 0o755 });
+        const result = await runRunner({
+            settings: sc.settings,
+            awsEndpoint: moto.endpoint,
+            imdsEndpoint: (await imds()).endpoint,
+            baseDir: base,
+            pathPrepend: [broken],
+            env: fast,
+        });
+        assert.equal(result.code, 1, result.output);
+        assertOneShutdown(result);
+        const st = await finalStatus(sc);
+        assert.equal(st.phase, "failed");
+        assert.match(st.reason ?? "", /^runner error \(exit 3\) at line \d+: .*du -sb/);
+        assert.ok(st.timings.shutdown);
+        assert.ok(await s3.getText(sc.uri(`${sc.keys.logs}runner.log`)));
     });
 
     test("docker mode: ECR login, pull, and docker run with the GPU flags, the /job mount and secrets by name", async () => {

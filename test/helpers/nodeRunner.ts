@@ -40,6 +40,8 @@ export interface RunnerOptions {
     readonly baseDir?: string;
     /** Killed (SIGKILL) after this long; default 120 s. */
     readonly timeoutMs?: number;
+    /** Directories put on PATH before the recorders (e.g. a failing stand-in for a tool). */
+    readonly pathPrepend?: readonly string[];
     /** Called once the runner started, with its pid (e.g. to flip the spot notice later). */
     readonly onStart?: (pid: number) => void;
 }
@@ -73,7 +75,7 @@ export const pythonBinDir: string | undefined = (() => {
 /** The environment the runner gets: the settings, the local endpoints, fast test intervals. */
 export function runnerProcessEnv(options: RunnerOptions, baseDir: string): NodeJS.ProcessEnv {
     return {
-        PATH: [recorderBin, pythonBinDir, process.env.PATH ?? "/usr/bin:/bin"].filter(Boolean).join(":"),
+        PATH: [...(options.pathPrepend ?? []), recorderBin, pythonBinDir, process.env.PATH ?? "/usr/bin:/bin"].filter(Boolean).join(":"),
         HOME: baseDir,
         LANG: "C.UTF-8",
         ...fakeAwsEnv,
