@@ -7,8 +7,8 @@ being counted.
 """
 from __future__ import annotations
 
-import io
 import json
+import mmap
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,61 +205,77 @@ def _read_csv(path: Path, columns: list[Column], malformed: Malformed) -> tuple[
 # ---------------------------------------------------------------- JSONL
 
 
-def _read_jsonl(path: Path, columns: list[Column], malformed: Malformed, scalar_types: dict[str, pa.DataType]) -> tuple[pa.Table, int]:
-    """Blocks of whole lines are parsed two at a time (pyarrow releases the GIL), results merged in order."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    stream = pa.input_stream(str(path), compression="detect")
-    tables: list[pa.Table] = []
-    total = 0
-    schema: pa.Schema | None = None
-
-    def blocks() -> Iterator[tuple[bytes, int]]:
+def _blocks(path: Path) -> Iterator[memoryview]:
+    """Blocks of whole lines: zero-copy slices of a memory map, or decompressed chunks for .gz files."""
+    if path.suffix == ".gz":
+        stream = pa.input_stream(str(path), compression="detect")
         carry = b""
-        line_no = 0
         while True:
             chunk = stream.read(_BLOCK_BYTES)
             data = carry + chunk
-            if chunk:
-                cut = data.rfind(b"\n")
-                if cut < 0:
-                    carry = data
-                    continue
-                block, carry = data[: cut + 1], data[cut + 1 :]
-            else:
-                block, carry = data, b""
-            if block.strip():
-                yield block, line_no
-            line_no += block.count(b"\n")
             if not chunk:
+                if data:
+                    yield memoryview(data)
                 return
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                carry = data
+                continue
+            carry = data[cut + 1 :]
+            yield memoryview(data)[: cut + 1]
+    if path.stat().st_size == 0:
+        return
+    with path.open("rb") as handle:
+        mm = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    size = len(mm)
+    start = 0
+    while start < size:
+        end = min(start + _BLOCK_BYTES, size)
+        if end < size:
+            cut = mm.rfind(b"\n", start, end)
+            if cut < 0:
+                cut = mm.find(b"\n", end)
+            end = size if cut < 0 else cut + 1
+        yield memoryview(mm)[start:end]
+        start = end
+
+
+def _read_jsonl(path: Path, columns: list[Column], malformed: Malformed, scalar_types: dict[str, pa.DataType]) -> tuple[pa.Table, int]:
+    """Blocks are parsed two at a time (pyarrow releases the GIL); results are merged in file order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tables: list[pa.Table] = []
+    total = 0
+    line_no = 0
+    schema: pa.Schema | None = None
+
+    def collect(result: BlockResult) -> None:
+        nonlocal total, line_no
+        parsed, n, bad, lines = result
+        tables.extend(parsed)
+        for reason, rel, text in bad:
+            malformed.add(reason, f"{path.name} line {line_no + rel + 1}", text)
+        total += n
+        line_no += lines
 
     with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
         pending = []
-        for block, first_line in blocks():
+        for block in _blocks(path):
             if schema is None:
-                schema = _infer_schema(block, columns, scalar_types)
-            pending.append(pool.submit(_parse_block, block, schema, columns, path.name, first_line))
+                schema = _infer_schema(bytes(block[: 1 << 20]), columns, scalar_types)
+            pending.append(pool.submit(_parse_block, block, schema, columns))
             if len(pending) >= 2 * _WORKERS:
-                total += _collect(pending.pop(0).result(), tables, malformed)
+                collect(pending.pop(0).result())
         for future in pending:
-            total += _collect(future.result(), tables, malformed)
+            collect(future.result())
     if schema is None:
         raise DataError(f"{path} is empty")
     tables = [t for t in tables if t.num_rows]
-    table = pa.concat_tables(tables) if tables else schema.empty_table()
-    return _drop_nulls(table, columns, malformed, path.name), total
+    return (pa.concat_tables(tables) if tables else schema.empty_table()), total
 
 
-BlockResult = tuple[list[pa.Table], int, list[tuple[str, str, str]]]
-
-
-def _collect(result: BlockResult, tables: list[pa.Table], malformed: Malformed) -> int:
-    parsed, n, bad = result
-    tables.extend(parsed)
-    for reason, where, text in bad:
-        malformed.add(reason, where, text)
-    return n
+# (tables, rows seen, malformed (reason, line index in the block, text), lines in the block)
+BlockResult = tuple[list[pa.Table], int, list[tuple[str, int, str]], int]
 
 
 def _infer_schema(block: bytes, columns: list[Column], scalar_types: dict[str, pa.DataType]) -> pa.Schema:
@@ -283,52 +299,59 @@ def _infer_schema(block: bytes, columns: list[Column], scalar_types: dict[str, p
     return pa.schema([(c.name, _arrow_type(c, scalar_types.get(c.name))) for c in columns])
 
 
-def _parse_block(block: bytes, schema: pa.Schema, columns: list[Column], name: str, first_line: int) -> BlockResult:
+def _parse_block(view: memoryview, schema: pa.Schema, columns: list[Column]) -> BlockResult:
     """Parses whole lines; on a parse error at row r, line r is checked in Python and parsing goes on after it.
 
     pyarrow names the failing row when the block is parsed as one chunk, so a block with k bad lines costs
     about two parses, not one per line. Where that row cannot be trusted the block is halved instead.
     """
+    import numpy as np
+
+    n_lines = int(np.count_nonzero(np.frombuffer(view, dtype=np.uint8) == 10))
+    if len(view) and view[-1] != 10:
+        n_lines += 1
+    bad: list[tuple[str, int, str]] = []
+    try:
+        table = _checked_parse(view, schema, columns, 0, bad)
+        return [table], table.num_rows + len(bad), bad, n_lines
+    except pa.ArrowInvalid as err:
+        first_error = err
+    block = bytes(view)
+    lines = block.split(b"\n")
+    if block.endswith(b"\n"):
+        lines.pop()
     tables: list[pa.Table] = []
-    bad: list[tuple[str, str, str]] = []
     total = 0
-    lines: list[bytes] | None = None
-    offset = 0  # lines of the block already handled
-    while True:
-        rest = block if lines is None else b"\n".join(lines[offset:]) + b"\n"
-        if lines is not None and offset >= len(lines):
-            return tables, total, bad
-        try:
-            before = len(bad)
-            table = _checked_parse(rest, schema, columns, name, first_line + offset, bad)
-            tables.append(table)
-            return tables, total + table.num_rows + len(bad) - before, bad
-        except pa.ArrowInvalid as err:
-            match = _ROW_RE.search(str(err))
-            if lines is None:
-                lines = block.split(b"\n")
-                if block.endswith(b"\n"):
-                    lines.pop()
-            if match is None or any(not line.strip() for line in lines[offset:]):
-                sub, n, sub_bad = _bisect(lines[offset:], schema, columns, name, first_line + offset)
-                return tables + sub, total + n, bad + sub_bad
-            row = offset + int(match.group(1))
-            if row >= len(lines) or _line_problem(lines[row], schema, columns) is None:
-                sub, n, sub_bad = _bisect(lines[offset:], schema, columns, name, first_line + offset)
-                return tables + sub, total + n, bad + sub_bad
-            if row > offset:
-                sub, n, sub_bad = _bisect(lines[offset:row], schema, columns, name, first_line + offset)
-                tables += sub
-                total += n
-                bad += sub_bad
-            reason = _line_problem(lines[row], schema, columns)
-            bad.append((reason or "", f"{name} line {first_line + row + 1}", lines[row].decode("utf-8", errors="replace")))
-            total += 1
-            offset = row + 1
+    offset = 0
+    err: Exception | None = first_error
+    while offset < len(lines):
+        if err is None:
+            try:
+                before = len(bad)
+                table = _checked_parse(b"\n".join(lines[offset:]) + b"\n", schema, columns, offset, bad)
+                tables.append(table)
+                return tables, total + table.num_rows + len(bad) - before, bad, n_lines
+            except pa.ArrowInvalid as next_err:
+                err = next_err
+        match = _ROW_RE.search(str(err))
+        err = None
+        row = offset + int(match.group(1)) if match else -1
+        if match is None or row >= len(lines) or any(not line.strip() for line in lines[offset:]) or _line_problem(lines[row], schema, columns) is None:
+            sub, n, sub_bad = _bisect(lines[offset:], schema, columns, offset)
+            return tables + sub, total + n, bad + sub_bad, n_lines
+        if row > offset:
+            sub, n, sub_bad = _bisect(lines[offset:row], schema, columns, offset)
+            tables += sub
+            total += n
+            bad += sub_bad
+        bad.append((_line_problem(lines[row], schema, columns) or "", row, lines[row].decode("utf-8", errors="replace")))
+        total += 1
+        offset = row + 1
+    return tables, total, bad, n_lines
 
 
-def _checked_parse(data: bytes, schema: pa.Schema, columns: list[Column], name: str, first_line: int, bad: list[tuple[str, str, str]]) -> pa.Table:
-    """Parses whole lines; rows missing a required field are moved to `bad`, by line when lines map to rows."""
+def _checked_parse(data: bytes | memoryview, schema: pa.Schema, columns: list[Column], first_line: int, bad: list[tuple[str, int, str]]) -> pa.Table:
+    """Parses whole lines; rows missing a required field are moved to `bad` with their line."""
     table = _arrow_parse(data, schema)
     missing = None
     for col in columns:
@@ -337,54 +360,55 @@ def _checked_parse(data: bytes, schema: pa.Schema, columns: list[Column], name: 
             missing = null if missing is None else pc.or_(missing, null)
     if missing is None or not (pc.sum(missing).as_py() or 0):
         return table
-    exact = b"\n\n" not in data and not data.startswith(b"\n")
-    lines = data.split(b"\n") if exact else []
+    raw = bytes(data)
+    # rows map to lines when the block has no blank line (blank lines are skipped by the parser)
+    lines = [line for line in raw.split(b"\n") if line.strip()]
     flat = missing.combine_chunks() if isinstance(missing, pa.ChunkedArray) else missing
+    line_of = [i for i, line in enumerate(raw.split(b"\n")) if line.strip()]
     for r in pc.indices_nonzero(flat).to_pylist():
         row = table.slice(r, 1).to_pylist()[0]
         field = next(c.name for c in columns if c.required and row.get(c.name) is None)
-        where = f"{name} line {first_line + r + 1}" if exact else f"{name} record {r + 1} after line {first_line}"
-        text = lines[r].decode("utf-8", errors="replace") if exact else json.dumps(row, default=str)
-        bad.append((f"missing field {field!r}", where, text))
+        bad.append((f"missing field {field!r}", first_line + line_of[r], lines[r].decode("utf-8", errors="replace")))
     return table.filter(pc.invert(missing))
 
 
-def _arrow_parse(data: bytes, schema: pa.Schema) -> pa.Table:
+def _arrow_parse(data: bytes | memoryview, schema: pa.Schema) -> pa.Table:
     return pj.read_json(
-        io.BytesIO(data),
+        pa.BufferReader(pa.py_buffer(data)),
         read_options=pj.ReadOptions(block_size=len(data) + 1, use_threads=False),
         parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
     )
 
 
-def _bisect(lines: list[bytes], schema: pa.Schema, columns: list[Column], name: str, first_line: int) -> BlockResult:
+def _bisect(lines: list[bytes], schema: pa.Schema, columns: list[Column], first_line: int) -> tuple[list[pa.Table], int, list[tuple[str, int, str]]]:
     if not lines:
         return [], 0, []
     if len(lines) > _PY_LINES:
         try:
-            found: list[tuple[str, str, str]] = []
-            table = _checked_parse(b"\n".join(lines) + b"\n", schema, columns, name, first_line, found)
+            found: list[tuple[str, int, str]] = []
+            table = _checked_parse(b"\n".join(lines) + b"\n", schema, columns, first_line, found)
             return [table], table.num_rows + len(found), found
         except pa.ArrowInvalid:
             mid = len(lines) // 2
-            t1, n1, b1 = _bisect(lines[:mid], schema, columns, name, first_line)
-            t2, n2, b2 = _bisect(lines[mid:], schema, columns, name, first_line + mid)
+            t1, n1, b1 = _bisect(lines[:mid], schema, columns, first_line)
+            t2, n2, b2 = _bisect(lines[mid:], schema, columns, first_line + mid)
             return t1 + t2, n1 + n2, b1 + b2
     rows: list[dict[str, Any]] = []
-    bad: list[tuple[str, str, str]] = []
+    bad: list[tuple[str, int, str]] = []
     total = 0
     for i, raw in enumerate(lines):
         if not raw.strip():
             continue
         total += 1
+        text = raw.decode("utf-8", errors="replace")
         try:
             value = json.loads(raw)
         except ValueError as err:
-            bad.append(("bad JSON", f"{name} line {first_line + i + 1}", f"{raw.decode('utf-8', errors='replace')}  ({err})"))
+            bad.append(("bad JSON", first_line + i, f"{text}  ({err})"))
             continue
         reason = _row_problem(value, schema, columns)
         if reason:
-            bad.append((reason, f"{name} line {first_line + i + 1}", raw.decode("utf-8", errors="replace")))
+            bad.append((reason, first_line + i, text))
             continue
         rows.append({c.name: value.get(c.name) for c in columns})
     return ([pa.Table.from_pylist(rows, schema=schema)] if rows else []), total, bad

@@ -26,13 +26,19 @@ _BAD_CHARS = r"[\x{FFFD}\x00-\x08\x0B\x0C\x0E-\x1F\x7F]"
 
 @dataclass
 class Formatted:
-    """prompt/completion plus the raw texts the cleaning rules look at."""
+    """prompt/completion plus what the cleaning rules look at."""
 
     prompt: pa.Array
     completion: pa.Array
-    user_text: pa.Array
+    user_len: Any  # characters of the user text (template decoration excluded)
     answer_text: pa.Array
+    checked: list[pa.Array]  # texts the encoding rule scans
+    identity: list[pa.Array]  # equal in all of these = the same example (exact dedup)
     keep: np.ndarray  # rows of the input kept by formatting (chat rows can be malformed only here)
+
+    @staticmethod
+    def of(prompt: pa.Array, completion: pa.Array, user: pa.Array, answer: pa.Array, keep: np.ndarray) -> "Formatted":
+        return Formatted(prompt, completion, pc.utf8_length(user), answer, [user, answer], [user, answer], keep)
 
 
 def template_fields(template: str | None) -> list[str]:
@@ -106,14 +112,16 @@ def format_table(
         if fmt["inputField"] in table.column_names:  # a missing input is an empty input
             position = table.schema.get_field_index(fmt["inputField"])
             table = table.set_column(position, fmt["inputField"], pc.fill_null(table[fmt["inputField"]], ""))
+        answer = _as_array(table[fmt["outputField"]])
+        if not tmpl and rendering in ("chatml", "plain"):
+            return _format_alpaca_default(table, fmt, answer, system, rendering)
         if tmpl:
             user = _apply_template(table, tmpl)
         else:
             instr = _as_array(table[fmt["instructionField"]])
-            inp = _as_array(pc.fill_null(table[fmt["inputField"]], ""))
+            inp = _as_array(table[fmt["inputField"]])
             joined = pc.binary_join_element_wise(instr, inp, "\n\n")
             user = pc.if_else(pc.equal(pc.utf8_length(inp), 0), instr, joined)
-        answer = _as_array(table[fmt["outputField"]])
     elif kind == "seq2seq":
         user = _apply_template(table, tmpl) if tmpl else _as_array(table[fmt["inputField"]])
         answer = _as_array(table[fmt["targetField"]])
@@ -124,9 +132,30 @@ def format_table(
             mask = pa.array(keep)
             user = pc.filter(user, mask)  # answers are already only those of the kept rows
         prompt, completion = _render_vectorised(user, answer, system, rendering, tokenizer)
-        return Formatted(prompt, completion, _as_array(user), _as_array(answer), keep)
+        return Formatted.of(prompt, completion, _as_array(user), _as_array(answer), keep)
     prompt, completion = _render_vectorised(user, answer, system, rendering, tokenizer)
-    return Formatted(prompt, completion, _as_array(user), answer, np.ones(n, dtype=bool))
+    return Formatted.of(prompt, completion, _as_array(user), answer, np.ones(n, dtype=bool))
+
+
+def _format_alpaca_default(table: pa.Table, fmt: dict[str, Any], answer: pa.Array, system: str, rendering: str) -> Formatted:
+    """instruction [+ blank line + input] rendered in one pass, without building the user text on its own."""
+    instr = _as_array(table[fmt["instructionField"]])
+    if fmt["inputField"] in table.column_names:
+        inp = _as_array(table[fmt["inputField"]])
+    else:
+        inp = pa.array([""] * len(instr), pa.string())
+    inp_len = pc.utf8_length(inp)
+    has_input = pc.greater(inp_len, 0)
+    sep = pc.if_else(has_input, "\n\n", "")
+    if rendering == "chatml":
+        head = render.chatml_prompt_prefix(system) + render.CHATML_USER_OPEN
+        prompt = pc.binary_join_element_wise(head, instr, sep, inp, render.CHATML_USER_CLOSE, "")
+        completion = _as_array(pc.binary_join_element_wise(answer, render.CHATML_COMPLETION_CLOSE, ""))
+    else:
+        prompt = pc.binary_join_element_wise(system + "\n\n" if system else "", instr, sep, inp, "")
+        completion = answer
+    user_len = pc.add(pc.add(pc.utf8_length(instr), inp_len), pc.multiply(pc.cast(has_input, pa.int32()), 2))
+    return Formatted(_as_array(prompt), completion, user_len, answer, [instr, inp, answer], [instr, inp, answer], np.ones(len(instr), dtype=bool))
 
 
 def _class_answers(labels: pa.Array, fmt: dict[str, Any], malformed: Malformed) -> tuple[pa.Array, np.ndarray]:
@@ -190,7 +219,9 @@ def _format_chat(messages: pa.Array, system: str, rendering: str, tokenizer: Any
         users.append("\n".join(m["content"] for m in conv[:-1] if m["role"] != "system"))
         answers.append(conv[-1]["content"])
     as_arr = lambda values: pa.array(values, pa.string())  # noqa: E731
-    return Formatted(as_arr(prompts), as_arr(completions), as_arr(users), as_arr(answers), keep)
+    prompt, completion, answer = as_arr(prompts), as_arr(completions), as_arr(answers)
+    user = as_arr(users)
+    return Formatted(prompt, completion, pc.utf8_length(user), answer, [user, answer], [prompt, completion], keep)
 
 
 def _chat_problem(conv: list[dict[str, Any]] | None) -> str | None:
@@ -219,18 +250,22 @@ def clean(f: Formatted, cleaning: dict[str, Any]) -> tuple[np.ndarray, dict[str,
     removed = {rule: 0 for rule in CLEANING_RULES}
     keep = np.ones(n, dtype=bool)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        dup_future = pool.submit(_duplicates, f.prompt, f.completion) if cleaning["dedup"] == "exact" else None
+        dup_future = pool.submit(_duplicates, f.identity) if cleaning["dedup"] == "exact" else None
 
         def apply(rule: str, drop: Any) -> None:
             mask = np.asarray(pc.fill_null(drop, False).to_numpy(zero_copy_only=False), dtype=bool) & keep
             removed[rule] = int(mask.sum())
             keep[mask] = False
 
-        user_len = pc.utf8_length(f.user_text)
+        user_len = f.user_len
         answer_len = pc.utf8_length(f.answer_text)
         apply("emptyCompletion", pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(f.answer_text)), 0))
         if cleaning["dropEncodingErrors"]:
-            apply("encoding", pc.or_(pc.match_substring_regex(f.user_text, _BAD_CHARS), pc.match_substring_regex(f.answer_text, _BAD_CHARS)))
+            bad = None
+            for text in f.checked:
+                hit = pc.match_substring_regex(text, _BAD_CHARS)
+                bad = hit if bad is None else pc.or_(bad, hit)
+            apply("encoding", bad)
         min_chars = cleaning["minChars"]
         if min_chars > 0:
             apply("tooShort", pc.and_(pc.less(user_len, min_chars), pc.less(answer_len, min_chars)))
@@ -245,17 +280,26 @@ def clean(f: Formatted, cleaning: dict[str, Any]) -> tuple[np.ndarray, dict[str,
     return keep, removed
 
 
-def _duplicates(prompt: pa.Array, completion: pa.Array) -> np.ndarray:
-    """Rows whose exact (prompt, completion) content appeared in an earlier row.
+def _duplicates(identity: list[pa.Array]) -> np.ndarray:
+    """Rows equal in every identity column to an earlier row (the first of each is kept).
 
-    The key is length-prefixed (len(prompt) ':' prompt completion), so no two pairs share a key; Arrow's
-    hash table (dictionary_encode) groups equal keys and the first occurrence of each is kept.
+    Each column is dictionary-encoded (Arrow's hash table); the codes are combined column by column and
+    re-encoded, so equal rows get equal codes without building one long key string per row.
     """
-    if len(prompt) == 0:
+    n = len(identity[0])
+    if n == 0:
         return np.zeros(0, dtype=bool)
-    key = pc.binary_join_element_wise(pc.cast(pc.utf8_length(prompt), pa.string()), ":", prompt, completion, "")
-    codes = _as_array(pc.dictionary_encode(key)).indices.to_numpy(zero_copy_only=False)
-    first = np.empty(int(codes.max()) + 1, dtype=np.int64)
-    order = np.arange(len(codes), dtype=np.int64)
-    first[codes[::-1]] = order[::-1]  # the last write wins: the smallest position of each key
-    return first[codes] != order
+    combined: np.ndarray | None = None
+    for column in identity:
+        encoded = _as_array(pc.dictionary_encode(column, null_encoding="encode"))
+        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        if combined is None:
+            combined = codes
+        else:
+            merged = combined * len(encoded.dictionary) + codes
+            combined = _as_array(pc.dictionary_encode(pa.array(merged))).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    assert combined is not None
+    first = np.empty(int(combined.max()) + 1, dtype=np.int64)
+    order = np.arange(n, dtype=np.int64)
+    first[combined[::-1]] = order[::-1]  # the last write wins: the smallest position of each key
+    return first[combined] != order
