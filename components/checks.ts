@@ -31,6 +31,9 @@ export function checkRun(experiment: Experiment, run: ResolvedRun): Problem[] {
     if (run.method.kind === "qlora" && t.precision === "fp32") {
         problems.push(error(at(run, "training.precision"), `qlora computes in bf16 or fp16 on 4-bit weights; got fp32${label}: use bf16`));
     }
+    if (t.earlyStopping && t.saveSteps % t.evalSteps !== 0) {
+        problems.push(error(at(run, "training.saveSteps"), `is ${t.saveSteps} but early stopping keeps the best checkpoint, so it must be a multiple of evalSteps (${t.evalSteps})${label}: e.g. saveSteps ${t.evalSteps * Math.max(1, Math.round(t.saveSteps / t.evalSteps))}`));
+    }
     if (t.earlyStopping && validationShare(experiment) === 0) {
         problems.push(error(at(run, "training.earlyStopping"), `needs a validation split, but data.split gives validation nothing${label}`));
     }

@@ -156,6 +156,7 @@ const badConfigs: Array<[string, unknown, string, RegExp]> = [
     ["tokenized length differs from the training length", { training: { maxSeqLength: 512 } }, "training.maxSeqLength", /data\.tokenize\.maxLength is 256/],
     ["global batch that does not add up", { training: { globalBatch: 64, perDeviceBatch: 16, gradientAccumulation: 2 } }, "training.globalBatch", /1 GPU\(s\) x perDeviceBatch 16 x gradientAccumulation 2 = 32; gradientAccumulation 4 gives it/],
     ["early stopping without validation", { training: { earlyStopping: { patience: 3 } }, data: { split: { ratios: { train: 0.9, validation: 0, test: 0.1 } } } }, "training.earlyStopping", /needs a validation split/],
+    ["early stopping with saves off the eval grid", { training: { earlyStopping: { patience: 3 }, evalSteps: 20, saveSteps: 30 } }, "training.saveSteps", /must be a multiple of evalSteps \(20\).*saveSteps 40/],
     ["qlora in fp32", { method: { kind: "qlora" }, training: { precision: "fp32" } }, "training.precision", /use bf16/],
     ["spot without a checkpoint before the end", { training: { saveSteps: 100000 } }, "training.saveSteps", /never checkpoints; on spot/],
     ["a run named prep", { runs: [{ name: "prep" }] }, "runs[0].name", /reserved for the prep job/],
