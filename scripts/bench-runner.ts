@@ -1,0 +1,135 @@
+// Figures for the node runner, printed, not asserted:
+//   1. job exit -> `shutdown` call: how long a finished node keeps billing (default status interval);
+//   2. staging throughput from S3 to local disk, against the local emulator (moto_server): 200 MB in
+//      many files and in one file. The emulator is the bottleneck here; on AWS expect far more.
+//
+//   npx tsx scripts/bench-runner.ts [--mb 200] [--files 200] [--repeat 3]
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { datasetPrefix, runKeys, s3Uri } from "../components/layout";
+import type { RunnerSettings } from "../components/runnerSettings";
+import { S3Helper } from "../test/helpers/aws";
+import { startFakeImds } from "../test/helpers/fakeImds";
+import { startMoto } from "../test/helpers/moto";
+import { fakeJob, runRunner, runnerBaseDir } from "../test/helpers/nodeRunner";
+
+function arg(name: string, fallback: number): number {
+    const i = process.argv.indexOf(`--${name}`);
+    const v = i >= 0 ? Number(process.argv[i + 1]) : fallback;
+    if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} needs a positive number`);
+    return v;
+}
+
+const BUCKET = "campaign-bench";
+
+function settings(campaign: string, dataUri: string): RunnerSettings {
+    const keys = runKeys(campaign, "r1");
+    return {
+        role: "train",
+        campaign,
+        run: "r1",
+        region: "us-east-1",
+        specUri: s3Uri(BUCKET, keys.spec),
+        statusUri: s3Uri(BUCKET, keys.status),
+        logsUri: s3Uri(BUCKET, keys.logs),
+        outputUri: s3Uri(BUCKET, keys.output),
+        checkpointsUri: s3Uri(BUCKET, keys.checkpoints),
+        dataUri,
+        jobMode: "process",
+        command: `python3 ${fakeJob}`,
+        maxRuntimeSeconds: 3600,
+        gpuIdleMinutes: 0,
+        gpuIdleThreshold: 5,
+        keepCheckpoints: 2,
+        secretParameters: {},
+    };
+}
+
+async function main(): Promise<void> {
+    const mb = arg("mb", 200);
+    const files = arg("files", 200);
+    const repeat = arg("repeat", 3);
+    const moto = await startMoto();
+    const imds = await startFakeImds();
+    const s3 = S3Helper.forEndpoint(moto.endpoint);
+    try {
+        await s3.createBucket(BUCKET);
+        const small = s3Uri(BUCKET, datasetPrefix("0000000000000001"));
+        await s3.put(`${small}train.jsonl`, '{"text":"a"}\n');
+        await s3.put(`${small}_SUCCESS`, "");
+
+        // 1. job exit -> shutdown call, with the default status interval (10 s) and spot poll (5 s).
+        console.log("job exit -> shutdown call (a 2-step job; default intervals; final checkpoint sync, output, status, logs):");
+        const latencies: number[] = [];
+        for (let i = 0; i < repeat; i++) {
+            const campaign = `bench-exit-${i}`;
+            await s3.put(s3Uri(BUCKET, runKeys(campaign, "r1").spec), JSON.stringify({ kind: "train" }));
+            const base = runnerBaseDir("campaign-bench-");
+            const bin = join(base, "stamp-bin");
+            mkdirSync(bin);
+            writeFileSync(join(bin, "shutdown"), `#!/bin/sh\ndate +%s.%N > "${join(base, "shutdown.at")}"\necho "$*" >> "$RECORDER_DIR/shutdown.calls"\n`);
+            chmodSync(join(bin, "shutdown"), 0o755);
+            const result = await runRunner({
+                settings: settings(campaign, small),
+                awsEndpoint: moto.endpoint,
+                imdsEndpoint: imds.endpoint,
+                baseDir: base,
+                pathPrepend: [bin],
+                env: {
+                    FAKE_STEPS: "2",
+                    FAKE_STEP_SECONDS: "0.5",
+                    FAKE_CHECKPOINT_EVERY: "2",
+                    FAKE_EXIT_FILE: join(base, "job.exit"),
+                    CAMPAIGN_STATUS_INTERVAL_SECONDS: "10",
+                    CAMPAIGN_SPOT_POLL_SECONDS: "5",
+                    AWS_MAX_ATTEMPTS: "5",
+                },
+            });
+            if (result.code !== 0) throw new Error(`runner failed:\n${result.output}`);
+            const exit = Number(readFileSync(join(base, "job.exit"), "utf8"));
+            const shut = Number(readFileSync(join(base, "shutdown.at"), "utf8"));
+            latencies.push(shut - exit);
+            console.log(`  run ${i + 1}: ${(shut - exit).toFixed(2)} s`);
+        }
+        latencies.sort((a, b) => a - b);
+        console.log(`  median ${latencies[Math.floor(latencies.length / 2)]!.toFixed(2)} s over ${repeat} runs`);
+
+        // 2. staging throughput.
+        const total = mb * 1024 * 1024;
+        const many = s3Uri(BUCKET, datasetPrefix("0000000000000002"));
+        const one = s3Uri(BUCKET, datasetPrefix("0000000000000003"));
+        const per = Math.floor(total / files);
+        for (let i = 0; i < files; i++) await s3.put(`${many}part-${String(i).padStart(5, "0")}.bin`, randomBytes(per));
+        await s3.put(`${many}_SUCCESS`, "");
+        await s3.put(`${one}data.bin`, randomBytes(total));
+        await s3.put(`${one}_SUCCESS`, "");
+        console.log(`staging from the emulator to local disk (${mb} MB):`);
+        for (const [label, uri] of [
+            [`${files} files of ${(per / 1048576).toFixed(1)} MB`, many],
+            ["one file", one],
+        ] as const) {
+            for (let i = 0; i < repeat; i++) {
+                const campaign = `bench-stage-${label.replace(/\W+/g, "-")}-${i}`;
+                await s3.put(s3Uri(BUCKET, runKeys(campaign, "r1").spec), JSON.stringify({ kind: "train" }));
+                const result = await runRunner({
+                    settings: settings(campaign, uri),
+                    awsEndpoint: moto.endpoint,
+                    imdsEndpoint: imds.endpoint,
+                    env: { FAKE_STEPS: "1", FAKE_STEP_SECONDS: "0.1", AWS_MAX_ATTEMPTS: "5" },
+                });
+                const line = /staged dataset: .*/.exec(result.output)?.[0];
+                if (result.code !== 0 || !line) throw new Error(`runner failed:\n${result.output}`);
+                console.log(`  ${label}, run ${i + 1}: ${line.replace(/ from s3:.*/, "")}`);
+            }
+        }
+    } finally {
+        await imds.stop();
+        await moto.stop();
+    }
+}
+
+main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+});
