@@ -1004,7 +1004,8 @@ main() {
     write_status "starting"
     monitor_job
     case "${STOP_KIND}" in
-        spot) stop_job "${SPOT_GRACE_SECONDS}" ;;
+        # A spot notice leaves two minutes; a SIGTERM from systemd leaves TimeoutStopSec (150 s).
+        spot | signal) stop_job "${SPOT_GRACE_SECONDS}" ;;
         "") ;;
         *) stop_job "${STOP_GRACE_SECONDS}" ;;
     esac
