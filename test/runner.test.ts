@@ -258,6 +258,41 @@ describe("node runner", () => {
         assert.deepEqual(await completeCheckpoints(sc), [Number(st.lastCheckpoint!.split("-")[1])]);
     });
 
+    test("SIGTERM to the runner (systemd stopping the unit): the job saves, the checkpoint is synced, status failed", async () => {
+        const sc = await scenario("runner-sigterm");
+        const base = runnerBaseDir();
+        const progressFile = join(base, "work", "job", "progress.json");
+        let pid = 0;
+        const kill = (async () => {
+            const deadline = Date.now() + 60_000;
+            while (Date.now() < deadline) {
+                try {
+                    if ((JSON.parse(readFileSync(progressFile, "utf8")) as { step: number }).step >= 2) break;
+                } catch {
+                    // not written yet
+                }
+                await new Promise((r) => setTimeout(r, 100));
+            }
+            process.kill(pid, "SIGTERM");
+        })();
+        const result = await runRunner({
+            settings: sc.settings,
+            awsEndpoint: moto.endpoint,
+            imdsEndpoint: (await imds()).endpoint,
+            baseDir: base,
+            env: { FAKE_STEPS: "1000", FAKE_STEP_SECONDS: "0.2", FAKE_CHECKPOINT_EVERY: "1000" },
+            onStart: (p) => (pid = p),
+        });
+        await kill;
+        assert.equal(result.code, 1, result.output);
+        assertOneShutdown(result);
+        const st = await finalStatus(sc);
+        assert.equal(st.phase, "failed");
+        assert.equal(st.exitCode, 75);
+        assert.match(st.reason ?? "", /stopped by SIGTERM/);
+        assert.ok(st.lastCheckpoint, "the checkpoint saved on SIGTERM was synced");
+    });
+
     test("GPU idle: utilisation under the threshold for the window ends the job the same way", async () => {
         const sc = await scenario("gpu-idle", { gpuIdleMinutes: 1, gpuIdleThreshold: 5 });
         const base = runnerBaseDir();
