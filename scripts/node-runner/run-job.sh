@@ -16,7 +16,7 @@
 set -o errexit -o pipefail -o nounset -o errtrace
 
 print_help() {
-    sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
@@ -380,6 +380,7 @@ write_status() {
         write_status
         return 0
     fi
+    [[ -n "${STATUS_URI}" ]] || return 0
     aws_quiet s3 cp "${STATE_DIR}/status.json" "${STATUS_URI}" --content-type application/json ||
         log "status upload to ${STATUS_URI} failed"
 }
@@ -812,8 +813,11 @@ on_exit() {
         reap_job
         if ((JOB_STARTED)); then sync_checkpoints; fi
         T_SHUTDOWN="$(now_iso)"
-        write_status "${FINAL_PHASE}"
+        # The final status and the logs go up side by side: the node is billed until the shutdown call.
+        write_status "${FINAL_PHASE}" &
+        local status_pid=$!
         upload_logs
+        wait "${status_pid}"
         log "final status ${FINAL_PHASE}${REASON:+: ${REASON}}; shutting down"
     fi
     shutdown -h now
