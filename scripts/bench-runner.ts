@@ -10,9 +10,9 @@ import { randomBytes } from "node:crypto";
 import { datasetPrefix, runKeys, s3Uri } from "../components/layout";
 import type { RunnerSettings } from "../components/runnerSettings";
 import { S3Helper } from "../test/helpers/aws";
-import { startFakeImds } from "../test/helpers/fakeImds";
-import { startMoto } from "../test/helpers/moto";
-import { fakeJob, runRunner, runnerBaseDir } from "../test/helpers/nodeRunner";
+import { startFakeImds } from "./local/fakeImds";
+import { startMoto } from "./local/moto";
+import { fakeJob, runRunner, runnerBaseDir } from "./local/nodeRunner";
 
 function arg(name: string, fallback: number): number {
     const i = process.argv.indexOf(`--${name}`);

@@ -8,7 +8,7 @@ import * as path from "node:path";
 import { S3CampaignState } from "../components/campaignState";
 import { datasetSuccessKey, runKeys } from "../components/layout";
 import { S3Helper, s3Client } from "./helpers/aws";
-import { fakeAwsEnv, startMoto, type Moto } from "./helpers/moto";
+import { fakeAwsEnv, startMoto, type Moto } from "../scripts/local/moto";
 
 const root = path.join(__dirname, "..");
 const HASH = "0123456789abcdef";

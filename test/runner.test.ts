@@ -1,6 +1,6 @@
 // The node runner (scripts/node-runner/run-job.sh) run for real: bash and the AWS CLI against moto_server
 // on loopback and a fake IMDSv2, with `shutdown`, `docker` and `nvidia-smi` replaced by recorders
-// (test/fixtures/bin) and a small job (test/fixtures/fake-job.py) that writes progress and checkpoints.
+// (scripts/local/bin) and a small job (test/fixtures/fake-job.py) that writes progress and checkpoints.
 // Every scenario checks the final status.json against the zod schema and that `shutdown -h now` was
 // called exactly once.
 import { after, before, describe, test } from "node:test";
@@ -12,9 +12,9 @@ import { status as statusSchema, type Status } from "../components/jobSpec";
 import { CHECKPOINT_MARKER, SUCCESS_MARKER, datasetPrefix, modelPrefix, runKeys, s3Uri } from "../components/layout";
 import type { RunnerSettings } from "../components/runnerSettings";
 import { S3Helper, putSecureParameter } from "./helpers/aws";
-import { startFakeImds, type FakeImds } from "./helpers/fakeImds";
-import { freePort, startMoto, type Moto } from "./helpers/moto";
-import { fakeJob, runRunner, runnerBaseDir, type RunnerResult } from "./helpers/nodeRunner";
+import { startFakeImds, type FakeImds } from "../scripts/local/fakeImds";
+import { freePort, startMoto, type Moto } from "../scripts/local/moto";
+import { fakeJob, runRunner, runnerBaseDir, type RunnerResult } from "../scripts/local/nodeRunner";
 
 const BUCKET = "campaign-runner-tests";
 const PREP_HASH = "0123456789abcdef";

@@ -1,6 +1,6 @@
 // Reading and writing the emulator's S3 and SSM from tests and the rehearsal.
 import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { fakeAwsEnv } from "./moto";
+import { fakeAwsEnv } from "../../scripts/local/moto";
 
 export function s3Client(endpoint: string): S3Client {
     return new S3Client({

@@ -1,5 +1,5 @@
 // Running scripts/node-runner/run-job.sh for real, with `shutdown`, `docker` and `nvidia-smi` replaced
-// by the recorders in test/fixtures/bin, against local services. Used by test/runner.test.ts, the
+// by the recorders in scripts/local/bin, against local services. Used by test/runner.test.ts, the
 // benchmark and the rehearsal.
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
@@ -10,7 +10,9 @@ import { fakeAwsEnv } from "./moto";
 
 export const repoRoot = resolve(__dirname, "..", "..");
 export const runnerScript = join(repoRoot, "scripts", "node-runner", "run-job.sh");
-export const recorderBin = join(repoRoot, "test", "fixtures", "bin");
+/** Recorders for `shutdown`, `docker` and `nvidia-smi`: always first on the runner's PATH, so it never powers off this machine. */
+export const recorderBin = join(repoRoot, "scripts", "local", "bin");
+/** A small job that writes progress and checkpoints (the runner tests and its benchmark). */
 export const fakeJob = join(repoRoot, "test", "fixtures", "fake-job.py");
 
 export interface RunnerResult {
@@ -40,7 +42,7 @@ export interface RunnerOptions {
     readonly baseDir?: string;
     /** Killed (SIGKILL) after this long; default 120 s. */
     readonly timeoutMs?: number;
-    /** Directories put on PATH before the recorders (e.g. a failing stand-in for a tool). */
+    /** Directories put on PATH right after the recorders (e.g. a failing stand-in for a tool, a venv). */
     readonly pathPrepend?: readonly string[];
     /** Called once the runner started, with its pid (e.g. to flip the spot notice later). */
     readonly onStart?: (pid: number) => void;
@@ -75,7 +77,7 @@ export const pythonBinDir: string | undefined = (() => {
 /** The environment the runner gets: the settings, the local endpoints, fast test intervals. */
 export function runnerProcessEnv(options: RunnerOptions, baseDir: string): NodeJS.ProcessEnv {
     return {
-        PATH: [...(options.pathPrepend ?? []), recorderBin, pythonBinDir, process.env.PATH ?? "/usr/bin:/bin"].filter(Boolean).join(":"),
+        PATH: [recorderBin, ...(options.pathPrepend ?? []), pythonBinDir, process.env.PATH ?? "/usr/bin:/bin"].filter(Boolean).join(":"),
         HOME: baseDir,
         LANG: "C.UTF-8",
         ...fakeAwsEnv,

@@ -1,0 +1,395 @@
+// npm start  /  npm run rehearse -- --stack <name> [--interrupt-at STEP] [--max-steps N]
+//
+// Rehearses a campaign on this machine with no AWS account: the same job specs the stack would render,
+// the same node runner in process mode, a local S3 emulator, a fake instance-metadata service. Prep,
+// then each training run, with status heartbeats and checkpoint sync into the emulator; --interrupt-at
+// simulates a spot notice and shows the resume on a "new node". It ends with teardown and a report.
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { resolveCampaign, type Campaign } from "../components/campaignSpec";
+import { S3CampaignState } from "../components/campaignState";
+import { status as statusSchema, type Status } from "../components/jobSpec";
+import { datasetPrefix, datasetSuccessKey, inputKey, PREP_RUN, runKeys, s3Uri } from "../components/layout";
+import { buildPlan } from "../components/plan";
+import { composeExperiment, resolveStack } from "../components/presets";
+import { ConfigError } from "../components/problems";
+import type { RunnerSettings } from "../components/runnerSettings";
+import { renderProgress } from "./cli/progress";
+import { startFakeImds, type FakeImds } from "./local/fakeImds";
+import { fakeAwsEnv, startMoto } from "./local/moto";
+import { runRunner, runnerBaseDir, type RunnerResult } from "./local/nodeRunner";
+import { applyStandIns } from "./rehearsal/standins";
+
+const root = path.join(__dirname, "..");
+const BUCKET = "campaign-rehearsal";
+
+export interface RehearseArgs {
+    readonly stack: string;
+    readonly interruptAt?: number;
+    readonly maxSteps: number;
+}
+
+export const usage = "usage: npm run rehearse -- [--stack <name>] [--interrupt-at STEP] [--max-steps N]   (default stack: dev)";
+
+export function parseRehearseArgs(argv: readonly string[]): RehearseArgs {
+    let stack = "dev";
+    let interruptAt: number | undefined;
+    let maxSteps = 24;
+    for (let i = 0; i < argv.length; i++) {
+        const arg = argv[i];
+        const int = (name: string): number => {
+            const raw = argv[++i];
+            const n = Number(raw);
+            if (raw === undefined || !Number.isInteger(n) || n < 1) throw new Error(`${name} needs a whole number >= 1, got ${raw === undefined ? "nothing" : `"${raw}"`}\n${usage}`);
+            return n;
+        };
+        if (arg === "--stack" || arg === "-s") {
+            const v = argv[++i];
+            if (!v || v.startsWith("-")) throw new Error(`--stack needs a name\n${usage}`);
+            stack = v;
+        } else if (arg === "--interrupt-at") interruptAt = int("--interrupt-at");
+        else if (arg === "--max-steps") maxSteps = int("--max-steps");
+        else throw new Error(`unknown argument "${arg}"\n${usage}`);
+    }
+    if (interruptAt !== undefined && interruptAt >= maxSteps) {
+        throw new Error(`--interrupt-at ${interruptAt} must be below the rehearsal's ${maxSteps} steps (--max-steps)`);
+    }
+    return { stack, interruptAt, maxSteps };
+}
+
+const t0 = Date.now();
+const say = (text: string) => console.log(text);
+const clock = () => `${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s`;
+const stepLine = (n: number, total: number, text: string) => say(`\n[${n}/${total}] ${text}`);
+
+function s3ClientFor(endpoint: string, region: string): S3Client {
+    return new S3Client({
+        region,
+        endpoint,
+        forcePathStyle: true,
+        credentials: { accessKeyId: fakeAwsEnv.AWS_ACCESS_KEY_ID, secretAccessKey: fakeAwsEnv.AWS_SECRET_ACCESS_KEY },
+    });
+}
+
+async function getText(client: S3Client, key: string): Promise<string | undefined> {
+    try {
+        const out = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+        return await out.Body?.transformToString("utf-8");
+    } catch {
+        return undefined;
+    }
+}
+
+async function readStatus(client: S3Client, campaign: string, run: string): Promise<Status | null> {
+    const body = await getText(client, runKeys(campaign, run).status);
+    if (!body) return null;
+    const parsed = statusSchema.safeParse(JSON.parse(body));
+    return parsed.success ? parsed.data : null;
+}
+
+async function listAll(client: S3Client, prefix = ""): Promise<Array<{ key: string; size: number }>> {
+    const out: Array<{ key: string; size: number }> = [];
+    let token: string | undefined;
+    do {
+        const page = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: prefix, ContinuationToken: token }));
+        for (const o of page.Contents ?? []) if (o.Key) out.push({ key: o.Key, size: o.Size ?? 0 });
+        token = page.NextContinuationToken;
+    } while (token);
+    return out;
+}
+
+/** Runs one node's runner while printing its progress from status.json whenever it changes. */
+async function runNode(
+    client: S3Client,
+    campaign: string,
+    settings: RunnerSettings,
+    endpoints: { aws: string; imds: FakeImds },
+    python: string,
+    onStatus?: (s: Status) => void,
+): Promise<RunnerResult> {
+    let last = "";
+    let done = false;
+    const poll = (async () => {
+        while (!done) {
+            const s = await readStatus(client, campaign, settings.run);
+            if (s) {
+                onStatus?.(s);
+                const line = renderProgress([{ run: settings.run, status: s, usdPerHour: 0 }], new Date()).split("\n")[0];
+                const key = `${s.phase} ${s.progress?.step ?? ""}`;
+                if (key !== last) say(`${clock()}  ${line.replace(/\s+\$0\.00$/, "")}`);
+                last = key;
+            }
+            await new Promise((r) => setTimeout(r, 700));
+        }
+    })();
+    const result = await runRunner({
+        settings,
+        awsEndpoint: endpoints.aws,
+        imdsEndpoint: endpoints.imds.endpoint,
+        baseDir: runnerBaseDir(`campaign-rehearsal-${settings.run}-`),
+        timeoutMs: 15 * 60_000,
+        // The recorders stay first on PATH (runRunner puts them there): the runner's `shutdown` never
+        // reaches this machine's.
+        pathPrepend: [path.dirname(python)],
+        env: {
+            CAMPAIGN_STATUS_INTERVAL_SECONDS: "2",
+            CAMPAIGN_SPOT_POLL_SECONDS: "1",
+            CAMPAIGN_PROGRESS_INTERVAL: "1",
+            PYTHONUNBUFFERED: "1",
+            TOKENIZERS_PARALLELISM: "false",
+        },
+    });
+    done = true;
+    await poll;
+    const final = await readStatus(client, campaign, settings.run);
+    if (final) say(`${clock()}  ${renderProgress([{ run: settings.run, status: final, usdPerHour: 0 }], new Date()).split("\n").slice(0, -1).join("\n").replace(/\s+\$0\.00/, "")}`);
+    return result;
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+    let args: RehearseArgs;
+    try {
+        args = parseRehearseArgs(argv);
+    } catch (e) {
+        console.error((e as Error).message);
+        return 2;
+    }
+    const TOTAL = 6;
+    stepLine(1, TOTAL, `config: stack ${args.stack}`);
+    let campaign: Campaign;
+    let source: string;
+    try {
+        const stack = resolveStack(args.stack, root);
+        source = stack.source;
+        campaign = resolveCampaign(composeExperiment(stack.settings), source);
+    } catch (e) {
+        console.error(e instanceof ConfigError ? e.message : (e as Error).message);
+        return 1;
+    }
+    const { experiment } = campaign;
+    const plan = buildPlan(campaign);
+    say(`    campaign "${experiment.name}" from ${source}: prep (${experiment.prep.runOn}), then ${campaign.runs.length} run(s) on ${[...new Set(campaign.runs.map((r) => r.instanceType))].join(", ")}`);
+    for (const w of campaign.warnings) say(`    warning: ${w.path}: ${w.message}`);
+
+    const workDir = path.join(root, ".rehearsal", args.stack);
+    fs.rmSync(workDir, { recursive: true, force: true });
+    fs.mkdirSync(workDir, { recursive: true });
+
+    stepLine(2, TOTAL, "Python environment for the jobs (created on first use from containers/requirements-cpu.txt)");
+    const python = execFileSync("bash", [path.join(root, "scripts", "python-env.sh")], { cwd: root, encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] }).trim();
+    say(`    ${python}`);
+
+    stepLine(3, TOTAL, "stand-ins for what cannot run here");
+    const families = [...new Set(campaign.runs.map((r) => r.model.family))];
+    const tinyModels = { "causal-lm": path.join(root, ".rehearsal", "models", "causal-lm"), seq2seq: path.join(root, ".rehearsal", "models", "seq2seq") };
+    for (const family of families) {
+        if (fs.existsSync(path.join(tinyModels[family], "config.json"))) continue;
+        execFileSync(python, [path.join(root, "scripts", "make-tiny-model.py"), "--family", family, "--out", tinyModels[family]], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
+    }
+    const standIns = applyStandIns(campaign, { root, workDir, tinyModels, maxSteps: args.maxSteps, sampleRows: 600 });
+    for (const s of standIns.substitutions) say(`    - ${s}`);
+    if (!standIns.substitutions.length) say("    none: the campaign runs as configured");
+
+    stepLine(4, TOTAL, "local AWS: S3 emulator and instance metadata on 127.0.0.1");
+    const moto = await startMoto();
+    const imds = await startFakeImds({ instanceId: "i-rehearsal", instanceType: campaign.runs[0]?.instanceType ?? "g5.2xlarge" });
+    const client = s3ClientFor(moto.endpoint, experiment.region);
+    const nodes: Array<{ name: string; result: RunnerResult; status: Status | null }> = [];
+    try {
+        await client.send(new CreateBucketCommand({ Bucket: BUCKET }));
+        say(`    s3://${BUCKET} at ${moto.endpoint}; metadata at ${imds.endpoint}`);
+        const prepKeys = runKeys(experiment.name, PREP_RUN);
+        const put = (key: string, body: string) => client.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: body, ContentType: "application/json" }));
+        await put(prepKeys.spec, JSON.stringify(standIns.prepSpec, null, 2));
+        for (const spec of standIns.trainSpecs) await put(runKeys(experiment.name, spec.run).spec, JSON.stringify(spec, null, 2));
+
+        // The data file goes to S3 as it would for an EC2 prep node, and the runner stages it.
+        const dataFile = standIns.prepSpec.data.source;
+        const dataBytes = fs.readFileSync(dataFile);
+        const inputObject = inputKey(createHash("sha256").update(dataBytes).digest("hex"), path.basename(dataFile));
+        await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: inputObject, Body: dataBytes }));
+
+        const common = { campaign: experiment.name, region: experiment.region, jobMode: "process" as const, gpuIdleMinutes: 0, gpuIdleThreshold: experiment.compute.gpuIdleThreshold, secretParameters: {} };
+        stepLine(5, TOTAL, `prep on CPU, before any GPU: datasets/${standIns.prepSpec.prepHash}/`);
+        const prepSettings: RunnerSettings = {
+            ...common,
+            role: "prep",
+            run: PREP_RUN,
+            specUri: s3Uri(BUCKET, prepKeys.spec),
+            statusUri: s3Uri(BUCKET, prepKeys.status),
+            logsUri: s3Uri(BUCKET, prepKeys.logs),
+            outputUri: s3Uri(BUCKET, datasetPrefix(standIns.prepSpec.prepHash)),
+            modelOutputUri: s3Uri(BUCKET, "models/"),
+            inputUri: s3Uri(BUCKET, inputObject),
+            command: `${python} containers/prep/main.py`,
+            maxRuntimeSeconds: experiment.prep.maxHours * 3600,
+            keepCheckpoints: 1,
+        };
+        const prep = await runNode(client, experiment.name, prepSettings, { aws: moto.endpoint, imds }, python);
+        nodes.push({ name: PREP_RUN, result: prep, status: await readStatus(client, experiment.name, PREP_RUN) });
+        // The gate: no GPU node starts until _SUCCESS is there.
+        const ready = (await getText(client, datasetSuccessKey(standIns.prepSpec.prepHash))) !== undefined;
+        if (!ready) {
+            say(`\nPrep did not finish (exit ${prep.code}); the gate stays closed and no GPU node would start. Runner output:\n${prep.output.split("\n").slice(-25).join("\n")}`);
+            return 1;
+        }
+        const manifest = JSON.parse((await getText(client, `${datasetPrefix(standIns.prepSpec.prepHash)}manifest.json`)) ?? "{}") as Record<string, unknown>;
+        say(`    gate open: _SUCCESS is in S3; ${describeManifest(manifest)}`);
+
+        stepLine(6, TOTAL, `training: ${standIns.trainSpecs.length} run(s), one node each, through the same runner`);
+        for (const spec of standIns.trainSpecs) {
+            const keys = runKeys(experiment.name, spec.run);
+            const settings: RunnerSettings = {
+                ...common,
+                role: "train",
+                run: spec.run,
+                specUri: s3Uri(BUCKET, keys.spec),
+                statusUri: s3Uri(BUCKET, keys.status),
+                logsUri: s3Uri(BUCKET, keys.logs),
+                outputUri: s3Uri(BUCKET, keys.output),
+                checkpointsUri: s3Uri(BUCKET, keys.checkpoints),
+                dataUri: s3Uri(BUCKET, datasetPrefix(standIns.prepSpec.prepHash)),
+                command: `${python} containers/trainer/main.py`,
+                maxRuntimeSeconds: experiment.compute.maxHours * 3600,
+                keepCheckpoints: spec.training.saveTotalLimit,
+            };
+            let interrupted = false;
+            const onStatus = (s: Status) => {
+                if (args.interruptAt !== undefined && !interrupted && (s.progress?.step ?? 0) >= args.interruptAt) {
+                    interrupted = true;
+                    say(`${clock()}  ** spot interruption notice for ${spec.run} at step ${s.progress?.step} (two minutes to go) **`);
+                    imds.setSpotNotice(true);
+                }
+            };
+            const first = await runNode(client, experiment.name, settings, { aws: moto.endpoint, imds }, python, onStatus);
+            let status = await readStatus(client, experiment.name, spec.run);
+            nodes.push({ name: interrupted ? `${spec.run} (node 1)` : spec.run, result: first, status });
+            if (status?.phase === "interrupted") {
+                imds.setSpotNotice(false);
+                say(`${clock()}  ${spec.run} was interrupted with ${status.lastCheckpoint ?? "no checkpoint"} in S3; the next \`pulumi up\` declares a new node, which resumes:`);
+                const second = await runNode(client, experiment.name, settings, { aws: moto.endpoint, imds }, python);
+                status = await readStatus(client, experiment.name, spec.run);
+                nodes.push({ name: `${spec.run} (node 2)`, result: second, status });
+            }
+        }
+
+        // Teardown: every node called shutdown; the reconciling `pulumi up` declares only unfinished work.
+        const state = new S3CampaignState(client, BUCKET, experiment.name);
+        const phases = await Promise.all(standIns.trainSpecs.map(async (s) => [s.run, await state.runPhase(s.run)] as const));
+        const remaining = phases.filter(([, phase]) => phase !== "succeeded");
+        const mirror = path.join(workDir, "s3", BUCKET);
+        const objects = await listAll(client);
+        for (const o of objects) {
+            const body = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: o.key }));
+            const file = path.join(mirror, o.key);
+            fs.mkdirSync(path.dirname(file), { recursive: true });
+            fs.writeFileSync(file, Buffer.from(await body.Body!.transformToByteArray()));
+        }
+        const metrics = await Promise.all(standIns.trainSpecs.map(async (s) => [s.run, await getText(client, `${runKeys(experiment.name, s.run).output}metrics.json`)] as const));
+
+        say("\n== Teardown");
+        for (const n of nodes) {
+            say(`    ${n.name.padEnd(24)} shutdown called ${n.result.shutdownCalls.length} time(s) ("shutdown ${n.result.shutdownCalls[0] ?? ""}"), final phase ${n.status?.phase ?? "?"}`);
+        }
+        say(
+            remaining.length
+                ? `    the reconciling \`pulumi up\` would keep ${remaining.length} node(s): ${remaining.map(([r, p]) => `${r} (${p ?? "no status"})`).join(", ")}`
+                : "    every run succeeded: the reconciling `pulumi up` declares no GPU node, so nothing is left running or billing",
+        );
+        say(`    moto_server and the metadata service stop now; the bucket's contents are mirrored in ${path.relative(root, mirror)}/`);
+
+        say(report(campaign, plan, nodes, metrics, objects, standIns.substitutions, mirror, source));
+        return remaining.length === 0 && prep.code === 0 ? 0 : 1;
+    } finally {
+        await imds.stop();
+        await moto.stop();
+    }
+}
+
+function describeManifest(manifest: Record<string, unknown>): string {
+    const counts = manifest.counts as Record<string, unknown> | undefined;
+    if (!counts) return "manifest.json written";
+    return `manifest.json: ${Object.entries(counts).map(([k, v]) => `${k} ${typeof v === "object" ? JSON.stringify(v) : String(v)}`).join(", ")}`;
+}
+
+function at(iso: string | null | undefined): string {
+    if (!iso) return "-";
+    const seconds = (Date.parse(iso) - t0) / 1000;
+    // The runner takes boot time from the machine's uptime; here the "node" is this machine, up long before.
+    return seconds < -1 ? "(machine)" : `${seconds.toFixed(1)}s`;
+}
+
+function report(
+    campaign: Campaign,
+    plan: ReturnType<typeof buildPlan>,
+    nodes: Array<{ name: string; result: RunnerResult; status: Status | null }>,
+    metrics: ReadonlyArray<readonly [string, string | undefined]>,
+    objects: Array<{ key: string; size: number }>,
+    substitutions: readonly string[],
+    mirror: string,
+    source: string,
+): string {
+    const out: string[] = ["", `== Report: campaign "${campaign.experiment.name}" (${source}), rehearsed in ${((Date.now() - t0) / 1000).toFixed(0)} s`, ""];
+    out.push("Timeline per node (seconds since the rehearsal started):");
+    const rows = [["node", "boot", "inputs ready", "first step", "job end", "teardown", "phase", "exit"]];
+    for (const n of nodes) {
+        const t = n.status?.timings;
+        rows.push([n.name, at(t?.nodeBoot), at(t?.inputsReady), at(t?.firstStep), at(t?.jobEnd), at(t?.shutdown), n.status?.phase ?? "?", String(n.status?.exitCode ?? "-")]);
+    }
+    const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+    out.push(...rows.map((r) => `   ${r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd()}`));
+    for (const n of nodes) if (n.status?.reason) out.push(`   ${n.name}: ${n.status.reason}`);
+    out.push("", "Final metrics:");
+    for (const [run, body] of metrics) {
+        if (!body) {
+            out.push(`   ${run}: no metrics.json`);
+            continue;
+        }
+        const m = JSON.parse(body) as Record<string, unknown>;
+        const numbers: Array<[string, number]> = [];
+        for (const [k, v] of Object.entries(m)) {
+            if (typeof v === "number") numbers.push([k, v]);
+            else if (v && typeof v === "object" && !Array.isArray(v) && ["train", "eval", "test"].includes(k)) {
+                for (const [k2, v2] of Object.entries(v)) if (typeof v2 === "number" && /loss|accuracy/.test(k2)) numbers.push([k2, v2]);
+            }
+        }
+        const shown = numbers.map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(4)}`).join(", ");
+        out.push(`   ${run}: ${shown}`);
+    }
+    out.push("", `Artifacts (${objects.length} objects, mirrored in ${path.relative(root, mirror)}/):`);
+    const groups = new Map<string, { count: number; bytes: number }>();
+    for (const o of objects) {
+        const parts = o.key.split("/");
+        const depth = o.key.startsWith("runs/") ? 4 : 2;
+        const group = parts.length > depth ? parts.slice(0, depth).join("/") + "/" : o.key;
+        const g = groups.get(group) ?? { count: 0, bytes: 0 };
+        g.count++;
+        g.bytes += o.size;
+        groups.set(group, g);
+    }
+    for (const [group, g] of [...groups.entries()].sort()) out.push(`   s3://${BUCKET}/${group.padEnd(50)} ${String(g.count).padStart(4)} files ${(g.bytes / 1024).toFixed(0).padStart(7)} KiB`);
+    out.push("", `What the same campaign costs on its configured instances (npm run plan -- --stack ${campaign.experiment.name === "dev" ? "dev" : "<stack>"}):`);
+    for (const r of plan.runs) {
+        out.push(`   ${r.run}: ${r.instanceType} ${r.market} at $${r.usdPerHour.toFixed(3)}/h, about ${r.estimatedHours === null ? "?" : r.estimatedHours.toFixed(2)} h = $${r.estimatedUsd === null ? "?" : r.estimatedUsd.toFixed(2)} (cap ${r.maxHours} h = $${r.worstCaseUsd.toFixed(2)})`);
+    }
+    out.push(`   prep: ${plan.prep.runOn === "local" ? "on your machine, $0" : `${plan.prep.instanceType}, $${plan.prep.estimatedUsd.toFixed(2)}`}`);
+    out.push(`   total about $${plan.totals.estimatedUsd.toFixed(2)}, worst case $${plan.totals.worstCaseUsd.toFixed(2)}; kept after destroy: $${plan.afterDestroy.monthlyUsd.toFixed(2)}/month`);
+    if (substitutions.length) {
+        out.push("", "Rehearsed with stand-ins (the real campaign uses the configured ones):");
+        for (const s of substitutions) out.push(`   - ${s}`);
+    }
+    return out.join("\n");
+}
+
+if (require.main === module) {
+    main(process.argv.slice(2)).then(
+        (code) => (process.exitCode = code),
+        (e) => {
+            console.error(`rehearse: ${(e as Error).stack ?? (e as Error).message}`);
+            process.exitCode = 1;
+        },
+    );
+}
