@@ -1,6 +1,7 @@
 // Campaign: the whole experiment of a stack, composed from the components in this folder.
 //
 //   ArtifactStore -> Secrets, Image, log group
+//   the node runner, uploaded once to runs/<campaign>/runner/ when any node is declared
 //   PrepStage (CPU node or local command; skipped when datasets/<hash>/_SUCCESS exists)
 //   gate (waits for _SUCCESS; fails fast on a failed prep)
 //   TrainingRun per run that has not succeeded, each GPU instance dependsOn the gate
@@ -15,12 +16,17 @@ import type { Campaign as ResolvedCampaign } from "./campaignSpec";
 import { declarations, type CampaignState, type Declarations } from "./campaignState";
 import { Guardrails } from "./guardrails";
 import { Image, type JobImage } from "./image";
+import type { RunnerUpload } from "./jobNode";
 import { campaignPrefix, campaignPrefixes, datasetPrefix, PREP_RUN, runKeys, s3Uri } from "./layout";
 import { campaignBucketName, campaignTags, logGroupName, parameterPrefix, type TagContext } from "./naming";
 import { buildPlan } from "./plan";
 import { dataInput, gateCommand, PrepStage, type UserDataRenderer } from "./prepStage";
 import { Secrets } from "./secrets";
 import { TrainingRun } from "./trainingRun";
+import { campaignRunnerObject } from "./userData";
+
+/** A run with this name would share runs/<campaign>/runner/ with the node runner, and could overwrite it. */
+export const RUNNER_FOLDER = "runner";
 
 export interface CampaignArgs {
     /** The validated campaign (campaignSpec.resolveCampaign). */
@@ -105,6 +111,8 @@ export class Campaign extends pulumi.ComponentResource {
     public readonly gate?: command.local.Command;
     public readonly runs: Readonly<Record<string, TrainingRun>>;
     public readonly guardrails: Guardrails;
+    /** The node runner in the bucket, once per campaign; absent when no node is declared. */
+    public readonly runner?: aws.s3.BucketObjectv2;
     public readonly nodes: pulumi.Output<Record<string, NodeSummary>>;
     public readonly kept: KeptStorage;
 
@@ -161,6 +169,33 @@ export class Campaign extends pulumi.ComponentResource {
         this.image = new Image(`${name}-image`, { repositoryName: `campaign-${x.name}-${args.stack}`.toLowerCase().slice(0, 256), jobs, given, tags: campaignTags(ctx, "image") }, child);
         const ecrArns = this.image.repositoryArns;
 
+        // The node runner (scripts/node-runner/run-job.sh) is too large for EC2 user data: it is uploaded once
+        // per campaign, content-addressed, and every node downloads it at boot and checks its sha256
+        // (userData.ts, the fetch variant). Declared with the first node, so a campaign with no node has none.
+        if (c.runs.some((r) => r.name === RUNNER_FOLDER)) {
+            throw new pulumi.ResourceError(`a run named "${RUNNER_FOLDER}" would share runs/${x.name}/${RUNNER_FOLDER}/ with the node runner; choose another run name`, this);
+        }
+        let runner: (RunnerUpload & { readonly upload: aws.s3.BucketObjectv2 }) | undefined;
+        const runnerUpload = (): RunnerUpload => {
+            if (runner) return runner;
+            const obj = campaignRunnerObject(bucket.name, x.name);
+            const upload = new aws.s3.BucketObjectv2(
+                `${name}-runner`,
+                {
+                    bucket: this.store.ready.apply(() => bucket.name),
+                    key: obj.key,
+                    content: obj.content,
+                    contentType: "text/x-shellscript",
+                    serverSideEncryption: "AES256",
+                    tags: campaignTags(ctx, "runner"),
+                },
+                // Not an artifact: a new runner is a new key, and the old object goes with its nodes.
+                { parent: this, provider },
+            );
+            runner = { key: obj.key, upload };
+            return runner;
+        };
+
         const nodeCommon = {
             vpcId,
             subnetId: x.compute.subnetId,
@@ -200,6 +235,7 @@ export class Campaign extends pulumi.ComponentResource {
                               rootVolumeGb: x.prep.rootVolumeGb,
                               amiParameter: x.prep.amiParameter,
                               ...nodeCommon,
+                              runner: runnerUpload(),
                           }
                         : undefined,
                     tags: campaignTags(ctx, "prep", PREP_RUN),
@@ -253,7 +289,8 @@ export class Campaign extends pulumi.ComponentResource {
                         amiParameter: x.compute.amiParameter,
                         secretParameters: this.secrets.parameterNames,
                         ...nodeCommon,
-                                                dataVolumeId: single ? this.store.dataVolume?.id : undefined,
+                        dataVolumeId: single ? this.store.dataVolume?.id : undefined,
+                        runner: runnerUpload(),
                         renderUserData: args.renderUserData,
                         tags: campaignTags(ctx, "train", run.name),
                     },
@@ -262,6 +299,7 @@ export class Campaign extends pulumi.ComponentResource {
             });
         }
         this.runs = runs;
+        this.runner = runner?.upload;
 
         this.guardrails = new Guardrails(
             `${name}-guardrails`,

@@ -3,12 +3,21 @@
 // interruption); instanceInitiatedShutdownBehavior=terminate turns that shutdown into the end of billing.
 //
 // Safety defaults: IMDSv2 required, no inbound rules (SSM Session Manager for access), encrypted gp3
-// volumes, an IAM role that reaches only the campaign's bucket prefixes, its own SSM parameters, its log
-// group and Session Manager.
+// volumes, an IAM role that reaches only the campaign's bucket prefixes (and the runner object), its own
+// SSM parameters (and the key that decrypts them, through SSM only), its log group and Session Manager.
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 
 export type NodeRole = "prep" | "train";
+
+/**
+ * The node runner as uploaded by the Campaign (once per campaign) for the fetch variant of the user data:
+ * its key (userData.runnerObject) and the upload, which every node's instance waits for.
+ */
+export interface RunnerUpload {
+    readonly key: string;
+    readonly upload: pulumi.Resource;
+}
 export type Market = "spot" | "on-demand";
 
 export interface JobNodeArgs {
@@ -30,6 +39,8 @@ export interface JobNodeArgs {
     readonly s3ReadWritePrefixes: readonly string[];
     /** Prefixes (ending in '/') the node may only read. Default: none. */
     readonly s3ReadPrefixes?: readonly string[];
+    /** The node runner uploaded to the campaign's bucket: the node may read exactly that key, and boots after the upload. */
+    readonly runner: RunnerUpload;
     /** SSM parameters the node may read (its secrets). Default: none. */
     readonly parameterArns?: pulumi.Input<string>[];
     /** The log group the node may write to. Default: none. */
@@ -56,13 +67,15 @@ export interface NodePolicyInputs {
     readonly bucketArn: string;
     readonly readWritePrefixes: readonly string[];
     readonly readPrefixes: readonly string[];
+    /** The runner object's key (exact, no wildcard): s3:GetObject on it alone. Default: none. */
+    readonly runnerKey?: string;
     readonly parameterArns: readonly string[];
     readonly logGroupArn?: string;
     readonly ecrRepositoryArns: readonly string[];
     readonly publishMetrics: boolean;
 }
 
-interface Statement {
+export interface Statement {
     Sid: string;
     Effect: "Allow";
     Action: string[];
@@ -82,10 +95,44 @@ function checkPrefix(prefix: string): string {
     return prefix;
 }
 
+function checkObjectKey(key: string): string {
+    if (key === "" || key.startsWith("/") || key.endsWith("/") || key.includes("*") || key.includes("?")) {
+        throw new Error(`an S3 object key for a node's IAM policy must name one object, without wildcards, got "${key}"`);
+    }
+    return key;
+}
+
 /**
- * The node's inline policy. S3 actions name only the campaign's bucket and the given prefixes; the
- * only "*" resources are actions AWS cannot scope (ecr:GetAuthorizationToken, Session Manager's
- * channels, cloudwatch:PutMetricData, limited by namespace).
+ * The KMS side of reading SecureString parameters: kms:Decrypt on the account's keys in the parameters'
+ * region, only when SSM asks on the node's behalf (kms:ViaService) and only for these parameters (SSM
+ * puts the parameter's ARN in the encryption context). The parameters use the AWS-managed aws/ssm key,
+ * whose id is not known before the first SecureString of the region exists, hence key/* under those
+ * conditions rather than one key ARN.
+ */
+export function ssmDecryptStatement(parameterArns: readonly string[]): Statement {
+    const scopes = new Set<string>();
+    const via = new Set<string>();
+    for (const arn of parameterArns) {
+        const m = /^arn:(aws[a-z-]*):ssm:([a-z0-9-]+):(\d{12}):parameter\/.+$/.exec(arn);
+        if (!m) throw new Error(`not an SSM parameter ARN: ${arn}`);
+        const [, partition, region, account] = m;
+        scopes.add(`arn:${partition}:kms:${region}:${account}:key/*`);
+        via.add(`ssm.${region}.amazonaws.com${partition === "aws-cn" ? ".cn" : ""}`);
+    }
+    return {
+        Sid: "DecryptOwnSecretsViaSsm",
+        Effect: "Allow",
+        Action: ["kms:Decrypt"],
+        Resource: [...scopes],
+        Condition: { StringEquals: { "kms:ViaService": [...via], "kms:EncryptionContext:PARAMETER_ARN": [...parameterArns] } },
+    };
+}
+
+/**
+ * The node's inline policy. S3 actions name only the campaign's bucket, the given prefixes and the
+ * runner object; kms:Decrypt works only through SSM for the node's own parameters; the only "*"
+ * resources are actions AWS cannot scope (ecr:GetAuthorizationToken, Session Manager's channels,
+ * cloudwatch:PutMetricData, limited by namespace).
  */
 export function nodePolicyDocument(p: NodePolicyInputs): PolicyDocument {
     if (!/^arn:aws[a-z-]*:s3:::[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(p.bucketArn)) throw new Error(`not a bucket ARN: ${p.bucketArn}`);
@@ -110,8 +157,13 @@ export function nodePolicyDocument(p: NodePolicyInputs): PolicyDocument {
     if (ro.length > 0) {
         statements.push({ Sid: "ReadCampaignObjects", Effect: "Allow", Action: ["s3:GetObject"], Resource: ro.map((prefix) => `${p.bucketArn}/${prefix}*`) });
     }
+    if (p.runnerKey !== undefined) {
+        // The fetch variant of the user data downloads the runner at boot (components/userData.ts).
+        statements.push({ Sid: "FetchRunner", Effect: "Allow", Action: ["s3:GetObject"], Resource: [`${p.bucketArn}/${checkObjectKey(p.runnerKey)}`] });
+    }
     if (p.parameterArns.length > 0) {
         statements.push({ Sid: "ReadOwnSecrets", Effect: "Allow", Action: ["ssm:GetParameter", "ssm:GetParameters"], Resource: [...p.parameterArns] });
+        statements.push(ssmDecryptStatement(p.parameterArns));
     }
     if (p.logGroupArn) {
         const group = p.logGroupArn.replace(/:\*$/, "");
@@ -215,6 +267,7 @@ export class JobNode extends pulumi.ComponentResource {
                                 bucketArn: args.bucketArn,
                                 readWritePrefixes: args.s3ReadWritePrefixes,
                                 readPrefixes: args.s3ReadPrefixes ?? [],
+                                runnerKey: args.runner.key,
                                 parameterArns,
                                 logGroupArn,
                                 ecrRepositoryArns,
@@ -260,8 +313,8 @@ export class JobNode extends pulumi.ComponentResource {
                 instanceMarketOptions: marketOptions(args.market ?? "on-demand"),
                 tags,
             },
-            // The role's policy must exist before the runner's first S3 call.
-            { parent: this, dependsOn: mergeDependsOn(opts?.dependsOn, [policy]) },
+            // The role's policy and the runner object must exist before the node boots and fetches the runner.
+            { parent: this, dependsOn: mergeDependsOn(opts?.dependsOn, [policy, args.runner.upload]) },
         );
 
         if (args.dataVolumeId !== undefined) {

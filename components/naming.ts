@@ -2,7 +2,7 @@
 import { createHash } from "node:crypto";
 
 /** What a resource does for the campaign; the `role` tag. */
-export type ResourceRole = "store" | "image" | "secrets" | "prep" | "gate" | "train" | "guardrails" | "logs";
+export type ResourceRole = "store" | "image" | "secrets" | "prep" | "gate" | "train" | "guardrails" | "logs" | "runner";
 
 /** The `run` tag of resources shared by every run of a campaign (the bucket, the image, the secrets). */
 export const SHARED_RUN = "shared";

@@ -10,7 +10,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { PrepSpec } from "./jobSpec";
 import { datasetPrefix, inputKey, PREP_RUN, runKeys, s3Uri } from "./layout";
-import { JobNode } from "./jobNode";
+import { JobNode, type RunnerUpload } from "./jobNode";
 import { runnerEnv, type RunnerSettings } from "./runnerSettings";
 
 /** Renders a node's cloud-init user data from the runner's settings (components/userData.ts). */
@@ -146,6 +146,8 @@ export interface PrepStageArgs {
         readonly parameterArns: pulumi.Input<string>[];
         readonly logGroupArn?: pulumi.Input<string>;
         readonly ecrRepositoryArns: pulumi.Input<string>[];
+        /** The node runner in the campaign's bucket (uploaded once by the Campaign); the node fetches it at boot. */
+        readonly runner: RunnerUpload;
     };
     /** Tags for every taggable child. */
     readonly tags: Readonly<Record<string, string>>;
@@ -261,6 +263,7 @@ export class PrepStage extends pulumi.ComponentResource {
                         vpcId: node.vpcId,
                         subnetId: node.subnetId,
                         availabilityZone: node.availabilityZone,
+                        runner: node.runner,
                         tags: args.tags,
                     },
                     { parent: this, dependsOn: uploads },

@@ -1,5 +1,6 @@
 // The program `pulumi up` runs, with its outside world injected: index.ts passes the S3 state reader and
-// the user-data renderer; the tests pass a static state and their own renderer, and set the config.
+// the user-data renderer (userData.renderNodeUserData); the tests pass a static state and the same
+// renderer, and set the config.
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { bucketFor, Campaign, estimatedCost, logLinks, nextCommands } from "./campaign";

@@ -5,7 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { ResolvedRun } from "./campaignSpec";
 import type { TrainSpec } from "./jobSpec";
 import { datasetPrefix, modelPrefix, runKeys, s3Uri } from "./layout";
-import { JobNode, type Market } from "./jobNode";
+import { JobNode, type Market, type RunnerUpload } from "./jobNode";
 import type { UserDataRenderer } from "./prepStage";
 import type { RunnerSettings } from "./runnerSettings";
 
@@ -93,6 +93,8 @@ export interface TrainingRunArgs {
     readonly availabilityZone?: pulumi.Input<string>;
     /** The ArtifactStore's dataset volume, attached at /dev/sdf. Default: none. */
     readonly dataVolumeId?: pulumi.Input<string>;
+    /** The node runner in the campaign's bucket (uploaded once by the Campaign); the node fetches it at boot. */
+    readonly runner: RunnerUpload;
     readonly renderUserData: UserDataRenderer;
     readonly tags: Readonly<Record<string, string>>;
 }
@@ -158,6 +160,7 @@ export class TrainingRun extends pulumi.ComponentResource {
                 subnetId: args.subnetId,
                 availabilityZone: args.availabilityZone,
                 dataVolumeId: args.dataVolumeId,
+                runner: args.runner,
                 tags: args.tags,
             },
             { parent: this, dependsOn: [...gate, spec] },

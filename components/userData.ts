@@ -1,5 +1,6 @@
 // The user data of a job node: `#cloud-config` that installs the node runner (scripts/node-runner/run-job.sh)
-// as a systemd unit and starts it. Pure functions, no resources: the JobNode component calls them and the
+// as a systemd unit and starts it. Pure functions, no resources: index.ts passes renderNodeUserData to the
+// program, the Campaign uploads campaignRunnerObject (the object the fetch variant downloads), and the
 // tests render every variant and check it with `cloud-init schema`.
 //
 // What a node gets (docs/node-runner.md tells the whole story):
@@ -302,8 +303,12 @@ export interface RunnerObject {
 export function runnerObject(settings: RunnerSettings, script: string = runnerScript()): RunnerObject {
     const m = /^s3:\/\/([^/]+)\//.exec(settings.statusUri);
     if (!m) throw new Error(`statusUri must be an s3:// URI, not '${settings.statusUri}'`);
-    const bucket = m[1]!;
-    const key = runnerObjectKey(settings.campaign, script);
+    return campaignRunnerObject(m[1]!, settings.campaign, script);
+}
+
+/** The same object from the bucket and campaign alone: the program uploads it once per campaign, for all its nodes. */
+export function campaignRunnerObject(bucket: string, campaign: string, script: string = runnerScript()): RunnerObject {
+    const key = runnerObjectKey(campaign, script);
     return { bucket, key, uri: `s3://${bucket}/${key}`, content: script, sha256: runnerSha256(script) };
 }
 

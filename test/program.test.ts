@@ -1,10 +1,18 @@
 // The Pulumi program under mocks: the whole graph for every preset in stacks/, the safety defaults on every
-// resource, and what the state read from S3 removes (finished runs, a prepared dataset).
+// resource, and what the state read from S3 removes (finished runs, a prepared dataset). Nodes get the
+// user data index.ts gives them (components/userData.ts's renderNodeUserData): the fetch variant, whose
+// runner object the Campaign uploads; the tests read the user data back and check the two agree.
 //
 //   node --import tsx --test --test-concurrency=1 test/program.test.ts
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
+import YAML from "yaml";
 
 // ---------------------------------------------------------------- mocks: every resource and option recorded
 
@@ -83,19 +91,49 @@ pulumi.runtime.setMocks(
 import { Campaign, type CampaignArgs } from "../components/campaign";
 import { resolveCampaign, type Campaign as ResolvedCampaign } from "../components/campaignSpec";
 import { declarations, NEW_CAMPAIGN, readCampaignState, StaticCampaignState, type CampaignState } from "../components/campaignState";
-import { nodePolicyDocument } from "../components/jobNode";
+import { nodePolicyDocument, ssmDecryptStatement } from "../components/jobNode";
 import { datasetPrefix, PREP_RUN, runKeys } from "../components/layout";
 import { campaignBucketName } from "../components/naming";
 import { gateCommand, type UserDataRenderer } from "../components/prepStage";
 import { listPresets, loadPreset, mergeConfig } from "../components/presets";
 import { program } from "../components/program";
-import { runnerEnv } from "../components/runnerSettings";
+import { loadRunnerScript, renderNodeUserData, runnerObject, RUNNER_FETCH_PATH, RUNNER_PATH, RUNNER_UNIT, USER_DATA_LIMIT_BYTES } from "../components/userData";
 import { lifecycleRules } from "../components/artifactStore";
 import { contentTag } from "../components/image";
 
-/** The user data the tests render: the runner's whole input, as the real renderer writes it into runner.env. */
-const renderUserData: UserDataRenderer = (settings, { gpu }) =>
-    `#cloud-config\n# gpu=${gpu}\nwrite_files:\n  - path: /etc/campaign/runner.env\n    content: ${JSON.stringify(runnerEnv(settings))}\n`;
+/** The program's own renderer, as index.ts passes it: #cloud-config that fetches the runner from the bucket. */
+const renderUserData: UserDataRenderer = renderNodeUserData;
+
+interface FetchedRunner {
+    readonly uri: string;
+    readonly sha256: string;
+}
+
+/** What a node's user data downloads and the sha256 it checks, read back from the rendered #cloud-config. */
+function fetchedRunner(userData: string, label: string): FetchedRunner {
+    assert.ok(userData.startsWith("#cloud-config\n"), `${label}: #cloud-config`);
+    assert.ok(Buffer.byteLength(userData, "utf8") <= USER_DATA_LIMIT_BYTES, `${label}: fits EC2's user data limit`);
+    const config = YAML.parse(userData) as { write_files: Array<{ path: string; content: string }> };
+    const file = (path: string) => config.write_files.find((f) => f.path === path);
+    assert.equal(file(RUNNER_PATH), undefined, `${label}: the runner is not inline`);
+    const fetch = file(RUNNER_FETCH_PATH);
+    assert.ok(fetch, `${label}: the fetch script is written`);
+    const uri = /^uri='(s3:\/\/[^']+)'$/m.exec(fetch.content)?.[1];
+    const sha256 = /^want=([0-9a-f]{64})$/m.exec(fetch.content)?.[1];
+    assert.ok(uri && sha256, `${label}: the fetch script names a URI and a sha256`);
+    assert.match(fetch.content, /sha256sum --check/, `${label}: the download is checked`);
+    assert.ok(file(`/etc/systemd/system/${RUNNER_UNIT}`)?.content.includes(`ExecStartPre=${RUNNER_FETCH_PATH}\n`), `${label}: the unit fetches before it starts the runner`);
+    return { uri, sha256 };
+}
+
+const schemaDir = mkdtempSync(join(tmpdir(), "campaign-program-"));
+
+function assertCloudInitAccepts(name: string, text: string): void {
+    const file = join(schemaDir, `${name}.yaml`);
+    writeFileSync(file, text);
+    const res = spawnSync("cloud-init", ["schema", "--config-file", file], { encoding: "utf8" });
+    assert.equal(res.status, 0, `cloud-init schema ${name}: ${res.stdout}${res.stderr}${res.error ?? ""}`);
+}
 
 function unwrap<T>(o: pulumi.Input<T>): Promise<T> {
     return new Promise((resolve) => (pulumi.Output.isInstance(o) ? (o as pulumi.Output<T>).apply((v) => (resolve(v), v)) : resolve(o as T)));
@@ -178,6 +216,10 @@ function waitsFor(g: Graph, from: string, target: string): boolean {
 
 const byType = (g: Graph, type: string) => g.resources.filter((r) => r.type === type);
 const INSTANCE = "aws:ec2/instance:Instance";
+const OBJECT = "aws:s3/bucketObjectv2:BucketObjectv2";
+const ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy";
+/** Actions AWS cannot scope to a resource: the only ones a node's policy may grant on "*". */
+const UNSCOPABLE = /^(ecr:GetAuthorizationToken|cloudwatch:PutMetricData|ssm:UpdateInstanceInformation|ssmmessages:[A-Za-z]+|ec2messages:[A-Za-z]+)$/;
 const gpuInstances = (g: Graph) => byType(g, INSTANCE).filter((r) => r.inputs.tags?.role === "train");
 const prepInstances = (g: Graph) => byType(g, INSTANCE).filter((r) => r.inputs.tags?.role === "prep");
 
@@ -209,6 +251,57 @@ const UNTAGGABLE = new Set([
     "docker:index/image:Image",
     "command:local:Command",
 ]);
+
+/**
+ * The node runner: uploaded once per campaign to the campaign's bucket, at the key runnerObject gives for
+ * every node's settings; each node's user data fetches exactly that object and checks the sha256 of what
+ * was uploaded; every instance names the upload in dependsOn; every node role may s3:GetObject that one
+ * key, in the campaign's bucket only. Returns the upload (undefined when no node is declared).
+ */
+function assertRunner(g: Graph, bucket: string): Registered | undefined {
+    const label = g.name;
+    const bucketArn = `arn:aws:s3:::${bucket}`;
+    const uploads = byType(g, OBJECT).filter((o) => o.inputs.tags?.role === "runner");
+    const instances = byType(g, INSTANCE);
+    if (instances.length === 0) {
+        assert.equal(uploads.length, 0, `${label}: no node, no runner upload`);
+        assert.equal(g.component.runner, undefined);
+        return undefined;
+    }
+    assert.equal(uploads.length, 1, `${label}: the runner is uploaded once per campaign`);
+    const upload = uploads[0];
+    assert.equal(upload.name, `${g.name}-runner`);
+    assert.equal(upload.inputs.bucket, bucket, `${label}: the runner goes to the campaign's bucket`);
+    assert.equal(upload.inputs.serverSideEncryption, "AES256");
+    assert.match(upload.inputs.content, /^#!/);
+    const key: string = upload.inputs.key;
+    const sha256 = createHash("sha256").update(upload.inputs.content, "utf8").digest("hex");
+
+    // The key is the one runnerObject gives for each node's settings (what renderNodeUserData fetches).
+    const settings = [...Object.values(g.component.runs).map((r) => r.settings), ...(g.component.prep?.node ? [g.component.prep.settings] : [])];
+    assert.equal(settings.length, instances.length, `${label}: a settings object per node`);
+    for (const st of settings) {
+        const obj = runnerObject(st);
+        assert.deepEqual([obj.bucket, obj.key, obj.sha256], [bucket, key, sha256], `${label}: runnerObject of ${st.run}`);
+    }
+    for (const i of instances) {
+        const fetched = fetchedRunner(i.inputs.userData, `${label}: ${i.name}`);
+        assert.equal(fetched.uri, `s3://${bucket}/${key}`, `${label}: ${i.name} fetches the uploaded object`);
+        assert.equal(fetched.sha256, sha256, `${label}: ${i.name} checks the uploaded content's sha256`);
+        assert.ok(g.deps.get(i.name)?.has(upload.name), `${label}: ${i.name} does not name the runner upload in dependsOn`);
+    }
+    const policies = byType(g, ROLE_POLICY);
+    assert.equal(policies.length, instances.length, `${label}: a policy per node`);
+    const target = `${bucketArn}/${key}`;
+    const covers = (r: string) => r === target || (r.endsWith("*") && target.startsWith(r.slice(0, -1)));
+    for (const rp of policies) {
+        // Exactly one statement reaches the runner: the exact key, not a wider grant that happens to cover it.
+        const grants = (JSON.parse(rp.inputs.policy).Statement as any[]).filter((st) => [st.Action].flat().some((a: string) => a.startsWith("s3:")) && [st.Resource].flat().some(covers));
+        assert.equal(grants.length, 1, `${label}: ${rp.name} may read the runner`);
+        assert.deepEqual([grants[0].Sid, grants[0].Action, grants[0].Resource], ["FetchRunner", ["s3:GetObject"], [target]], `${label}: ${rp.name} reads the runner and only it, in the campaign's bucket`);
+    }
+    return upload;
+}
 
 /** Every assertion the issue lists, for one built graph. */
 function assertSafe(g: Graph): void {
@@ -275,13 +368,55 @@ function assertSafe(g: Graph): void {
                 assert.ok(res === bucketArn || res.startsWith(`${bucketArn}/`), `${label}: ${rp.name} names ${res}`);
                 if (res !== bucketArn) {
                     const key = res.slice(bucketArn.length + 1);
-                    assert.ok(key.endsWith("*") && !key.slice(0, -1).includes("*"), `${label}: ${res} wildcards`);
+                    if (key.endsWith("*")) {
+                        assert.ok(!key.slice(0, -1).includes("*"), `${label}: ${res} wildcards`);
+                    } else {
+                        // One object without wildcards: only the runner, read-only.
+                        assert.ok(!key.includes("*") && st.Sid === "FetchRunner", `${label}: ${rp.name} names the single object ${res}`);
+                        assert.match(key, new RegExp(`^runs/${x.name}/runner/run-job-[0-9a-f]{16}\\.sh$`));
+                        assert.deepEqual(actions, ["s3:GetObject"], `${label}: the runner is read-only`);
+                    }
                     assert.ok(allowed.some((p) => key.startsWith(p)), `${label}: ${res} outside the campaign's prefixes`);
                 }
             }
             for (const p of (st.Condition?.StringLike?.["s3:prefix"] ?? []) as string[]) assert.ok(allowed.some((a) => p.startsWith(a)), `${label}: list prefix ${p}`);
         }
     }
+
+    // IAM: "*" only for actions AWS cannot scope; kms:Decrypt only through SSM, for the node's own parameters;
+    // GPU metrics only in the CWAgent namespace, and only from GPU nodes.
+    const parameters = byType(g, "aws:ssm/parameter:Parameter");
+    for (const rp of byType(g, ROLE_POLICY)) {
+        const statements: any[] = JSON.parse(rp.inputs.policy).Statement;
+        for (const st of statements) {
+            const actions: string[] = [st.Action].flat();
+            if ([st.Resource].flat().includes("*")) for (const a of actions) assert.match(a, UNSCOPABLE, `${label}: ${rp.name} grants ${a} on *`);
+            if (actions.includes("cloudwatch:PutMetricData")) assert.deepEqual(st.Condition, { StringEquals: { "cloudwatch:namespace": "CWAgent" } }, `${label}: ${rp.name} metrics namespace`);
+        }
+        const secrets = statements.find((st) => st.Sid === "ReadOwnSecrets");
+        const kms = statements.filter((st) => [st.Action].flat().some((a: string) => a.startsWith("kms:")));
+        assert.equal(kms.length, secrets ? 1 : 0, `${label}: ${rp.name} kms:Decrypt exactly when it reads secrets`);
+        if (secrets) {
+            assert.deepEqual([secrets.Action, secrets.Resource.length], [["ssm:GetParameter", "ssm:GetParameters"], parameters.length], `${label}: ${rp.name} reads its own parameters`);
+            for (const arn of secrets.Resource) assert.ok(parameters.some((p) => arn === `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter${p.inputs.name}`), `${label}: ${rp.name} reads ${arn}`);
+            assert.deepEqual(kms[0].Action, ["kms:Decrypt"]);
+            assert.deepEqual(kms[0].Resource, [`arn:aws:kms:${x.region}:${ACCOUNT}:key/*`]);
+            assert.deepEqual(kms[0].Condition, { StringEquals: { "kms:ViaService": [`ssm.${x.region}.amazonaws.com`], "kms:EncryptionContext:PARAMETER_ARN": secrets.Resource } });
+        }
+        const node = rp.name.replace(/-policy$/, "-instance");
+        const gpu = gpuInstances(g).some((i) => i.name === node);
+        assert.equal(statements.some((st) => st.Sid === "PublishAgentMetrics"), gpu, `${label}: ${rp.name} publishes GPU metrics exactly when it is a GPU node`);
+        const pull = statements.find((st) => st.Sid === "PullCampaignImages");
+        if (pull) {
+            assert.deepEqual(pull.Action, ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]);
+            for (const arn of pull.Resource) assert.match(arn, new RegExp(`^arn:aws:ecr:[a-z0-9-]+:\\d{12}:repository/[a-z0-9._/-]+$`), `${label}: ${rp.name} pulls from ${arn}`);
+            assert.ok(statements.some((st) => st.Sid === "EcrLogin" && st.Resource === "*" && st.Action.join() === "ecr:GetAuthorizationToken"), `${label}: ${rp.name} can log in to ECR`);
+        }
+        const repos = byType(g, "aws:ecr/repository:Repository");
+        if (repos.length > 0) assert.deepEqual(pull?.Resource, [`arn:aws:ecr:${REGION}:${ACCOUNT}:repository/${repos[0].inputs.name}`], `${label}: ${rp.name} pulls from the campaign's repository`);
+    }
+
+    assertRunner(g, bucket);
 
     // Secrets: parameters are SecureStrings; no value in user data, specs, commands or any other input.
     const params = byType(g, "aws:ssm/parameter:Parameter");
@@ -371,6 +506,23 @@ for (const preset of presets) {
                 ...(prepNode ? { instanceId: `i-${prepNode.name}` } : {}),
             }),
         );
+    });
+
+    test(`${preset}: the runner is uploaded once, where every node's user data fetches it, with the sha256 it checks`, async () => {
+        const campaign = resolved(preset);
+        const g = await build(`runner-${preset}`, campaign);
+        assertSafe(g);
+        const upload = assertRunner(g, g.component.bucketName);
+        assert.ok(upload, "a runner upload");
+        // The key runnerObject gives (what renderNodeUserData fetches), content-addressed under the campaign's prefix.
+        assert.equal(upload.inputs.key, runnerObject(g.component.runs[campaign.runs[0].name].settings).key);
+        assert.match(upload.inputs.key, new RegExp(`^runs/${campaign.experiment.name}/runner/run-job-[0-9a-f]{16}\\.sh$`));
+        assert.equal(upload.inputs.content, loadRunnerScript(), "the repository's runner");
+        assert.ok(upload.inputs.key.includes(createHash("sha256").update(loadRunnerScript()).digest("hex").slice(0, 16)));
+        // cloud-init accepts what the nodes get: a GPU node, and the prep node when there is one.
+        assertCloudInitAccepts(`${preset}-train`, gpuInstances(g)[0].inputs.userData);
+        const prep = prepInstances(g)[0];
+        if (prep) assertCloudInitAccepts(`${preset}-prep`, prep.inputs.userData);
     });
 
     test(`${preset}: given image URIs are used and nothing is built`, async () => {
@@ -527,6 +679,35 @@ test("node IAM policy: bad prefixes and bucket ARNs are refused", () => {
     const doc = nodePolicyDocument(base);
     assert.deepEqual(doc.Statement.find((s) => s.Sid === "ReadWriteCampaignObjects")!.Resource, ["arn:aws:s3:::b-123/runs/c/r/*"]);
     assert.ok(!JSON.stringify(doc).includes("AmazonSSMManagedInstanceCore"));
+});
+
+test("node IAM policy: the runner is one exact key; kms:Decrypt only through SSM for the node's parameters", () => {
+    const base = { bucketArn: "arn:aws:s3:::b-123", readWritePrefixes: ["runs/c/r/"], readPrefixes: [], parameterArns: [], ecrRepositoryArns: [], publishMetrics: false };
+    const doc = nodePolicyDocument({ ...base, runnerKey: "runs/c/runner/run-job-0123456789abcdef.sh" });
+    assert.deepEqual(doc.Statement.find((s) => s.Sid === "FetchRunner"), { Sid: "FetchRunner", Effect: "Allow", Action: ["s3:GetObject"], Resource: ["arn:aws:s3:::b-123/runs/c/runner/run-job-0123456789abcdef.sh"] });
+    for (const bad of ["", "runs/c/runner/", "runs/c/runner/*", "/runs/c/runner/x.sh"]) assert.throws(() => nodePolicyDocument({ ...base, runnerKey: bad }), /one object/, bad);
+    assert.equal(nodePolicyDocument(base).Statement.some((s) => s.Action.some((a) => a.startsWith("kms:"))), false, "no secrets, no kms");
+
+    const eu = "arn:aws:ssm:eu-west-1:111122223333:parameter/campaign/c/s/hf-token";
+    const withSecrets = nodePolicyDocument({ ...base, parameterArns: [eu] });
+    assert.deepEqual(withSecrets.Statement.find((s) => s.Sid === "DecryptOwnSecretsViaSsm"), {
+        Sid: "DecryptOwnSecretsViaSsm",
+        Effect: "Allow",
+        Action: ["kms:Decrypt"],
+        Resource: ["arn:aws:kms:eu-west-1:111122223333:key/*"],
+        Condition: { StringEquals: { "kms:ViaService": ["ssm.eu-west-1.amazonaws.com"], "kms:EncryptionContext:PARAMETER_ARN": [eu] } },
+    });
+    const cn = ssmDecryptStatement(["arn:aws-cn:ssm:cn-north-1:111122223333:parameter/campaign/c/s/hf-token"]);
+    assert.deepEqual([cn.Resource, cn.Condition?.StringEquals["kms:ViaService"]], [["arn:aws-cn:kms:cn-north-1:111122223333:key/*"], ["ssm.cn-north-1.amazonaws.com.cn"]]);
+    assert.throws(() => ssmDecryptStatement(["*"]), /not an SSM parameter ARN/);
+});
+
+test("a run named like the runner's folder is refused", () => {
+    const campaign = resolved("dev", { runs: [{ name: "runner" }] });
+    assert.throws(
+        () => new Campaign("runnerrun", { campaign, stack: "test", accountId: ACCOUNT, renderUserData }),
+        /a run named "runner" would share runs\/dev\/runner\//,
+    );
 });
 
 test("bucket names are valid S3 names and stable", () => {
