@@ -25,8 +25,6 @@ import { Secrets } from "./secrets";
 import { TrainingRun } from "./trainingRun";
 import { campaignRunnerObject } from "./userData";
 
-/** A run with this name would share runs/<campaign>/runner/ with the node runner, and could overwrite it. */
-export const RUNNER_FOLDER = "runner";
 
 export interface CampaignArgs {
     /** The validated campaign (campaignSpec.resolveCampaign). */
@@ -172,9 +170,6 @@ export class Campaign extends pulumi.ComponentResource {
         // The node runner (scripts/node-runner/run-job.sh) is too large for EC2 user data: it is uploaded once
         // per campaign, content-addressed, and every node downloads it at boot and checks its sha256
         // (userData.ts, the fetch variant). Declared with the first node, so a campaign with no node has none.
-        if (c.runs.some((r) => r.name === RUNNER_FOLDER)) {
-            throw new pulumi.ResourceError(`a run named "${RUNNER_FOLDER}" would share runs/${x.name}/${RUNNER_FOLDER}/ with the node runner; choose another run name`, this);
-        }
         let runner: (RunnerUpload & { readonly upload: aws.s3.BucketObjectv2 }) | undefined;
         const runnerUpload = (): RunnerUpload => {
             if (runner) return runner;

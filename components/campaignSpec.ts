@@ -4,7 +4,7 @@ import { z } from "zod";
 import { lora as loraSchema, model as modelSchema, training as trainingSchema, type Experiment, type MethodConfig, type ModelConfig, type TrainingConfig } from "./config";
 import { parseExperiment } from "./experiment";
 import { JOB_SPEC_VERSION, shortHash, trainSpec as trainSpecSchema, type PrepSpec, type TrainSpec } from "./jobSpec";
-import { PREP_RUN } from "./layout";
+import { PREP_RUN, RESERVED_RUN_NAMES } from "./layout";
 import { mergeConfig } from "./presets";
 import { ConfigError, joinPath, problemsFromZod, type Problem } from "./problems";
 import { checkRun, checkCampaign } from "./checks";
@@ -86,7 +86,9 @@ function expandRuns(experiment: Experiment, problems: Problem[]): ResolvedRun[] 
 
     const seen = new Map<string, number>();
     runs.forEach((run, i) => {
-        if (run.name === PREP_RUN) problems.push({ severity: "error", path: `${run.path || "runs"}.name`, message: `"${PREP_RUN}" is reserved for the prep job; choose another run name` });
+        if (RESERVED_RUN_NAMES.includes(run.name)) {
+            problems.push({ severity: "error", path: `${run.path || "runs"}.name`, message: `"${run.name}" is reserved for the campaign's own folder runs/<campaign>/${run.name}/ (${run.name === PREP_RUN ? "the prep job" : "the node runner"}); choose another run name` });
+        }
         const first = seen.get(run.name);
         if (first !== undefined) problems.push({ severity: "error", path: `${run.path || "runs"}.name`, message: `run name "${run.name}" is used twice (runs ${first + 1} and ${i + 1}); names must be unique` });
         seen.set(run.name, i);

@@ -14,6 +14,17 @@
 /** The prep job's place under runs/<campaign>/; no training run may take this name. */
 export const PREP_RUN = "prep";
 
+/** Where the node runner script is uploaded under runs/<campaign>/; no training run may take this name either. */
+export const RUNNER_FOLDER = "runner";
+
+/** Run names that would collide with the campaign's own folders. */
+export const RESERVED_RUN_NAMES: readonly string[] = [PREP_RUN, RUNNER_FOLDER];
+
+/** The node runner, content-addressed by its sha256, so a node fetches exactly the script it was rendered for. */
+export function runnerKey(campaign: string, sha256: string): string {
+    return `${campaignPrefix(campaign)}${RUNNER_FOLDER}/run-job-${sha256.slice(0, 16)}.sh`;
+}
+
 /** Written last into a prepared dataset; its presence means the whole dataset is there. */
 export const SUCCESS_MARKER = "_SUCCESS";
 

@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import YAML from "yaml";
 import { gpuAgentConfig } from "./guardrails";
+import { runnerKey } from "./layout";
 import { runnerEnv, type RunnerSettings } from "./runnerSettings";
 
 /** EC2 refuses user data over 16 KB, counted on the raw bytes before base64. */
@@ -42,7 +43,7 @@ export function runnerSha256(script: string): string {
 
 /** Where the program uploads the runner for the fetch variant: content-addressed, under the campaign's prefix. */
 export function runnerObjectKey(campaign: string, script: string): string {
-    return `runs/${campaign}/runner/run-job-${runnerSha256(script).slice(0, 16)}.sh`;
+    return runnerKey(campaign, runnerSha256(script));
 }
 
 // ---------------------------------------------------------------- CloudWatch agent (GPU nodes)

@@ -71,6 +71,9 @@ export function parseArgs(argv: readonly string[]): CliArgs {
     return { command: command as Command, stack, yes, destroy, intervalSeconds };
 }
 
+// The pinned AWS SDK supports Node 20; its notice about future releases' Node requirement is noise here.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+
 const root = path.join(__dirname, "..");
 
 /** The message for a machine without the Pulumi CLI, or undefined when it is there. */

@@ -23,6 +23,9 @@ import { fakeAwsEnv, startMoto } from "./local/moto";
 import { runRunner, runnerBaseDir, type RunnerResult } from "./local/nodeRunner";
 import { applyStandIns } from "./rehearsal/standins";
 
+// The pinned AWS SDK supports Node 20; its notice about future releases' Node requirement is noise here.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+
 const root = path.join(__dirname, "..");
 const BUCKET = "campaign-rehearsal";
 

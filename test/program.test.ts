@@ -702,12 +702,8 @@ test("node IAM policy: the runner is one exact key; kms:Decrypt only through SSM
     assert.throws(() => ssmDecryptStatement(["*"]), /not an SSM parameter ARN/);
 });
 
-test("a run named like the runner's folder is refused", () => {
-    const campaign = resolved("dev", { runs: [{ name: "runner" }] });
-    assert.throws(
-        () => new Campaign("runnerrun", { campaign, stack: "test", accountId: ACCOUNT, renderUserData }),
-        /a run named "runner" would share runs\/dev\/runner\//,
-    );
+test("a run named like the runner's folder never reaches the program: the config refuses it", () => {
+    assert.throws(() => resolved("dev", { runs: [{ name: "runner" }] }), /"runner" is reserved .*\(the node runner\)/);
 });
 
 test("bucket names are valid S3 names and stable", () => {
