@@ -208,13 +208,15 @@ async function main(argv: readonly string[]): Promise<number> {
     const { LocalWorkspace } = await import("@pulumi/pulumi/automation");
     const stack = await LocalWorkspace.createOrSelectStack({ stackName: args.stack, workDir: root }, { envVars: backend.env });
     const print = (out: string) => process.stdout.write(out);
+    // Every update refreshes first: nodes terminate themselves, and Pulumi must see that they are gone
+    // before it decides what to declare again (an interrupted run's new node, a finished run's removal).
     const up = async (): Promise<boolean> => {
         console.log(renderPlan(plan, source));
         if (!args.yes && !(await confirm(`\nCreate these resources for "${campaign.experiment.name}" (worst case $${plan.totals.worstCaseUsd.toFixed(2)})? [y/N] `))) {
             console.error("Not confirmed; nothing was created. Pass --yes to skip the question.");
             return false;
         }
-        await stack.up({ onOutput: print });
+        await stack.up({ onOutput: print, refresh: true });
         return true;
     };
     const bucketOf = async (): Promise<string> => {
@@ -239,15 +241,15 @@ async function main(argv: readonly string[]): Promise<number> {
             if (!(await up())) return 1;
             const views = await watch(client, await bucketOf(), campaign, args.intervalSeconds);
             console.log("\nEvery run has ended: reconciling, so finished nodes leave the stack.");
-            await stack.up({ onOutput: print });
+            await stack.up({ onOutput: print, refresh: true });
             if (args.destroy) {
-                await stack.destroy({ onOutput: print });
+                await stack.destroy({ onOutput: print, refresh: true });
                 console.log(keptMessage(plan));
             }
             return views.every((v) => v.run === PREP_RUN || v.status?.phase === "succeeded") ? 0 : 1;
         }
         case "down":
-            await stack.destroy({ onOutput: print });
+            await stack.destroy({ onOutput: print, refresh: true });
             console.log(keptMessage(plan));
             return 0;
     }
