@@ -118,6 +118,9 @@ class StopRequest:
         if not self.requested:
             log(f"signal {signum}: finishing the current step, then saving a checkpoint and stopping")
         self.requested = True
+        # One request is enough; a repeated SIGTERM arriving while the interpreter exits (when Python has
+        # put the default handler back) would turn the clean exit 75 into a death by signal, 143.
+        signal.signal(signum, signal.SIG_IGN)
 
     def agreed(self) -> bool:
         import torch

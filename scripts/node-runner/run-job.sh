@@ -735,7 +735,9 @@ monitor_job() {
 stop_job() {
     local grace="$1" deadline
     job_alive || return 0
-    if ((!STOP_SIGNAL_SENT)); then
+    # The spot watcher signals the job the moment it sees a notice; a second SIGTERM could land while the
+    # job is exiting and turn its clean exit 75 into 143.
+    if ((!STOP_SIGNAL_SENT)) && ! spot_noticed; then
         log "sending SIGTERM to the job; waiting up to ${grace} s for its checkpoint"
         signal_job TERM
         STOP_SIGNAL_SENT=1
