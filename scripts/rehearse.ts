@@ -104,22 +104,36 @@ async function listAll(client: S3Client, prefix = ""): Promise<Array<{ key: stri
     return out;
 }
 
-/** Runs one node's runner while printing its progress from status.json whenever it changes. */
+/**
+ * Runs one node's runner while printing its progress from status.json whenever it changes. `onStep`
+ * sees the job's own progress file on the "node" (fresher than status.json, which is written every 2 s).
+ */
 async function runNode(
     client: S3Client,
     campaign: string,
     settings: RunnerSettings,
     endpoints: { aws: string; imds: FakeImds },
     python: string,
-    onStatus?: (s: Status) => void,
+    onStep?: (step: number) => void,
 ): Promise<RunnerResult> {
     let last = "";
     let done = false;
+    const baseDir = runnerBaseDir(`campaign-rehearsal-${settings.run}-`);
+    const progressFile = path.join(baseDir, "work", "job", "progress.json");
+    const watchSteps = (async () => {
+        while (!done && onStep) {
+            try {
+                onStep((JSON.parse(fs.readFileSync(progressFile, "utf8")) as { step: number }).step);
+            } catch {
+                // not written yet, or being replaced
+            }
+            await new Promise((r) => setTimeout(r, 100));
+        }
+    })();
     const poll = (async () => {
         while (!done) {
             const s = await readStatus(client, campaign, settings.run);
             if (s) {
-                onStatus?.(s);
                 const line = renderProgress([{ run: settings.run, status: s, usdPerHour: 0 }], new Date()).split("\n")[0];
                 const key = `${s.phase} ${s.progress?.step ?? ""}`;
                 if (key !== last) say(`${clock()}  ${line.replace(/\s+\$0\.00$/, "")}`);
@@ -132,7 +146,7 @@ async function runNode(
         settings,
         awsEndpoint: endpoints.aws,
         imdsEndpoint: endpoints.imds.endpoint,
-        baseDir: runnerBaseDir(`campaign-rehearsal-${settings.run}-`),
+        baseDir,
         timeoutMs: 15 * 60_000,
         // The recorders stay first on PATH (runRunner puts them there): the runner's `shutdown` never
         // reaches this machine's.
@@ -146,7 +160,7 @@ async function runNode(
         },
     });
     done = true;
-    await poll;
+    await Promise.all([poll, watchSteps]);
     const final = await readStatus(client, campaign, settings.run);
     if (final) say(`${clock()}  ${renderProgress([{ run: settings.run, status: final, usdPerHour: 0 }], new Date()).split("\n").slice(0, -1).join("\n").replace(/\s+\$0\.00/, "")}`);
     return result;
@@ -260,18 +274,21 @@ async function main(argv: readonly string[]): Promise<number> {
                 keepCheckpoints: spec.training.saveTotalLimit,
             };
             let interrupted = false;
-            const onStatus = (s: Status) => {
-                if (args.interruptAt !== undefined && !interrupted && (s.progress?.step ?? 0) >= args.interruptAt) {
+            const onStep = (step: number) => {
+                if (args.interruptAt !== undefined && !interrupted && step >= args.interruptAt) {
                     interrupted = true;
-                    say(`${clock()}  ** spot interruption notice for ${spec.run} at step ${s.progress?.step} (two minutes to go) **`);
+                    say(`${clock()}  ** spot interruption notice for ${spec.run} at step ${step} (two minutes to go) **`);
                     imds.setSpotNotice(true);
                 }
             };
-            const first = await runNode(client, experiment.name, settings, { aws: moto.endpoint, imds }, python, onStatus);
+            const first = await runNode(client, experiment.name, settings, { aws: moto.endpoint, imds }, python, onStep);
+            imds.setSpotNotice(false);
             let status = await readStatus(client, experiment.name, spec.run);
             nodes.push({ name: interrupted ? `${spec.run} (node 1)` : spec.run, result: first, status });
+            if (interrupted && status?.phase === "succeeded") {
+                say(`${clock()}  ${spec.run} finished its last steps before the notice could stop it: it succeeded, and nothing is redone`);
+            }
             if (status?.phase === "interrupted") {
-                imds.setSpotNotice(false);
                 say(`${clock()}  ${spec.run} was interrupted with ${status.lastCheckpoint ?? "no checkpoint"} in S3; the next \`pulumi up\` declares a new node, which resumes:`);
                 const second = await runNode(client, experiment.name, settings, { aws: moto.endpoint, imds }, python);
                 status = await readStatus(client, experiment.name, spec.run);

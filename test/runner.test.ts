@@ -240,6 +240,36 @@ describe("node runner", () => {
         assert.equal(logs.filter((k) => k.startsWith("attempts/") && k.endsWith("/job.log")).length, 2, "both attempts' logs are kept");
     });
 
+    test("a spot notice as the job finishes: it exits 0, its output is uploaded and the run succeeds", async () => {
+        const sc = await scenario("spot-at-end");
+        const meta = await imds();
+        const base = runnerBaseDir();
+        const progressFile = join(base, "work", "job", "progress.json");
+        const flip = (async () => {
+            const deadline = Date.now() + 60_000;
+            while (Date.now() < deadline) {
+                try {
+                    if ((JSON.parse(readFileSync(progressFile, "utf8")) as { step: number }).step >= 3) break;
+                } catch {
+                    // not written yet
+                }
+                await new Promise((r) => setTimeout(r, 100));
+            }
+            meta.setSpotNotice(true);
+        })();
+        const env = { FAKE_STEPS: "12", FAKE_STEP_SECONDS: "0.3", FAKE_CHECKPOINT_EVERY: "4", FAKE_FINISH_ON_TERM: "1" };
+        const result = await runRunner({ settings: sc.settings, awsEndpoint: moto.endpoint, imdsEndpoint: meta.endpoint, baseDir: base, env });
+        await flip;
+        assert.equal(result.code, 0, result.output);
+        assertOneShutdown(result);
+        assert.match(result.output, /spot interruption notice/);
+        const st = await finalStatus(sc);
+        assert.equal(st.phase, "succeeded", "finished work is not redone on a new node");
+        assert.equal(st.exitCode, 0);
+        const metrics = (await s3.getJson<{ finalStep: number }>(sc.uri(`${sc.keys.output}metrics.json`)))!;
+        assert.equal(metrics.finalStep, 12);
+    });
+
     test("max runtime: the job is stopped gracefully, its checkpoint synced, status failed naming the limit", async () => {
         const sc = await scenario("max-runtime", { maxRuntimeSeconds: 8 });
         const result = await runRunner({

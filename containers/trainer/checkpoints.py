@@ -67,3 +67,14 @@ def find_resume(root: Path, spec_hash: str) -> Path | None:
         log(f"resuming from {path.name} (spec {spec_hash})")
         return path
     return None
+
+
+def is_final(path: Path) -> bool:
+    """Whether the checkpoint is the run's last step (global_step has reached max_steps in trainer_state.json)."""
+    state_file = path / "trainer_state.json"
+    try:
+        state: dict[str, Any] = json.loads(state_file.read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{state_file} cannot be read ({err}); remove {path} or start the run afresh") from err
+    max_steps = int(state.get("max_steps") or 0)
+    return max_steps > 0 and int(state.get("global_step") or 0) >= max_steps

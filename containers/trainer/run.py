@@ -305,7 +305,7 @@ def argmax_logits(logits: Any, labels: Any) -> Any:
 
 def train(spec: dict[str, Any], paths: Paths, manifest: dict[str, Any], resume: Path | None, stop: StopRequest) -> int:
     import torch
-    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+    from transformers import EarlyStoppingCallback, Trainer, TrainerState, TrainingArguments, set_seed
 
     from trainer.data import Collator, load_split, tokenize_dataset, truncate
     from trainer.progress import ProgressFile
@@ -415,7 +415,15 @@ def train(spec: dict[str, Any], paths: Paths, manifest: dict[str, Any], resume: 
         log("stopped before the first step; the checkpoints already saved are kept")
         return ExitCode.INTERRUPTED
     started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if resume is not None and checkpoints.is_final(resume):
+        # The run reached its last step before its output was uploaded (a node lost at the very end).
+        # Resuming would make the Trainer take one step past max_steps; the output is written from it instead.
+        log(f"{resume.name} is the run's last step: nothing left to train; writing the output from it")
+        trainer._load_from_checkpoint(str(resume))
+        trainer.state = TrainerState.load_from_json(str(resume / "trainer_state.json"))
+        train_metrics: dict[str, Any] = {"resumedAtLastStep": trainer.state.global_step}
+    else:
+        train_metrics = trainer.train(resume_from_checkpoint=str(resume) if resume else None).metrics
     if stop_cb.stopped_at is not None:
         log(f"stopped at step {stop_cb.stopped_at} of {trainer.state.max_steps} with checkpoint-{stop_cb.stopped_at} saved; the run resumes from it")
         return ExitCode.INTERRUPTED
@@ -430,7 +438,7 @@ def train(spec: dict[str, Any], paths: Paths, manifest: dict[str, Any], resume: 
         "steps": trainer.state.global_step,
         "maxSteps": trainer.state.max_steps,
         "epoch": trainer.state.epoch,
-        "train": result.metrics,
+        "train": train_metrics,
         "trainSeconds": round(time.perf_counter() - started, 2),
         "versions": checkpoints.library_versions(),
     }

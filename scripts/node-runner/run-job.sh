@@ -1018,22 +1018,26 @@ main() {
     reap_job
     sync_checkpoints
 
-    case "${STOP_KIND}" in
-        spot)
-            FINAL_PHASE="interrupted"
-            REASON="spot interruption notice: $(head -c 300 "${SPOT_NOTICE_FILE}"); job exit ${JOB_RC} ($(describe_exit "${JOB_RC}"))"
-            exit 75
-            ;;
-        max-runtime)
-            fail "stopped at the max runtime of ${MAX_RUNTIME_SECONDS} s; job exit ${JOB_RC} ($(describe_exit "${JOB_RC}"))"
-            ;;
-        gpu-idle)
-            fail "stopped by the GPU-idle watchdog: utilisation under ${GPU_IDLE_THRESHOLD}% for ${GPU_IDLE_SECONDS} s; job exit ${JOB_RC} ($(describe_exit "${JOB_RC}"))"
-            ;;
-        signal)
-            fail "the runner was stopped by SIG${RUNNER_SIGNAL}; job exit ${JOB_RC} ($(describe_exit "${JOB_RC}"))"
-            ;;
-    esac
+    # A job that exited 0 finished its work, even if a notice or a limit came in its last moments: its
+    # output is uploaded and the run succeeds, rather than a new node redoing finished work.
+    if ((JOB_RC != 0)); then
+        case "${STOP_KIND}" in
+            spot)
+                FINAL_PHASE="interrupted"
+                REASON="spot interruption notice: $(head -c 300 "${SPOT_NOTICE_FILE}"); job exit ${JOB_RC} ($(describe_exit "${JOB_RC}"))"
+                exit 75
+                ;;
+            max-runtime)
+                fail "stopped at the max runtime of ${MAX_RUNTIME_SECONDS} s; job exit ${JOB_RC} ($(describe_exit "${JOB_RC}"))"
+                ;;
+            gpu-idle)
+                fail "stopped by the GPU-idle watchdog: utilisation under ${GPU_IDLE_THRESHOLD}% for ${GPU_IDLE_SECONDS} s; job exit ${JOB_RC} ($(describe_exit "${JOB_RC}"))"
+                ;;
+            signal)
+                fail "the runner was stopped by SIG${RUNNER_SIGNAL}; job exit ${JOB_RC} ($(describe_exit "${JOB_RC}"))"
+                ;;
+        esac
+    fi
     if ((JOB_RC != 0)); then
         fail "the job exited with code ${JOB_RC} ($(describe_exit "${JOB_RC}")): $(tail_brief "${JOB_LOG}")"
     fi

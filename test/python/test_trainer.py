@@ -70,6 +70,21 @@ def test_causal_lora_trains_checkpoints_and_reports(tmp_path: Path, tiny_causal:
     assert "trainable parameters:" in res.out and "no CUDA device" in res.out
 
 
+def test_a_node_lost_after_the_last_checkpoint_writes_the_output_without_another_step(tmp_path: Path, tiny_causal: Path, prepared: Any) -> None:
+    data, prep = prepared("alpaca")
+    spec = train_spec(str(tiny_causal), "causal-lm", prep["prepHash"])
+    env = trainer_env(tmp_path, spec, data)
+    assert run_job(TRAINER, **env).rc == 0
+    shutil.rmtree(tmp_path / "output")  # the node ended before its output reached S3
+    res = run_job(TRAINER, **env)
+    assert res.rc == 0, str(res)
+    assert "checkpoint-6 is the run's last step: nothing left to train" in res.out
+    metrics = json.loads((tmp_path / "output" / "metrics.json").read_text())
+    assert metrics["steps"] == 6 and metrics["train"] == {"resumedAtLastStep": 6}
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["checkpoint-3", "checkpoint-6"]
+    assert (tmp_path / "output" / "adapter_model.safetensors").is_file()
+
+
 def test_seq2seq_lora_trains_and_evaluates_with_masked_labels(tmp_path: Path, tiny_t5: Path, prepared: Any) -> None:
     data, prep = prepared("seq2seq", tokenizer=tiny_t5, family="seq2seq")
     spec = train_spec(str(tiny_t5), "seq2seq", prep["prepHash"], data={"formatKind": "seq2seq", "tokenized": True, "packing": False, "maxLength": 64}, training={"maxSteps": 4, "evalSteps": 2, "saveSteps": 2, "perDeviceBatch": 3})
@@ -100,6 +115,8 @@ def test_sigterm_saves_a_checkpoint_and_a_new_process_resumes(tmp_path: Path, ti
         time.sleep(0.02)
     assert proc.poll() is None and step >= 5, "training did not reach step 5 while running"
     proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)  # a second stop request (a watcher and a watchdog) changes nothing
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 75, out
     saved = [p for p in (tmp_path / "checkpoints").iterdir()]
