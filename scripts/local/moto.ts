@@ -1,6 +1,8 @@
 // A local AWS emulator for tests and the rehearsal: moto_server (moto 5) on loopback, on a free port.
 import { spawn, type ChildProcess } from "node:child_process";
+import { accessSync, constants } from "node:fs";
 import { createServer } from "node:net";
+import { delimiter, join } from "node:path";
 
 export interface Moto {
     /** http://127.0.0.1:<port>: pass as AWS_ENDPOINT_URL. */
@@ -46,10 +48,28 @@ async function waitForHttp(url: string, child: ChildProcess, timeoutMs: number):
     throw new Error(`moto_server did not answer at ${url} within ${timeoutMs} ms`);
 }
 
+/** The first executable `name` on PATH, or undefined. */
+export function onPath(name: string, pathVar: string = process.env.PATH ?? ""): string | undefined {
+    for (const dir of pathVar.split(delimiter)) {
+        const candidate = join(dir, name);
+        try {
+            accessSync(candidate, constants.X_OK);
+            return candidate;
+        } catch {
+            // not here
+        }
+    }
+    return undefined;
+}
+
 /** Starts `moto_server` on 127.0.0.1 and a free port; resolves once it answers HTTP. */
 export async function startMoto(options: { command?: string; timeoutMs?: number } = {}): Promise<Moto> {
+    const command = options.command ?? onPath("moto_server");
+    if (!command) {
+        throw new Error("moto_server is not on PATH: the local S3 emulator comes from the moto package. Install it with: python3 -m pip install 'moto[server]'");
+    }
     const port = await freePort();
-    const child = spawn(options.command ?? "moto_server", ["-H", "127.0.0.1", "-p", String(port)], {
+    const child = spawn(command, ["-H", "127.0.0.1", "-p", String(port)], {
         stdio: ["ignore", "ignore", "pipe"],
     });
     let stderr = "";
