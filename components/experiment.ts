@@ -2,12 +2,34 @@
 // value and what is allowed. Cross-field checks live in campaignSpec.ts, where the runs are known.
 import type { z } from "zod";
 import { experiment, type Experiment } from "./config";
-import { ConfigError, problemsFromZod } from "./problems";
+import { findInstance, INSTANCE_TYPES } from "./catalog";
+import { ConfigError, problemsFromZod, type Problem } from "./problems";
+import { unknownNameMessage } from "./suggest";
 
 export function parseExperiment(raw: unknown, source = "the experiment config"): Experiment {
     const result = experiment.safeParse(raw ?? {}, { reportInput: true });
-    if (!result.success) throw new ConfigError(problemsFromZod(result.error, (path) => knownKeysAt(experiment, path)), source);
+    if (!result.success) {
+        const problems = problemsFromZod(result.error, (path) => knownKeysAt(experiment, path));
+        // Instance names are checked against the catalog after parsing; a config that fails to parse
+        // would hide a misspelt one until the next attempt, so they are checked here as well.
+        const seen = new Set(problems.map((p) => p.path));
+        for (const p of instanceTypeProblems(raw)) if (!seen.has(p.path)) problems.push(p);
+        throw new ConfigError(problems, source);
+    }
     return result.data;
+}
+
+/** Unknown instance types anywhere in a raw config, each with the nearest known type. */
+export function instanceTypeProblems(raw: unknown): Problem[] {
+    const problems: Problem[] = [];
+    const check = (value: unknown, path: string) => {
+        if (typeof value === "string" && !findInstance(value)) problems.push({ severity: "error", path, message: unknownNameMessage("instance type", value, INSTANCE_TYPES) });
+    };
+    const r = (raw ?? {}) as { compute?: { instanceType?: unknown }; prep?: { instanceType?: unknown }; runs?: unknown };
+    check(r.compute?.instanceType, "compute.instanceType");
+    check(r.prep?.instanceType, "prep.instanceType");
+    if (Array.isArray(r.runs)) r.runs.forEach((run, i) => check((run as { compute?: { instanceType?: unknown } })?.compute?.instanceType, `runs[${i}].compute.instanceType`));
+    return problems;
 }
 
 interface Def {

@@ -192,6 +192,13 @@ test("all problems are reported at once, not just the first", () => {
     assert.deepEqual(paths, ["compute.market", "name", "training.perDeviceBatch", "training.scheduler"]);
 });
 
+test("a misspelt instance type is reported with the field problems, not after them", () => {
+    const error = problemsOf(devWith({ training: { scheduler: "cosin" }, compute: { instanceType: "g5.2xlarg" }, runs: [{ name: "run-a", compute: { instanceType: "p4d" } }] }));
+    const paths = error.problems.map((p) => p.path).sort();
+    assert.deepEqual(paths, ["compute.instanceType", "runs[0].compute.instanceType", "training.scheduler"]);
+    assert.match(error.message, /compute\.instanceType: unknown instance type "g5\.2xlarg": did you mean g5\.2xlarge\?/);
+});
+
 test("a missing required section names it", () => {
     const error = problemsOf({ name: "x1" });
     const paths = error.problems.map((p) => p.path);
