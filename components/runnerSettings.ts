@@ -48,6 +48,10 @@ export interface RunnerSettings {
     readonly stopGraceSeconds?: number;
     /** Spot notices: seconds the job gets after SIGTERM, leaving time to sync within the 2 minutes. Default 80. */
     readonly spotGraceSeconds?: number;
+    /** GPU nodes: the CloudWatch agent config file the user data wrote. The runner starts the agent with it
+     *  right before the job starts (not at boot), so the GPU-idle alarm sees no data while the node pulls
+     *  the image and stages inputs. Absent: the runner starts no agent. */
+    readonly metricsAgentConfig?: string;
 }
 
 /** The settings as environment variables: the runner's whole input. */
@@ -84,6 +88,7 @@ export function runnerEnv(s: RunnerSettings): Record<string, string> {
         ["CAMPAIGN_SPOT_POLL_SECONDS", s.spotPollSeconds?.toString()],
         ["CAMPAIGN_STOP_GRACE_SECONDS", s.stopGraceSeconds?.toString()],
         ["CAMPAIGN_SPOT_GRACE_SECONDS", s.spotGraceSeconds?.toString()],
+        ["CAMPAIGN_METRICS_AGENT_CONFIG", s.metricsAgentConfig],
     ];
     for (const [key, value] of optional) if (value !== undefined && value !== "") env[key] = value;
     return env;

@@ -8,8 +8,9 @@
 //   /opt/campaign/run-job.sh            the runner, inline (gzip+base64) when the user data fits in 16 KB ...
 //   /opt/campaign/fetch-runner.sh       ... or a small script that downloads it from S3 and checks its sha256
 //   /etc/systemd/system/campaign-runner.service   runs the runner; powers the node off whenever it stops
-//   /opt/aws/amazon-cloudwatch-agent/etc/campaign-gpu.json   GPU nodes: nvidia_gpu metrics per InstanceId
-// runcmd: arm the OS-level hard cap (shutdown -h +N), start the CloudWatch agent on GPU nodes, start the unit.
+//   /opt/aws/amazon-cloudwatch-agent/etc/campaign-gpu.json   GPU nodes: nvidia_gpu metrics per InstanceId; the
+//                                       runner starts the agent with it once the job starts (CAMPAIGN_METRICS_AGENT_CONFIG)
+// runcmd: arm the OS-level hard cap (shutdown -h +N), start the unit.
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -27,7 +28,6 @@ export const RUNNER_FETCH_PATH = "/opt/campaign/fetch-runner.sh";
 export const RUNNER_ENV_PATH = "/etc/campaign/runner.env";
 export const RUNNER_UNIT = "campaign-runner.service";
 export const CLOUDWATCH_AGENT_CONFIG_PATH = "/opt/aws/amazon-cloudwatch-agent/etc/campaign-gpu.json";
-const CLOUDWATCH_AGENT_CTL = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl";
 
 /** The runner script in this repository. */
 export const RUNNER_SCRIPT_FILE = join(__dirname, "..", "scripts", "node-runner", "run-job.sh");
@@ -102,7 +102,7 @@ export function assertNoSecretValues(settings: RunnerSettings): void {
 // ---------------------------------------------------------------- user data
 
 export interface UserDataOptions {
-    /** A GPU node: the CloudWatch agent publishes GPU metrics. Default: the train role. */
+    /** A GPU node: the agent config is written and the runner starts the agent when the job starts. Default: the train role. */
     readonly gpu?: boolean;
     /** s3:// URI where the caller uploaded the runner (see runnerObjectKey); needed only when it does not fit inline. */
     readonly runnerS3Uri?: string;
@@ -209,7 +209,10 @@ export function renderUserData(settings: RunnerSettings, runnerScript: string, o
         throw new Error(`runnerS3Uri must be an s3://bucket/key of an object, not '${options.runnerS3Uri}'`);
     }
 
-    const common: WriteFile[] = [{ path: RUNNER_ENV_PATH, content: renderRunnerEnvFile(settings), permissions: "0600", owner: "root:root" }];
+    // GPU nodes: the runner starts the CloudWatch agent with this config right before the job starts, so the
+    // GPU-idle alarm gets no data (and cannot fire) while the node pulls the image and stages inputs.
+    const nodeSettings: RunnerSettings = { ...settings, metricsAgentConfig: gpu ? CLOUDWATCH_AGENT_CONFIG_PATH : undefined };
+    const common: WriteFile[] = [{ path: RUNNER_ENV_PATH, content: renderRunnerEnvFile(nodeSettings), permissions: "0600", owner: "root:root" }];
     if (gpu) {
         common.push({
             path: CLOUDWATCH_AGENT_CONFIG_PATH,
@@ -220,15 +223,6 @@ export function renderUserData(settings: RunnerSettings, runnerScript: string, o
     }
     const runcmd: Array<string | string[]> = [
         ["shutdown", "-h", `+${cap}`],
-        ...(gpu
-            ? [
-                  [
-                      "sh",
-                      "-c",
-                      `if [ -x ${CLOUDWATCH_AGENT_CTL} ]; then ${CLOUDWATCH_AGENT_CTL} -a fetch-config -m ec2 -s -c file:${CLOUDWATCH_AGENT_CONFIG_PATH}; else echo "amazon-cloudwatch-agent is not installed: no GPU metrics in CloudWatch" >&2; fi`,
-                  ],
-              ]
-            : []),
         ["systemctl", "daemon-reload"],
         ["systemctl", "enable", "--now", "--no-block", RUNNER_UNIT],
     ];

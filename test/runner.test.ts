@@ -1,6 +1,7 @@
 // The node runner (scripts/node-runner/run-job.sh) run for real: bash and the AWS CLI against moto_server
-// on loopback and a fake IMDSv2, with `shutdown`, `docker` and `nvidia-smi` replaced by recorders
-// (scripts/local/bin) and a small job (test/fixtures/fake-job.py) that writes progress and checkpoints.
+// on loopback and a fake IMDSv2, with `shutdown`, `docker`, `nvidia-smi` and the CloudWatch agent's ctl
+// replaced by recorders (scripts/local/bin) and a small job (test/fixtures/fake-job.py) that writes
+// progress and checkpoints.
 // Every scenario checks the final status.json against the zod schema and that `shutdown -h now` was
 // called exactly once.
 import { after, before, describe, test } from "node:test";
@@ -11,6 +12,7 @@ import { join } from "node:path";
 import { status as statusSchema, type Status } from "../components/jobSpec";
 import { CHECKPOINT_MARKER, SUCCESS_MARKER, datasetPrefix, modelPrefix, runKeys, s3Uri } from "../components/layout";
 import type { RunnerSettings } from "../components/runnerSettings";
+import { CLOUDWATCH_AGENT_CONFIG_PATH } from "../components/userData";
 import { S3Helper, putSecureParameter } from "./helpers/aws";
 import { startFakeImds, type FakeImds } from "../scripts/local/fakeImds";
 import { freePort, startMoto, type Moto } from "../scripts/local/moto";
@@ -112,9 +114,12 @@ async function completeCheckpoints(sc: Scenario): Promise<number[]> {
 
 const fast = { FAKE_STEPS: "6", FAKE_STEP_SECONDS: "0.2", FAKE_CHECKPOINT_EVERY: "2" };
 
+/** How a GPU node's runner starts the CloudWatch agent (components/userData.ts sets the config path). */
+const AGENT_START = `-a fetch-config -m ec2 -s -c file:${CLOUDWATCH_AGENT_CONFIG_PATH}`;
+
 describe("node runner", () => {
     test("success: stages, trains, syncs checkpoints, uploads output and logs, shuts down once", async () => {
-        const sc = await scenario("success");
+        const sc = await scenario("success", { metricsAgentConfig: CLOUDWATCH_AGENT_CONFIG_PATH });
         const meta = await imds();
         const base = runnerBaseDir();
         const runs = join(base, "runs.txt");
@@ -155,6 +160,13 @@ describe("node runner", () => {
         assert.ok(meta.requests.includes("PUT /latest/api/token"));
         assert.ok(meta.requests.includes("GET /latest/meta-data/spot/instance-action"));
         assert.equal(readFileSync(runs, "utf8"), "run\n");
+        // The CloudWatch agent starts once, after staging and the pull and before the job's first step, so
+        // the GPU-idle alarm never sees the idle boot.
+        assert.deepEqual(result.agentCalls.map((c) => c.args), [AGENT_START], `the agent ctl is called exactly once\n${result.output}`);
+        const agentAt = Date.parse(result.agentCalls[0]!.at);
+        assert.ok(agentAt >= Date.parse(st.timings.inputsReady!), `agent started at ${result.agentCalls[0]!.at}, after inputs were ready at ${st.timings.inputsReady}`);
+        assert.ok(agentAt <= Date.parse(st.timings.firstStep!), `agent started at ${result.agentCalls[0]!.at}, before the first step at ${st.timings.firstStep}`);
+        assert.match(runnerLog, /CloudWatch agent started with /);
 
         // Restart after success: nothing changes, the node ends at once.
         const before = await s3.getText(sc.uri(sc.keys.status));
@@ -169,6 +181,7 @@ describe("node runner", () => {
         assert.match(again.output, /already succeeded/);
         assert.equal(await s3.getText(sc.uri(sc.keys.status)), before, "status.json is untouched");
         assert.equal(readFileSync(runs, "utf8"), "run\n", "the job did not run again");
+        assert.deepEqual(again.agentCalls, [], "no agent for a job that does not run");
     });
 
     test("job failure: status failed with the exit code and the job's last lines", async () => {
@@ -189,6 +202,7 @@ describe("node runner", () => {
         assert.deepEqual(await completeCheckpoints(sc), [2], "the checkpoint saved before the failure is in S3");
         assert.match((await s3.getText(sc.uri(`${sc.keys.logs}job.log`))) ?? "", /boom at step 3/);
         assert.deepEqual(await s3.list(sc.uri(sc.keys.output)), [], "no output from a failed run");
+        assert.deepEqual(result.agentCalls, [], "without CAMPAIGN_METRICS_AGENT_CONFIG the agent is never started");
     });
 
     test("spot notice mid-run: checkpoint synced, status interrupted; a second start resumes and finishes", async () => {
@@ -271,12 +285,13 @@ describe("node runner", () => {
     });
 
     test("max runtime: the job is stopped gracefully, its checkpoint synced, status failed naming the limit", async () => {
-        const sc = await scenario("max-runtime", { maxRuntimeSeconds: 8 });
+        const sc = await scenario("max-runtime", { maxRuntimeSeconds: 8, metricsAgentConfig: CLOUDWATCH_AGENT_CONFIG_PATH });
         const result = await runRunner({
             settings: sc.settings,
             awsEndpoint: moto.endpoint,
             imdsEndpoint: (await imds()).endpoint,
-            env: { FAKE_STEPS: "1000", FAKE_STEP_SECONDS: "0.2", FAKE_CHECKPOINT_EVERY: "1000" },
+            // No CloudWatch agent on this node: logged, not fatal.
+            env: { FAKE_STEPS: "1000", FAKE_STEP_SECONDS: "0.2", FAKE_CHECKPOINT_EVERY: "1000", CAMPAIGN_METRICS_AGENT_CTL: "/nonexistent/amazon-cloudwatch-agent-ctl" },
         });
         assert.equal(result.code, 1, result.output);
         assertOneShutdown(result);
@@ -284,6 +299,8 @@ describe("node runner", () => {
         assert.equal(st.phase, "failed");
         assert.equal(st.exitCode, 75);
         assert.match(st.reason ?? "", /max runtime of 8 s/);
+        assert.match(result.output, /\/nonexistent\/amazon-cloudwatch-agent-ctl is not installed: no GPU metrics in CloudWatch/);
+        assert.deepEqual(result.agentCalls, []);
         assert.ok(st.lastCheckpoint, "the checkpoint saved on SIGTERM was synced");
         assert.deepEqual(await completeCheckpoints(sc), [Number(st.lastCheckpoint!.split("-")[1])]);
     });
@@ -444,16 +461,19 @@ describe("node runner", () => {
 
     test("docker mode: ECR login, pull, and docker run with the GPU flags, the /job mount and secrets by name", async () => {
         const image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/campaign-trainer:test";
-        const sc = await scenario("docker", { jobMode: "docker", image });
+        const sc = await scenario("docker", { jobMode: "docker", image, metricsAgentConfig: CLOUDWATCH_AGENT_CONFIG_PATH });
         const result = await runRunner({
             settings: sc.settings,
             awsEndpoint: moto.endpoint,
             imdsEndpoint: (await imds()).endpoint,
-            env: fast,
+            // The agent fails to start: logged, and the job runs anyway.
+            env: { ...fast, FAKE_AGENT_CTL_EXIT: "1" },
         });
         assert.equal(result.code, 0, result.output);
         assertOneShutdown(result);
         assert.equal((await finalStatus(sc)).phase, "succeeded");
+        assert.deepEqual(result.agentCalls.map((c) => c.args), [AGENT_START]);
+        assert.match(result.output, /starting the CloudWatch agent failed \(carrying on without GPU metrics\)/);
         const verbs = result.dockerCalls.map((c) => c[0]);
         assert.ok(verbs.includes("login") && verbs.includes("pull") && verbs.includes("run"), verbs.join(","));
         const run = result.dockerCalls.find((c) => c[0] === "run")!;
@@ -462,6 +482,7 @@ describe("node runner", () => {
             assert.ok(line.includes(flag), `docker run has ${flag}: ${line}`);
         }
         assert.ok(line.includes(`${image} python3 ${fakeJob}`), line);
+        assert.ok(verbs.indexOf("pull") < verbs.indexOf("run"));
         assert.ok(!line.includes(sc.secret), "no secret value on the docker command line");
         const metrics = (await s3.getJson<{ secretSha256: string }>(sc.uri(`${sc.keys.output}metrics.json`)))!;
         assert.equal(metrics.secretSha256, createHash("sha256").update(sc.secret).digest("hex"));
@@ -491,5 +512,6 @@ describe("node runner", () => {
         assert.deepEqual(await s3.list(outputUri), [SUCCESS_MARKER, "manifest.json", "train.jsonl"].sort());
         assert.equal(JSON.parse((await s3.getText(`${outputUri}manifest.json`))!).rows, 3);
         assert.ok(await s3.getText(`${modelOutputUri}tiny/main/config.json`));
+        assert.deepEqual(result.agentCalls, [], "a prep node (no GPU) never starts the agent");
     });
 });

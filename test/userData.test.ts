@@ -136,7 +136,10 @@ for (const [name, settings, script, options, variant] of variants) {
 
         const gpu = settings.role === "train";
         assert.equal(file(config, CLOUDWATCH_AGENT_CONFIG_PATH) !== undefined, gpu, "GPU nodes get the CloudWatch agent config");
-        assert.equal(JSON.stringify(config.runcmd).includes("amazon-cloudwatch-agent-ctl"), gpu);
+        assert.ok(!JSON.stringify(config.runcmd).includes("amazon-cloudwatch-agent"), "the agent is not started at boot: the runner starts it with the job");
+        assert.deepEqual(config.runcmd.slice(1), [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "--no-block", RUNNER_UNIT]]);
+        const agentSetting = /^CAMPAIGN_METRICS_AGENT_CONFIG='(.*)'$/m.exec(env.content);
+        assert.equal(agentSetting?.[1], gpu ? CLOUDWATCH_AGENT_CONFIG_PATH : undefined, "GPU nodes tell the runner where the agent config is; prep nodes do not");
         if (gpu) {
             const agent = JSON.parse(file(config, CLOUDWATCH_AGENT_CONFIG_PATH)!.content);
             assert.deepEqual(agent.metrics.append_dimensions, { InstanceId: "${aws:InstanceId}" });
@@ -159,6 +162,21 @@ for (const [name, settings, script, options, variant] of variants) {
         }
     });
 }
+
+test("the agent setting follows the node, not the settings passed in: GPU nodes get the written config, CPU nodes none", () => {
+    const envOf = (rendered: RenderedUserData) => file(parse(rendered), RUNNER_ENV_PATH)!.content;
+    const stray = "/somewhere/else.json";
+    assert.match(envOf(renderUserData({ ...train, metricsAgentConfig: stray }, smallRunner)), new RegExp(`^CAMPAIGN_METRICS_AGENT_CONFIG='${CLOUDWATCH_AGENT_CONFIG_PATH}'$`, "m"));
+    assert.doesNotMatch(envOf(renderUserData({ ...prep, metricsAgentConfig: stray }, smallRunner)), /CAMPAIGN_METRICS_AGENT_CONFIG/);
+    assert.doesNotMatch(envOf(renderUserData(train, smallRunner, { gpu: false })), /CAMPAIGN_METRICS_AGENT_CONFIG/);
+    const node = (settings: RunnerSettings, gpu: boolean) => YAML.parse(renderNodeUserData(settings, { gpu })) as CloudConfig;
+    const trainNode = node(train, true);
+    assert.match(file(trainNode, RUNNER_ENV_PATH)!.content, /^CAMPAIGN_METRICS_AGENT_CONFIG='/m);
+    assert.ok(file(trainNode, CLOUDWATCH_AGENT_CONFIG_PATH));
+    const prepNode = node(prep, false);
+    assert.doesNotMatch(file(prepNode, RUNNER_ENV_PATH)!.content, /CAMPAIGN_METRICS_AGENT_CONFIG/);
+    assert.equal(file(prepNode, CLOUDWATCH_AGENT_CONFIG_PATH), undefined);
+});
 
 test("the fetch script is shellcheck clean", () => {
     const rendered = renderUserData(train, realRunner, { runnerS3Uri: runnerUri(train) });

@@ -1,5 +1,5 @@
-// Running scripts/node-runner/run-job.sh for real, with `shutdown`, `docker` and `nvidia-smi` replaced
-// by the recorders in scripts/local/bin, against local services. Used by test/runner.test.ts, the
+// Running scripts/node-runner/run-job.sh for real, with `shutdown`, `docker`, `nvidia-smi` and the CloudWatch
+// agent's ctl replaced by the recorders in scripts/local/bin, against local services. Used by test/runner.test.ts, the
 // benchmark and the rehearsal.
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
@@ -12,6 +12,8 @@ export const repoRoot = resolve(__dirname, "..", "..");
 export const runnerScript = join(repoRoot, "scripts", "node-runner", "run-job.sh");
 /** Recorders for `shutdown`, `docker` and `nvidia-smi`: always first on the runner's PATH, so it never powers off this machine. */
 export const recorderBin = join(repoRoot, "scripts", "local", "bin");
+/** The recorder the runner calls instead of the CloudWatch agent's ctl (CAMPAIGN_METRICS_AGENT_CTL). */
+export const agentCtlRecorder = join(recorderBin, "amazon-cloudwatch-agent-ctl");
 /** A small job that writes progress and checkpoints (the runner tests and its benchmark). */
 export const fakeJob = join(repoRoot, "test", "fixtures", "fake-job.py");
 
@@ -24,6 +26,8 @@ export interface RunnerResult {
     readonly shutdownCalls: string[];
     /** One entry per `docker` call, its argv. */
     readonly dockerCalls: string[][];
+    /** One entry per CloudWatch agent ctl call: when (ISO, ms) and its arguments joined by spaces. */
+    readonly agentCalls: Array<{ readonly at: string; readonly args: string }>;
     /** Where the runner kept its work dir and the recorders wrote. */
     readonly workDir: string;
     readonly recorderDir: string;
@@ -91,6 +95,7 @@ export function runnerProcessEnv(options: RunnerOptions, baseDir: string): NodeJ
         CAMPAIGN_STOP_GRACE_SECONDS: "20",
         CAMPAIGN_SPOT_GRACE_SECONDS: "20",
         RECORDER_DIR: join(baseDir, "rec"),
+        CAMPAIGN_METRICS_AGENT_CTL: agentCtlRecorder,
         ...runnerEnv(options.settings),
         ...options.env,
     };
@@ -120,6 +125,10 @@ export function runRunner(options: RunnerOptions): Promise<RunnerResult> {
                 output,
                 shutdownCalls: readLines(join(recorderDir, "shutdown.calls")),
                 dockerCalls: readLines(join(recorderDir, "docker.calls")).map((l) => JSON.parse(l) as string[]),
+                agentCalls: readLines(join(recorderDir, "agent.calls")).map((l) => {
+                    const [at = "", args = ""] = l.split("\t");
+                    return { at, args };
+                }),
                 workDir: join(baseDir, "work"),
                 recorderDir,
                 elapsedMs: Date.now() - started,

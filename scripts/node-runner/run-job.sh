@@ -10,13 +10,14 @@
 # instanceInitiatedShutdownBehavior=terminate, so billing stops there. docs/node-runner.md has the detail.
 #
 # Tests and the local rehearsal run this same script against local services: AWS_ENDPOINT_URL points
-# every AWS call at an emulator, AWS_EC2_METADATA_SERVICE_ENDPOINT at a fake metadata service, and
-# `shutdown` / `docker` / `nvidia-smi` earlier on PATH are recorders.
+# every AWS call at an emulator, AWS_EC2_METADATA_SERVICE_ENDPOINT at a fake metadata service,
+# `shutdown` / `docker` / `nvidia-smi` earlier on PATH are recorders, and so is the CloudWatch agent's
+# ctl that CAMPAIGN_METRICS_AGENT_CTL names.
 
 set -o errexit -o pipefail -o nounset -o errtrace
 
 print_help() {
-    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
@@ -60,6 +61,8 @@ STATUS_INTERVAL_SECONDS="${CAMPAIGN_STATUS_INTERVAL_SECONDS:-10}"
 SPOT_POLL_SECONDS="${CAMPAIGN_SPOT_POLL_SECONDS:-5}"
 STOP_GRACE_SECONDS="${CAMPAIGN_STOP_GRACE_SECONDS:-300}"
 SPOT_GRACE_SECONDS="${CAMPAIGN_SPOT_GRACE_SECONDS:-80}"
+METRICS_AGENT_CONFIG="${CAMPAIGN_METRICS_AGENT_CONFIG:-}"
+METRICS_AGENT_CTL="${CAMPAIGN_METRICS_AGENT_CTL:-/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl}"
 CONTAINER_NAME="${CAMPAIGN_CONTAINER_NAME:-campaign-job}"
 IMDS_ENDPOINT="${AWS_EC2_METADATA_SERVICE_ENDPOINT:-http://169.254.169.254}"
 IMDS_ENDPOINT="${IMDS_ENDPOINT%/}"
@@ -640,6 +643,25 @@ wait_image_pull() {
     log "image ready $(($(date +%s) - PULL_START)) s after the pull started"
 }
 
+# GPU nodes: the CloudWatch agent starts right before the job, not at boot. The GPU-idle alarm
+# (treatMissingData: missing) then has no data, and cannot fire, while the image is pulled and the inputs
+# staged, which can take longer than its idle window. A missing agent or a failed start is not fatal:
+# this runner's own GPU-idle watchdog still guards the job.
+start_metrics_agent() {
+    [[ -n "${METRICS_AGENT_CONFIG}" ]] || return 0
+    local err="${STATE_DIR}/metrics-agent.err"
+    if [[ ! -x "${METRICS_AGENT_CTL}" ]]; then
+        log "${METRICS_AGENT_CTL} is not installed: no GPU metrics in CloudWatch"
+        return 0
+    fi
+    if timeout 120 "${METRICS_AGENT_CTL}" -a fetch-config -m ec2 -s -c "file:${METRICS_AGENT_CONFIG}" \
+        >"${err}" 2>&1; then
+        log "CloudWatch agent started with ${METRICS_AGENT_CONFIG}"
+    else
+        log "starting the CloudWatch agent failed (carrying on without GPU metrics): $(tail_brief "${err}")"
+    fi
+}
+
 start_job() {
     local -a secret_env=()
     local name
@@ -1006,6 +1028,7 @@ main() {
     write_status "staged"
     log "inputs ready $(($(date +%s) - START_EPOCH)) s after the runner started"
 
+    start_metrics_agent
     start_job
     write_status "starting"
     monitor_job
