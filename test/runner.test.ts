@@ -58,6 +58,20 @@ interface Scenario {
 }
 
 /** A train run of its own campaign, with its spec and secret in the emulator. */
+/** Switches the spot notice on once the job has made `step` steps (read from its local progress file). */
+async function spotNoticeAtStep(meta: FakeImds, progressFile: string, step: number): Promise<void> {
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+        try {
+            if ((JSON.parse(readFileSync(progressFile, "utf8")) as { step: number }).step >= step) break;
+        } catch {
+            // not written yet
+        }
+        await new Promise((r) => setTimeout(r, 100));
+    }
+    meta.setSpotNotice(true);
+}
+
 async function scenario(name: string, overrides: Partial<RunnerSettings> = {}, spec?: string): Promise<Scenario> {
     const campaign = `t-${name}`;
     const run = "r1";
@@ -212,20 +226,9 @@ describe("node runner", () => {
         const base = runnerBaseDir();
         const progressFile = join(base, "work", "job", "progress.json");
         let noticeAt = 0;
-        const flip = (async () => {
-            // The notice comes once the job has made a few steps (read from its local progress file).
-            const deadline = Date.now() + 60_000;
-            while (Date.now() < deadline) {
-                try {
-                    if ((JSON.parse(readFileSync(progressFile, "utf8")) as { step: number }).step >= 3) break;
-                } catch {
-                    // not written yet
-                }
-                await new Promise((r) => setTimeout(r, 100));
-            }
-            meta.setSpotNotice(true);
+        const flip = spotNoticeAtStep(meta, progressFile, 3).then(() => {
             noticeAt = Date.now();
-        })();
+        });
         const result = await runRunner({ settings: sc.settings, awsEndpoint: moto.endpoint, imdsEndpoint: meta.endpoint, baseDir: base, env });
         await flip;
         assert.equal(result.code, 75, result.output);
@@ -259,18 +262,7 @@ describe("node runner", () => {
         const meta = await imds();
         const base = runnerBaseDir();
         const progressFile = join(base, "work", "job", "progress.json");
-        const flip = (async () => {
-            const deadline = Date.now() + 60_000;
-            while (Date.now() < deadline) {
-                try {
-                    if ((JSON.parse(readFileSync(progressFile, "utf8")) as { step: number }).step >= 3) break;
-                } catch {
-                    // not written yet
-                }
-                await new Promise((r) => setTimeout(r, 100));
-            }
-            meta.setSpotNotice(true);
-        })();
+        const flip = spotNoticeAtStep(meta, progressFile, 3);
         const env = { FAKE_STEPS: "12", FAKE_STEP_SECONDS: "0.3", FAKE_CHECKPOINT_EVERY: "4", FAKE_FINISH_ON_TERM: "1" };
         const result = await runRunner({ settings: sc.settings, awsEndpoint: moto.endpoint, imdsEndpoint: meta.endpoint, baseDir: base, env });
         await flip;
