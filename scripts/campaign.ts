@@ -133,8 +133,15 @@ export async function readJobViews(client: S3Client, bucket: string, campaign: C
     return Promise.all(
         jobs.map(async (job) => {
             const body = await readText(client, bucket, runKeys(experiment.name, job.run).status);
-            const parsed = body === undefined ? undefined : statusSchema.safeParse(JSON.parse(body));
-            return { ...job, status: parsed?.success ? parsed.data : null };
+            if (body === undefined) return { ...job, status: null };
+            let json: unknown;
+            try {
+                json = JSON.parse(body);
+            } catch {
+                return { ...job, status: null, note: "status.json is not valid JSON" };
+            }
+            const parsed = statusSchema.safeParse(json);
+            return parsed.success ? { ...job, status: parsed.data } : { ...job, status: null, note: "status.json does not follow its schema" };
         }),
     );
 }

@@ -5,7 +5,12 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as path from "node:path";
 import type { Status } from "../components/jobSpec";
-import { backendEnv, parseArgs, pulumiCliProblem } from "../scripts/campaign";
+import { resolveCampaign } from "../components/campaignSpec";
+import { runKeys } from "../components/layout";
+import { loadPreset } from "../components/presets";
+import { backendEnv, parseArgs, pulumiCliProblem, readJobViews } from "../scripts/campaign";
+import { startMoto } from "../scripts/local/moto";
+import { S3Helper } from "./helpers/aws";
 import { bar, duration, isTerminal, renderProgress, renderStatusTable, spendSoFar, type JobView } from "../scripts/cli/progress";
 
 const root = path.join(__dirname, "..");
@@ -113,4 +118,30 @@ test("bars and durations", () => {
     assert.equal(duration(59), "59s");
     assert.equal(duration(3725), "1h02m");
     assert.equal(duration(null), "-");
+});
+
+test("watch and status read every job's status.json from the campaign bucket; a missing one is waiting", async () => {
+    const moto = await startMoto();
+    try {
+        const s3 = S3Helper.forEndpoint(moto.endpoint);
+        await s3.createBucket("socratiq-t5-test");
+        const campaign = resolveCampaign(loadPreset("socratiq-t5-lora"));
+        const put = (run: string, st: Status) => s3.put(`s3://socratiq-t5-test/${runKeys("socratiq-t5", run).status}`, JSON.stringify(st));
+        await put("prep", status({ phase: "succeeded", role: "prep", run: "prep", campaign: "socratiq-t5" }));
+        await put("flan-t5-small", status({ phase: "training", run: "flan-t5-small", campaign: "socratiq-t5" }));
+        await s3.put(`s3://socratiq-t5-test/${runKeys("socratiq-t5", "t5-base").status}`, "{ not json");
+        const views = await readJobViews(s3.client, "socratiq-t5-test", campaign);
+        assert.deepEqual(views.map((v) => [v.run, v.status?.phase ?? null, v.note ?? null]), [
+            ["prep", "succeeded", null],
+            ["flan-t5-small", "training", null],
+            ["flan-t5-base", null, null],
+            ["t5-base", null, "status.json is not valid JSON"],
+        ]);
+        assert.match(renderProgress(views, new Date()), /t5-base +unreadable .*status\.json is not valid JSON/);
+        // Prices come from the catalog: a CPU prep node and g5.2xlarge runs.
+        assert.deepEqual(views.map((v) => v.usdPerHour), [0.34, 1.212, 1.212, 1.212]);
+        assert.equal(views.filter(isTerminal).length, 1);
+    } finally {
+        await moto.stop();
+    }
 });

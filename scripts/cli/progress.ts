@@ -8,6 +8,8 @@ export interface JobView {
     readonly status: Status | null;
     /** On-demand price of the job's node (0 for a local prep). */
     readonly usdPerHour: number;
+    /** Why a status that exists could not be read. */
+    readonly note?: string;
 }
 
 export function isTerminal(view: JobView): boolean {
@@ -47,7 +49,7 @@ export function renderProgress(views: readonly JobView[], now: Date): string {
     const lines = views.map((v) => {
         const s = v.status;
         const name = v.run.padEnd(width);
-        if (!s) return `${name}  waiting   ${bar(0)} no status yet`;
+        if (!s) return v.note ? `${name}  unreadable ${bar(0)} ${v.note}` : `${name}  waiting   ${bar(0)} no status yet`;
         const p = s.progress;
         const fraction = s.phase === "succeeded" ? 1 : p && p.totalSteps > 0 ? p.step / p.totalSteps : 0;
         const steps = p ? `${p.step}/${p.totalSteps}` : "-";
@@ -67,7 +69,7 @@ export function renderStatusTable(views: readonly JobView[], now: Date): string 
         const s = v.status;
         rows.push([
             v.run,
-            s?.phase ?? "not started",
+            s?.phase ?? (v.note ? `unreadable: ${v.note}` : "not started"),
             s ? `${s.instanceId ?? "-"} ${s.instanceType ?? ""}`.trim() : "-",
             s?.progress ? `${s.progress.step}/${s.progress.totalSteps}` : "-",
             num(s?.progress?.loss, 4),
