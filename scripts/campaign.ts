@@ -12,15 +12,15 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as readline from "node:readline/promises";
-import { GetObjectCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
+import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { resolveCampaign, type Campaign } from "../components/campaignSpec";
 import { getInstance } from "../components/catalog";
-import { status as statusSchema } from "../components/jobSpec";
 import { PREP_RUN, runKeys } from "../components/layout";
 import { buildPlan, renderPlan } from "../components/plan";
 import { composeExperiment, resolveStack } from "../components/presets";
 import { ConfigError } from "../components/problems";
 import { isTerminal, renderProgress, renderStatusTable, type JobView } from "./cli/progress";
+import { readStatus, readText } from "./cli/s3Read";
 
 export const commands = ["up", "watch", "status", "run", "down"] as const;
 export type Command = (typeof commands)[number];
@@ -113,17 +113,6 @@ function loadCampaign(stack: string): { campaign: Campaign; source: string } {
 
 // ---------------------------------------------------------------- S3 reads for watch and status
 
-async function readText(client: S3Client, bucket: string, key: string): Promise<string | undefined> {
-    try {
-        const out = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-        return await out.Body?.transformToString("utf-8");
-    } catch (err) {
-        const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
-        if (e.name === "NoSuchKey" || e.$metadata?.httpStatusCode === 404) return undefined;
-        throw err;
-    }
-}
-
 export async function readJobViews(client: S3Client, bucket: string, campaign: Campaign): Promise<JobView[]> {
     const { experiment } = campaign;
     const jobs = [
@@ -132,16 +121,7 @@ export async function readJobViews(client: S3Client, bucket: string, campaign: C
     ];
     return Promise.all(
         jobs.map(async (job) => {
-            const body = await readText(client, bucket, runKeys(experiment.name, job.run).status);
-            if (body === undefined) return { ...job, status: null };
-            let json: unknown;
-            try {
-                json = JSON.parse(body);
-            } catch {
-                return { ...job, status: null, note: "status.json is not valid JSON" };
-            }
-            const parsed = statusSchema.safeParse(json);
-            return parsed.success ? { ...job, status: parsed.data } : { ...job, status: null, note: "status.json does not follow its schema" };
+            return { ...job, ...(await readStatus(client, bucket, experiment.name, job.run)) };
         }),
     );
 }

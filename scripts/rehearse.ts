@@ -11,13 +11,14 @@ import * as path from "node:path";
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { resolveCampaign, type Campaign } from "../components/campaignSpec";
 import { S3CampaignState } from "../components/campaignState";
-import { status as statusSchema, type Status } from "../components/jobSpec";
+import type { Status } from "../components/jobSpec";
 import { datasetPrefix, datasetSuccessKey, inputKey, PREP_RUN, runKeys, s3Uri } from "../components/layout";
 import { buildPlan } from "../components/plan";
 import { composeExperiment, resolveStack } from "../components/presets";
 import { ConfigError } from "../components/problems";
 import type { RunnerSettings } from "../components/runnerSettings";
 import { renderProgress } from "./cli/progress";
+import { readStatus, readText } from "./cli/s3Read";
 import { startFakeImds, type FakeImds } from "./local/fakeImds";
 import { fakeAwsEnv, startMoto } from "./local/moto";
 import { runRunner, runnerBaseDir, type RunnerResult } from "./local/nodeRunner";
@@ -77,21 +78,8 @@ function s3ClientFor(endpoint: string, region: string): S3Client {
     });
 }
 
-async function getText(client: S3Client, key: string): Promise<string | undefined> {
-    try {
-        const out = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
-        return await out.Body?.transformToString("utf-8");
-    } catch {
-        return undefined;
-    }
-}
-
-async function readStatus(client: S3Client, campaign: string, run: string): Promise<Status | null> {
-    const body = await getText(client, runKeys(campaign, run).status);
-    if (!body) return null;
-    const parsed = statusSchema.safeParse(JSON.parse(body));
-    return parsed.success ? parsed.data : null;
-}
+const getText = (client: S3Client, key: string) => readText(client, BUCKET, key);
+const readRunStatus = async (client: S3Client, campaign: string, run: string) => (await readStatus(client, BUCKET, campaign, run)).status;
 
 async function listAll(client: S3Client, prefix = ""): Promise<Array<{ key: string; size: number }>> {
     const out: Array<{ key: string; size: number }> = [];
@@ -132,7 +120,7 @@ async function runNode(
     })();
     const poll = (async () => {
         while (!done) {
-            const s = await readStatus(client, campaign, settings.run);
+            const s = await readRunStatus(client, campaign, settings.run);
             if (s) {
                 const line = renderProgress([{ run: settings.run, status: s, usdPerHour: 0 }], new Date()).split("\n")[0];
                 const key = `${s.phase} ${s.progress?.step ?? ""}`;
@@ -161,7 +149,7 @@ async function runNode(
     });
     done = true;
     await Promise.all([poll, watchSteps]);
-    const final = await readStatus(client, campaign, settings.run);
+    const final = await readRunStatus(client, campaign, settings.run);
     if (final) say(`${clock()}  ${renderProgress([{ run: settings.run, status: final, usdPerHour: 0 }], new Date()).split("\n").slice(0, -1).join("\n").replace(/\s+\$0\.00/, "")}`);
     return result;
 }
@@ -246,7 +234,7 @@ async function main(argv: readonly string[]): Promise<number> {
             keepCheckpoints: 1,
         };
         const prep = await runNode(client, experiment.name, prepSettings, { aws: moto.endpoint, imds }, python);
-        nodes.push({ name: PREP_RUN, result: prep, status: await readStatus(client, experiment.name, PREP_RUN) });
+        nodes.push({ name: PREP_RUN, result: prep, status: await readRunStatus(client, experiment.name, PREP_RUN) });
         // The gate: no GPU node starts until _SUCCESS is there.
         const ready = (await getText(client, datasetSuccessKey(standIns.prepSpec.prepHash))) !== undefined;
         if (!ready) {
@@ -283,7 +271,7 @@ async function main(argv: readonly string[]): Promise<number> {
             };
             const first = await runNode(client, experiment.name, settings, { aws: moto.endpoint, imds }, python, onStep);
             imds.setSpotNotice(false);
-            let status = await readStatus(client, experiment.name, spec.run);
+            let status = await readRunStatus(client, experiment.name, spec.run);
             nodes.push({ name: interrupted ? `${spec.run} (node 1)` : spec.run, result: first, status });
             if (interrupted && status?.phase === "succeeded") {
                 say(`${clock()}  ${spec.run} finished its last steps before the notice could stop it: it succeeded, and nothing is redone`);
@@ -291,7 +279,7 @@ async function main(argv: readonly string[]): Promise<number> {
             if (status?.phase === "interrupted") {
                 say(`${clock()}  ${spec.run} was interrupted with ${status.lastCheckpoint ?? "no checkpoint"} in S3; the next \`pulumi up\` declares a new node, which resumes:`);
                 const second = await runNode(client, experiment.name, settings, { aws: moto.endpoint, imds }, python);
-                status = await readStatus(client, experiment.name, spec.run);
+                status = await readRunStatus(client, experiment.name, spec.run);
                 nodes.push({ name: `${spec.run} (node 2)`, result: second, status });
             }
         }
