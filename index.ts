@@ -2,9 +2,9 @@
 // Everything is in components/program.ts; here are only the outside world's two pieces: the S3 state
 // reader and the node user-data renderer (components/userData.ts: #cloud-config that fetches the runner
 // the Campaign uploads to the bucket and checks its sha256).
-import { S3CampaignState } from "./components/campaignState";
-import { program } from "./components/program";
-import { renderNodeUserData } from "./components/userData";
+import { S3CampaignState } from "./components/campaign/state";
+import { program } from "./components/resources/program";
+import { renderNodeUserData } from "./components/node/userData";
 
 export = program({
     stateReader: (bucket, campaign, region) => S3CampaignState.forRegion(bucket, campaign, region),

@@ -7,8 +7,8 @@
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { datasetPrefix, runKeys, s3Uri } from "../components/layout";
-import type { RunnerSettings } from "../components/runnerSettings";
+import { datasetPrefix, runKeys, s3Uri } from "../components/campaign/layout";
+import type { RunnerSettings } from "../components/node/runnerSettings";
 import { S3Helper } from "../test/helpers/aws";
 import { startFakeImds } from "./local/fakeImds";
 import { startMoto } from "./local/moto";

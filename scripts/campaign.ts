@@ -13,12 +13,13 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as readline from "node:readline/promises";
 import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
-import { resolveCampaign, type Campaign } from "../components/campaignSpec";
-import { getInstance } from "../components/catalog";
-import { PREP_RUN, runKeys } from "../components/layout";
-import { buildPlan, renderPlan } from "../components/plan";
-import { composeExperiment, resolveStack } from "../components/presets";
-import { ConfigError } from "../components/problems";
+import { resolveCampaign } from "../components/campaign/resolve";
+import type { ResolvedCampaign } from "../components/campaign/types";
+import { getInstance } from "../components/plan/catalog";
+import { PREP_RUN, runKeys } from "../components/campaign/layout";
+import { buildPlan, renderPlan } from "../components/plan/plan";
+import { composeExperiment, resolveStack } from "../components/config/presets";
+import { ConfigError } from "../components/config/problems";
 import { isTerminal, renderProgress, renderStatusTable, type JobView } from "./cli/progress";
 import { readStatus, readText } from "./cli/s3Read";
 
@@ -106,14 +107,14 @@ export function backendEnv(env: NodeJS.ProcessEnv, loggedIn: boolean): { env: Re
     return { env: extra };
 }
 
-function loadCampaign(stack: string): { campaign: Campaign; source: string } {
+function loadCampaign(stack: string): { campaign: ResolvedCampaign; source: string } {
     const { settings, source } = resolveStack(stack, root);
     return { campaign: resolveCampaign(composeExperiment(settings), source), source };
 }
 
 // ---------------------------------------------------------------- S3 reads for watch and status
 
-export async function readJobViews(client: S3Client, bucket: string, campaign: Campaign): Promise<JobView[]> {
+export async function readJobViews(client: S3Client, bucket: string, campaign: ResolvedCampaign): Promise<JobView[]> {
     const { experiment } = campaign;
     const jobs = [
         { run: PREP_RUN, usdPerHour: experiment.prep.runOn === "ec2" ? getInstance(experiment.prep.instanceType).onDemandUsdPerHour : 0 },
@@ -135,7 +136,7 @@ async function logTail(client: S3Client, bucket: string, campaign: string, run: 
     return text.trimEnd().split("\n").slice(-lines);
 }
 
-async function watch(client: S3Client, bucket: string, campaign: Campaign, intervalSeconds: number): Promise<JobView[]> {
+async function watch(client: S3Client, bucket: string, campaign: ResolvedCampaign, intervalSeconds: number): Promise<JobView[]> {
     for (;;) {
         const views = await readJobViews(client, bucket, campaign);
         const now = new Date();

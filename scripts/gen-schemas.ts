@@ -3,7 +3,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { z } from "zod";
-import { jobSpec, progress, status } from "../components/jobSpec";
+import { jobSpec, progress, status } from "../components/campaign/jobSpec";
 
 export const schemaDir = path.join(__dirname, "..", "containers", "schemas");
 

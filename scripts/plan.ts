@@ -1,10 +1,10 @@
 // npm run plan -- --stack <name> [--json]
 // The plan a person reads before paying, with no AWS account and no Pulumi CLI: a stack's
 // Pulumi.<name>.yaml, or a preset in stacks/ by its file name.
-import { resolveCampaign } from "../components/campaignSpec";
-import { buildPlan, renderPlan } from "../components/plan";
-import { composeExperiment, resolveStack } from "../components/presets";
-import { ConfigError } from "../components/problems";
+import { resolveCampaign } from "../components/campaign/resolve";
+import { buildPlan, renderPlan } from "../components/plan/plan";
+import { composeExperiment, resolveStack } from "../components/config/presets";
+import { ConfigError } from "../components/config/problems";
 
 const usage = "usage: npm run plan -- --stack <name> [--json]\n  <name>: a stack with a Pulumi.<name>.yaml, or a preset in stacks/ (its file name without .yaml)";
 

@@ -9,14 +9,15 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { resolveCampaign, type Campaign } from "../components/campaignSpec";
-import { S3CampaignState } from "../components/campaignState";
-import type { Status } from "../components/jobSpec";
-import { datasetPrefix, datasetSuccessKey, inputKey, PREP_RUN, runKeys, s3Uri } from "../components/layout";
-import { buildPlan } from "../components/plan";
-import { composeExperiment, resolveStack } from "../components/presets";
-import { ConfigError } from "../components/problems";
-import type { RunnerSettings } from "../components/runnerSettings";
+import { resolveCampaign } from "../components/campaign/resolve";
+import type { ResolvedCampaign } from "../components/campaign/types";
+import { S3CampaignState } from "../components/campaign/state";
+import type { Status } from "../components/campaign/jobSpec";
+import { datasetPrefix, datasetSuccessKey, inputKey, PREP_RUN, runKeys, s3Uri } from "../components/campaign/layout";
+import { buildPlan } from "../components/plan/plan";
+import { composeExperiment, resolveStack } from "../components/config/presets";
+import { ConfigError } from "../components/config/problems";
+import type { RunnerSettings } from "../components/node/runnerSettings";
 import { renderProgress } from "./cli/progress";
 import { readStatus, readText } from "./cli/s3Read";
 import { startFakeImds, type FakeImds } from "./local/fakeImds";
@@ -164,7 +165,7 @@ async function main(argv: readonly string[]): Promise<number> {
     }
     const TOTAL = 6;
     stepLine(1, TOTAL, `config: stack ${args.stack}`);
-    let campaign: Campaign;
+    let campaign: ResolvedCampaign;
     let source: string;
     try {
         const stack = resolveStack(args.stack, root);
@@ -331,7 +332,7 @@ function at(iso: string | null | undefined): string {
 }
 
 function report(
-    campaign: Campaign,
+    campaign: ResolvedCampaign,
     plan: ReturnType<typeof buildPlan>,
     nodes: Array<{ name: string; result: RunnerResult; status: Status | null }>,
     metrics: ReadonlyArray<readonly [string, string | undefined]>,

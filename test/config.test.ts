@@ -5,9 +5,9 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { resolveCampaign, MAX_RUNS } from "../components/campaignSpec";
-import { ConfigError } from "../components/problems";
-import { composeExperiment, listPresets, loadPreset, mergeConfig, readStackFile, resolveStack } from "../components/presets";
+import { resolveCampaign, MAX_RUNS } from "../components/campaign/resolve";
+import { ConfigError } from "../components/config/problems";
+import { composeExperiment, listPresets, loadPreset, mergeConfig, readStackFile, resolveStack } from "../components/config/presets";
 
 const dev = loadPreset("dev") as Record<string, unknown>;
 

@@ -5,8 +5,8 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import * as path from "node:path";
-import { S3CampaignState } from "../components/campaignState";
-import { datasetSuccessKey, runKeys } from "../components/layout";
+import { S3CampaignState } from "../components/campaign/state";
+import { datasetSuccessKey, runKeys } from "../components/campaign/layout";
 import { S3Helper, s3Client } from "./helpers/aws";
 import { fakeAwsEnv, startMoto, type Moto } from "../scripts/local/moto";
 

@@ -3,10 +3,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import * as path from "node:path";
-import { resolveCampaign } from "../components/campaignSpec";
-import { getInstance } from "../components/catalog";
-import { listPresets, loadPreset, mergeConfig } from "../components/presets";
-import { buildPlan, renderPlan } from "../components/plan";
+import { resolveCampaign } from "../components/campaign/resolve";
+import { getInstance } from "../components/plan/catalog";
+import { listPresets, loadPreset, mergeConfig } from "../components/config/presets";
+import { buildPlan, renderPlan } from "../components/plan/plan";
 import { parsePlanArgs } from "../scripts/plan";
 
 const root = path.join(__dirname, "..");

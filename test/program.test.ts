@@ -88,18 +88,19 @@ pulumi.runtime.setMocks(
 );
 
 // Imported after setMocks, so every resource is created against the mocks.
-import { Campaign, type CampaignArgs } from "../components/campaign";
-import { resolveCampaign, type Campaign as ResolvedCampaign } from "../components/campaignSpec";
-import { declarations, NEW_CAMPAIGN, readCampaignState, StaticCampaignState, type CampaignState } from "../components/campaignState";
-import { nodePolicyDocument, ssmDecryptStatement } from "../components/jobNode";
-import { datasetPrefix, PREP_RUN, runKeys } from "../components/layout";
-import { campaignBucketName } from "../components/naming";
-import { gateCommand, type UserDataRenderer } from "../components/prepStage";
-import { listPresets, loadPreset, mergeConfig } from "../components/presets";
-import { program } from "../components/program";
-import { loadRunnerScript, renderNodeUserData, runnerObject, RUNNER_FETCH_PATH, RUNNER_PATH, RUNNER_UNIT, USER_DATA_LIMIT_BYTES } from "../components/userData";
-import { lifecycleRules } from "../components/artifactStore";
-import { contentTag } from "../components/image";
+import { Campaign, type CampaignArgs } from "../components/resources/campaign";
+import { resolveCampaign } from "../components/campaign/resolve";
+import type { ResolvedCampaign } from "../components/campaign/types";
+import { declarations, NEW_CAMPAIGN, readCampaignState, StaticCampaignState, type CampaignState } from "../components/campaign/state";
+import { nodePolicyDocument, ssmDecryptStatement } from "../components/resources/jobNode";
+import { datasetPrefix, PREP_RUN, runKeys } from "../components/campaign/layout";
+import { campaignBucketName } from "../components/campaign/naming";
+import { gateCommand, type UserDataRenderer } from "../components/resources/prepStage";
+import { listPresets, loadPreset, mergeConfig } from "../components/config/presets";
+import { program } from "../components/resources/program";
+import { loadRunnerScript, renderNodeUserData, runnerObject, RUNNER_FETCH_PATH, RUNNER_PATH, RUNNER_UNIT, USER_DATA_LIMIT_BYTES } from "../components/node/userData";
+import { lifecycleRules } from "../components/resources/artifactStore";
+import { contentTag } from "../components/resources/image";
 
 /** The program's own renderer, as index.ts passes it: #cloud-config that fetches the runner from the bucket. */
 const renderUserData: UserDataRenderer = renderNodeUserData;
@@ -738,7 +739,8 @@ test("image tags follow content: another job's files do not change a job's tag",
 });
 
 test("the GPU agent config publishes the alarm's metric with the InstanceId dimension alone", async () => {
-    const { gpuAgentConfig, GPU_METRIC_NAMESPACE, GPU_UTILIZATION_METRIC, idleAlarmArgs } = await import("../components/guardrails");
+    const { gpuAgentConfig, GPU_METRIC_NAMESPACE, GPU_UTILIZATION_METRIC } = await import("../components/node/metricsAgent");
+    const { idleAlarmArgs } = await import("../components/resources/guardrails");
     const config = gpuAgentConfig() as any;
     assert.equal(config.metrics.namespace, GPU_METRIC_NAMESPACE);
     assert.deepEqual(config.metrics.append_dimensions, { InstanceId: "${aws:InstanceId}" });

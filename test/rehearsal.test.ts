@@ -6,9 +6,9 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { resolveCampaign } from "../components/campaignSpec";
-import { trainSpec, prepSpec, status as statusSchema } from "../components/jobSpec";
-import { loadPreset } from "../components/presets";
+import { resolveCampaign } from "../components/campaign/resolve";
+import { trainSpec, prepSpec, status as statusSchema } from "../components/campaign/jobSpec";
+import { loadPreset } from "../components/config/presets";
 import { parseRehearseArgs } from "../scripts/rehearse";
 import { applyStandIns, sampleRows } from "../scripts/rehearsal/standins";
 

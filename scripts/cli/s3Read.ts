@@ -1,7 +1,7 @@
 // Reading a campaign's objects from S3 for the CLI and the rehearsal: one text read, one status read.
 import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
-import { status as statusSchema, type Status } from "../../components/jobSpec";
-import { runKeys } from "../../components/layout";
+import { status as statusSchema, type Status } from "../../components/campaign/jobSpec";
+import { runKeys } from "../../components/campaign/layout";
 
 /** The object's text, or undefined when there is no such key. */
 export async function readText(client: S3Client, bucket: string, key: string): Promise<string | undefined> {

@@ -5,7 +5,7 @@ import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { runnerEnv, type RunnerSettings } from "../../components/runnerSettings";
+import { runnerEnv, type RunnerSettings } from "../../components/node/runnerSettings";
 import { fakeAwsEnv } from "./moto";
 
 export const repoRoot = resolve(__dirname, "..", "..");

@@ -3,9 +3,9 @@
 // or train on a CPU, and CPU-safe settings. Every swap is listed, so the report says what was rehearsed.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import type { Campaign } from "../../components/campaignSpec";
-import type { DataConfig } from "../../components/config";
-import { shortHash, type PrepSpec, type TrainSpec } from "../../components/jobSpec";
+import type { ResolvedCampaign } from "../../components/campaign/types";
+import type { DataConfig } from "../../components/config/schema";
+import { shortHash, type PrepSpec, type TrainSpec } from "../../components/campaign/jobSpec";
 
 /** LoRA's share of a tiny stand-in model's parameters is far above the real model's (about 27% for the tiny T5). */
 const TINY_MODEL_TRAINABLE_BOUND = 0.5;
@@ -38,7 +38,7 @@ function isLocalModel(id: string): boolean {
     return fs.existsSync(path.join(id, "config.json"));
 }
 
-export function applyStandIns(campaign: Campaign, options: StandInOptions): StandIns {
+export function applyStandIns(campaign: ResolvedCampaign, options: StandInOptions): StandIns {
     const substitutions: string[] = [];
     const real = campaign.prepSpec;
 

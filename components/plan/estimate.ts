@@ -1,7 +1,7 @@
 // Estimates behind `npm run plan`: GPU memory per device, training time, and dollars.
 // Pure functions. Each result carries the assumptions it rests on, as sentences a plan can print:
 // these are models, not measurements, and the user should see what they take for granted.
-import type { optimizers } from "./config";
+import type { optimizers } from "../config/schema";
 import {
     type Architecture,
     blockLinearParams,

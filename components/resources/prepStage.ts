@@ -8,10 +8,10 @@ import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import type { PrepSpec } from "./jobSpec";
-import { datasetPrefix, inputKey, PREP_RUN, runKeys, s3Uri } from "./layout";
+import type { PrepSpec } from "../campaign/jobSpec";
+import { datasetPrefix, inputKey, PREP_RUN, runKeys, s3Uri } from "../campaign/layout";
 import { JobNode, type RunnerUpload } from "./jobNode";
-import { runnerEnv, type RunnerSettings } from "./runnerSettings";
+import { runnerEnv, type RunnerSettings } from "../node/runnerSettings";
 
 /** Renders a node's cloud-init user data from the runner's settings (components/userData.ts). */
 export type UserDataRenderer = (settings: RunnerSettings, options: { readonly gpu: boolean }) => string;

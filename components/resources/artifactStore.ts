@@ -4,8 +4,8 @@
 // campaign's prefixes, and nothing about it is changed.
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { S3_STANDARD_USD_PER_GB_MONTH } from "./catalog";
-import { runKeys } from "./layout";
+import { S3_STANDARD_USD_PER_GB_MONTH } from "../plan/catalog";
+import { runKeys } from "../campaign/layout";
 
 /** Days after which an incomplete multipart upload is aborted (its parts bill until then). */
 export const ABORT_MULTIPART_DAYS = 7;

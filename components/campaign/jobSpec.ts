@@ -3,7 +3,7 @@
 // Python jobs validate against those files. A test fails when the generated files are stale.
 import { createHash } from "node:crypto";
 import { z } from "zod";
-import { customJob, data, lora, model, training } from "./config";
+import { customJob, data, lora, model, training } from "../config/schema";
 
 export const JOB_SPEC_VERSION = 1;
 

@@ -1,8 +1,8 @@
 // Parsing an experiment: zod's checks of each field, turned into problems that name the path, the bad
 // value and what is allowed. Cross-field checks live in campaignSpec.ts, where the runs are known.
 import type { z } from "zod";
-import { experiment, type Experiment } from "./config";
-import { findInstance, INSTANCE_TYPES } from "./catalog";
+import { experiment, type Experiment } from "./schema";
+import { findInstance, INSTANCE_TYPES } from "../plan/catalog";
 import { ConfigError, problemsFromZod, type Problem } from "./problems";
 import { unknownNameMessage } from "./suggest";
 

@@ -1,7 +1,7 @@
 // The estimates of one campaign's nodes, from its config: the glue between the experiment and the pure
 // formulas in estimate.ts. The checks and the plan both call these, so they never disagree.
-import type { Experiment } from "./config";
-import type { Campaign, ResolvedRun } from "./campaignSpec";
+import type { Experiment } from "../config/schema";
+import type { ResolvedCampaign, ResolvedRun } from "../campaign/types";
 import { getInstance, type InstanceSpec } from "./catalog";
 import { estimateMemory, estimateTrainingTime, type MemoryEstimate, type TimeEstimate } from "./estimate";
 import { countParams, findModel, loraTrainableParams } from "./models";
@@ -85,7 +85,7 @@ export function prepEstimate(experiment: Experiment): { hours: number; assumptio
 const GB = 1e9;
 
 /** GB kept in S3 after destroy: prepared data, staged weights, outputs, checkpoints until they expire. */
-export function storageEstimate(campaign: Campaign): { keptGb: number; assumptions: string[] } {
+export function storageEstimate(campaign: ResolvedCampaign): { keptGb: number; assumptions: string[] } {
     const { experiment } = campaign;
     const tokens = totalExamples(experiment) * experiment.data.estimate.meanTokens;
     // ~4 bytes of text per token; tokenized columns add int32 input_ids and labels. Parquet compression not counted.

@@ -2,12 +2,12 @@
 // the node is not requested before the gate says the prepared data is complete (dependsOn in opts).
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import type { ResolvedRun } from "./campaignSpec";
-import type { TrainSpec } from "./jobSpec";
-import { datasetPrefix, modelPrefix, runKeys, s3Uri } from "./layout";
+import type { ResolvedRun } from "../campaign/types";
+import type { TrainSpec } from "../campaign/jobSpec";
+import { datasetPrefix, modelPrefix, runKeys, s3Uri } from "../campaign/layout";
 import { JobNode, type Market, type RunnerUpload } from "./jobNode";
 import type { UserDataRenderer } from "./prepStage";
-import type { RunnerSettings } from "./runnerSettings";
+import type { RunnerSettings } from "../node/runnerSettings";
 
 export interface TrainSettingsInput {
     readonly bucket: string;

@@ -7,7 +7,7 @@
 import { GetObjectCommand, HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { phases, type Phase } from "./jobSpec";
 import { datasetSuccessKey, PREP_RUN, runKeys } from "./layout";
-import type { Campaign, ResolvedRun } from "./campaignSpec";
+import type { ResolvedCampaign, ResolvedRun } from "./types";
 
 export interface CampaignStateReader {
     /** Whether datasets/<prepHash>/_SUCCESS exists. */
@@ -91,7 +91,7 @@ export interface CampaignState {
     readonly runPhases: Readonly<Record<string, Phase | undefined>>;
 }
 
-export async function readCampaignState(reader: CampaignStateReader, campaign: Campaign): Promise<CampaignState> {
+export async function readCampaignState(reader: CampaignStateReader, campaign: ResolvedCampaign): Promise<CampaignState> {
     const [prepReady, prepPhase, ...runPhases] = await Promise.all([
         reader.prepSucceeded(campaign.prepSpec.prepHash),
         reader.runPhase(PREP_RUN),
@@ -112,7 +112,7 @@ export interface Declarations {
     readonly finished: readonly string[];
 }
 
-export function declarations(campaign: Campaign, state: CampaignState): Declarations {
+export function declarations(campaign: ResolvedCampaign, state: CampaignState): Declarations {
     const runs = campaign.runs.filter((run) => state.runPhases[run.name] !== "succeeded");
     const finished = campaign.runs.filter((run) => state.runPhases[run.name] === "succeeded").map((run) => run.name);
     const prep = runs.length === 0 ? "none" : state.prepReady ? "cached" : "run";

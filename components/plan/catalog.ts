@@ -1,6 +1,6 @@
 // The instance catalog: the one table of EC2 facts the plan, the checks and the components read.
 // Every number says where it came from and when. Prices are us-east-1 on-demand Linux; other regions differ.
-import { unknownNameMessage } from "./suggest";
+import { unknownNameMessage } from "../config/suggest";
 
 // ---------------------------------------------------------------- sources
 

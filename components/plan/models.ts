@@ -1,7 +1,7 @@
 // Known model architectures: one source of truth for parameter counts, LoRA sizes and the shapes the
 // memory and time estimates need. Instruct variants share their base model's architecture.
-import type { modelFamilies } from "./config";
-import { didYouMean } from "./suggest";
+import type { modelFamilies } from "../config/schema";
+import { didYouMean } from "../config/suggest";
 
 export type ModelFamily = (typeof modelFamilies)[number];
 

@@ -16,8 +16,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import YAML from "yaml";
-import { gpuAgentConfig } from "./guardrails";
-import { runnerKey } from "./layout";
+import { gpuAgentConfig } from "./metricsAgent";
+import { runnerKey } from "../campaign/layout";
 import { runnerEnv, type RunnerSettings } from "./runnerSettings";
 
 /** EC2 refuses user data over 16 KB, counted on the raw bytes before base64. */
@@ -30,7 +30,7 @@ export const RUNNER_UNIT = "campaign-runner.service";
 export const CLOUDWATCH_AGENT_CONFIG_PATH = "/opt/aws/amazon-cloudwatch-agent/etc/campaign-gpu.json";
 
 /** The runner script in this repository. */
-export const RUNNER_SCRIPT_FILE = join(__dirname, "..", "scripts", "node-runner", "run-job.sh");
+export const RUNNER_SCRIPT_FILE = join(__dirname, "..", "..", "scripts", "node-runner", "run-job.sh");
 
 export function loadRunnerScript(file: string = RUNNER_SCRIPT_FILE): string {
     return readFileSync(file, "utf8");
@@ -49,7 +49,7 @@ export function runnerObjectKey(campaign: string, script: string): string {
 // ---------------------------------------------------------------- CloudWatch agent (GPU nodes)
 
 /**
- * The CloudWatch agent config file of a GPU node: guardrails.gpuAgentConfig (nvidia_gpu utilization_gpu
+ * The CloudWatch agent config file of a GPU node: metricsAgent.gpuAgentConfig (nvidia_gpu utilization_gpu
  * and memory_used, InstanceId appended and aggregated), the one the GPU-idle alarm is built against.
  */
 export function cloudWatchAgentConfigFile(): string {

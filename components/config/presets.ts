@@ -10,7 +10,7 @@ import * as path from "node:path";
 import { parse } from "yaml";
 import { nearest } from "./suggest";
 
-export const presetDir = path.join(__dirname, "..", "stacks");
+export const presetDir = path.join(__dirname, "..", "..", "stacks");
 
 export type Plain = null | boolean | number | string | Plain[] | { [key: string]: Plain };
 
@@ -80,7 +80,7 @@ export function readStackFile(file: string): StackSettings {
 /**
  * Finds a stack by name: Pulumi.<name>.yaml at the project root, else a preset stacks/<name>.yaml.
  */
-export function resolveStack(name: string, root: string = path.join(__dirname, "..")): { settings: StackSettings; source: string } {
+export function resolveStack(name: string, root: string = path.join(__dirname, "..", "..")): { settings: StackSettings; source: string } {
     const stackFile = path.join(root, `Pulumi.${name}.yaml`);
     if (fs.existsSync(stackFile)) return { settings: readStackFile(stackFile), source: path.basename(stackFile) };
     const presets = listPresets(path.join(root, "stacks"));

@@ -12,18 +12,18 @@ import * as aws from "@pulumi/aws";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { ArtifactStore, keptStorage, type KeptStorage } from "./artifactStore";
-import type { Campaign as ResolvedCampaign } from "./campaignSpec";
-import { declarations, type CampaignState, type Declarations } from "./campaignState";
+import type { ResolvedCampaign } from "../campaign/types";
+import { declarations, type CampaignState, type Declarations } from "../campaign/state";
 import { Guardrails } from "./guardrails";
 import { Image, type JobImage } from "./image";
 import type { RunnerUpload } from "./jobNode";
-import { campaignPrefix, campaignPrefixes, datasetPrefix, PREP_RUN, runKeys, s3Uri } from "./layout";
-import { campaignBucketName, campaignTags, logGroupName, parameterPrefix, type TagContext } from "./naming";
-import { buildPlan } from "./plan";
+import { campaignPrefix, campaignPrefixes, datasetPrefix, PREP_RUN, runKeys, s3Uri } from "../campaign/layout";
+import { campaignBucketName, campaignTags, logGroupName, parameterPrefix, type TagContext } from "../campaign/naming";
+import { buildPlan } from "../plan/plan";
 import { dataInput, gateCommand, PrepStage, type UserDataRenderer } from "./prepStage";
 import { Secrets } from "./secrets";
 import { TrainingRun } from "./trainingRun";
-import { campaignRunnerObject } from "./userData";
+import { campaignRunnerObject } from "../node/userData";
 
 
 export interface CampaignArgs {

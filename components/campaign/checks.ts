@@ -1,10 +1,10 @@
 // Cross-field checks: problems no single field shows. Each names the path, the numbers and the fix.
-import type { Experiment } from "./config";
-import type { ResolvedRun } from "./campaignSpec";
-import type { Problem } from "./problems";
-import { getInstance, isGpuInstance } from "./catalog";
-import { findModel } from "./models";
-import { runEstimates } from "./runEstimates";
+import type { Experiment } from "../config/schema";
+import type { ResolvedRun } from "./types";
+import type { Problem } from "../config/problems";
+import { getInstance, isGpuInstance } from "../plan/catalog";
+import { findModel } from "../plan/models";
+import { runEstimates } from "../plan/runEstimates";
 
 function at(run: ResolvedRun, field: string): string {
     return run.path ? `${run.path}.${field}` : field;

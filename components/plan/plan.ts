@@ -1,10 +1,10 @@
 // The plan a person reads before paying: the stages in order (prep before any GPU), each node's instance
 // and price, memory fit per run, estimated hours and dollars with their assumptions, the worst case the
 // max-hours caps allow, and what `pulumi destroy` leaves behind. Pure: no AWS, no Pulumi.
-import type { Campaign } from "./campaignSpec";
+import type { ResolvedCampaign } from "../campaign/types";
 import { getInstance, type InstanceSpec } from "./catalog";
 import { estimateCost } from "./estimate";
-import type { Problem } from "./problems";
+import type { Problem } from "../config/problems";
 import { runEstimates, prepEstimate, storageEstimate } from "./runEstimates";
 
 export interface PrepStagePlan {
@@ -67,7 +67,7 @@ export interface Plan {
     readonly warnings: readonly Problem[];
 }
 
-export function buildPlan(campaign: Campaign): Plan {
+export function buildPlan(campaign: ResolvedCampaign): Plan {
     const { experiment } = campaign;
     const assumptions = new Set<string>();
     const add = (list: readonly string[]) => list.forEach((a) => assumptions.add(a));

@@ -4,11 +4,12 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { bucketFor, Campaign, estimatedCost, logLinks, nextCommands } from "./campaign";
-import { resolveCampaign, type Campaign as ResolvedCampaign } from "./campaignSpec";
-import { readCampaignState, type CampaignStateReader } from "./campaignState";
-import { logGroupName } from "./naming";
+import { resolveCampaign } from "../campaign/resolve";
+import type { ResolvedCampaign } from "../campaign/types";
+import { readCampaignState, type CampaignStateReader } from "../campaign/state";
+import { logGroupName } from "../campaign/naming";
 import type { UserDataRenderer } from "./prepStage";
-import { composeExperiment } from "./presets";
+import { composeExperiment } from "../config/presets";
 
 export interface ProgramDeps {
     /** The state reader for a bucket (S3CampaignState in index.ts, a static one in tests). */

@@ -1,14 +1,15 @@
 // From a raw experiment to a campaign: the runs (a list, a grid, or one), the prep job's spec and one
 // training spec per run, plus every cross-field problem, all found before anything is created.
 import { z } from "zod";
-import { lora as loraSchema, model as modelSchema, training as trainingSchema, type Experiment, type MethodConfig, type ModelConfig, type TrainingConfig } from "./config";
-import { parseExperiment } from "./experiment";
+import { lora as loraSchema, model as modelSchema, training as trainingSchema, type Experiment, type ModelConfig } from "../config/schema";
+import { parseExperiment } from "../config/experiment";
 import { JOB_SPEC_VERSION, shortHash, trainSpec as trainSpecSchema, type PrepSpec, type TrainSpec } from "./jobSpec";
 import { PREP_RUN, RESERVED_RUN_NAMES } from "./layout";
-import { mergeConfig } from "./presets";
-import { ConfigError, joinPath, problemsFromZod, type Problem } from "./problems";
+import { mergeConfig } from "../config/presets";
+import { ConfigError, joinPath, problemsFromZod, type Problem } from "../config/problems";
 import { checkRun, checkCampaign } from "./checks";
-import { getInstance } from "./catalog";
+import type { ResolvedCampaign, ResolvedRun } from "./types";
+import { getInstance } from "../plan/catalog";
 
 /** Runs a campaign may hold: a grid that expands past this is almost always a mistake, and each run is a node. */
 export const MAX_RUNS = 32;
@@ -16,28 +17,9 @@ export const MAX_RUNS = 32;
 /** Bumped when the prep job's output format changes, so old prepared datasets are not reused. */
 export const PREP_FORMAT_VERSION = 1;
 
-export interface ResolvedRun {
-    readonly name: string;
-    /** Where this run's settings came from in the config, for error paths. */
-    readonly path: string;
-    readonly model: ModelConfig;
-    readonly method: MethodConfig;
-    readonly training: TrainingConfig;
-    readonly instanceType: string;
-}
-
-export interface Campaign {
-    readonly experiment: Experiment;
-    readonly runs: readonly ResolvedRun[];
-    readonly prepSpec: PrepSpec;
-    /** In the order of `runs`. */
-    readonly trainSpecs: readonly TrainSpec[];
-    readonly warnings: readonly Problem[];
-}
-
 const methodSchema = z.object({ kind: z.enum(["full", "lora", "qlora"]), lora: loraSchema }).strict();
 
-export function resolveCampaign(raw: unknown, source = "the experiment config"): Campaign {
+export function resolveCampaign(raw: unknown, source = "the experiment config"): ResolvedCampaign {
     const experiment = parseExperiment(raw, source);
     const problems: Problem[] = [];
     const runs = expandRuns(experiment, problems);
