@@ -1,8 +1,11 @@
-// Writes containers/schemas/*.schema.json from the zod schemas in components/jobSpec.ts, so the Python
-// jobs validate against the same contract. `--check` exits 1 when a committed file is stale.
+// Writes containers/schemas/ from the one TypeScript source of each contract: the job spec, progress and
+// status schemas (components/campaign/jobSpec.ts), the manifest schema and contract.json with the phases,
+// exit codes, job paths and marker names (components/campaign/contract.ts). The Python jobs and the node
+// runner read these files. `--check` exits 1 when a committed file is stale (npm test runs it).
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { z } from "zod";
+import { contractJson, manifest } from "../components/campaign/contract";
 import { jobSpec, progress, status } from "../components/campaign/jobSpec";
 
 export const schemaDir = path.join(__dirname, "..", "containers", "schemas");
@@ -14,6 +17,8 @@ export function renderSchemas(): Record<string, string> {
         "job-spec.schema.json": render(jobSpec, "campaign job spec"),
         "progress.schema.json": render(progress, "campaign job progress file"),
         "status.schema.json": render(status, "campaign run status.json"),
+        "manifest.schema.json": render(manifest, "campaign prepared dataset manifest.json"),
+        "contract.json": JSON.stringify({ title: "campaign constants shared by TypeScript, the node runner and the jobs", ...contractJson() }, null, 2) + "\n",
     };
 }
 

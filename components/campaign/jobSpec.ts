@@ -4,6 +4,7 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import { customJob, data, lora, model, training } from "../config/schema";
+import { phases } from "./contract";
 
 export const JOB_SPEC_VERSION = 1;
 
@@ -60,11 +61,6 @@ export type JobSpec = z.output<typeof jobSpec>;
 
 // ---------------------------------------------------------------- what jobs and the runner report
 
-/** Status phases of a job, in order; the last three are terminal. */
-export const phases = ["pending", "preparing", "staged", "starting", "training", "uploading", "succeeded", "failed", "interrupted"] as const;
-export type Phase = (typeof phases)[number];
-export const terminalPhases: readonly Phase[] = ["succeeded", "failed", "interrupted"];
-
 /** The job's own progress file, rewritten every few seconds; the runner merges it into status.json. */
 export const progress = z
     .object({
@@ -109,29 +105,6 @@ export const status = z
     })
     .strict();
 export type Status = z.output<typeof status>;
-
-/** Exit codes of the jobs (sysexits where one fits), read by the runner to pick the final phase. */
-export const exitCodes = {
-    success: 0,
-    failure: 1,
-    /** Refused data: not prepared for this spec, or too many malformed rows. */
-    dataError: 65,
-    /** Stopped on SIGTERM after saving a checkpoint: resumable. */
-    interrupted: 75,
-    /** Bad spec or impossible setting (QLoRA without CUDA, a stale checkpoint). */
-    configError: 78,
-} as const;
-
-/** Fixed paths the job sees inside its container; in process mode the runner maps them to host dirs. */
-export const jobPaths = {
-    CAMPAIGN_SPEC: "/job/spec.json",
-    CAMPAIGN_INPUT_DIR: "/job/input",
-    CAMPAIGN_DATA_DIR: "/job/data",
-    CAMPAIGN_MODEL_DIR: "/job/model",
-    CAMPAIGN_CHECKPOINT_DIR: "/job/checkpoints",
-    CAMPAIGN_OUTPUT_DIR: "/job/output",
-    CAMPAIGN_PROGRESS_FILE: "/job/progress.json",
-} as const;
 
 // ---------------------------------------------------------------- hashing
 

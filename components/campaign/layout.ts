@@ -10,6 +10,7 @@
 //   runs/<campaign>/<run>/checkpoints/...  synced while training; the newest complete one is restored at start
 //   runs/<campaign>/<run>/output/...       final adapter or model, metrics.json
 //   runs/<campaign>/<run>/logs/...
+import { markers } from "./contract";
 
 /** The prep job's place under runs/<campaign>/; no training run may take this name. */
 export const PREP_RUN = "prep";
@@ -26,10 +27,10 @@ export function runnerKey(campaign: string, sha256: string): string {
 }
 
 /** Written last into a prepared dataset; its presence means the whole dataset is there. */
-export const SUCCESS_MARKER = "_SUCCESS";
+export const SUCCESS_MARKER = markers.datasetComplete;
 
 /** Written last into a checkpoint directory; a checkpoint without it is partial and never restored. */
-export const CHECKPOINT_MARKER = "_COMPLETE.json";
+export const CHECKPOINT_MARKER = markers.checkpointComplete;
 
 export function datasetPrefix(prepHash: string): string {
     return `datasets/${prepHash}/`;

@@ -5,7 +5,7 @@
 // The reader is an interface so the tests set the state directly; the S3 reader treats a bucket or key
 // that does not exist (or a 403, which S3 answers for a missing key without s3:ListBucket) as "not yet".
 import { GetObjectCommand, HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { phases, type Phase } from "./jobSpec";
+import { phases, type Phase } from "./contract";
 import { datasetSuccessKey, PREP_RUN, runKeys } from "./layout";
 import type { ResolvedCampaign, ResolvedRun } from "./types";
 

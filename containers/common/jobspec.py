@@ -1,4 +1,4 @@
-"""The job spec, the environment contract and the exit codes, as components/jobSpec.ts defines them.
+"""The job spec, the environment contract and the exit codes, as components/campaign/ defines them.
 
 The spec is validated against containers/schemas/job-spec.schema.json, generated from the zod schemas, so
 both sides agree on one contract. A rendered spec carries every default, so fields are read directly.
@@ -16,21 +16,23 @@ from typing import Any
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
-# components/layout.ts
-SUCCESS_MARKER = "_SUCCESS"
-CHECKPOINT_MARKER = "_COMPLETE.json"
-MANIFEST = "manifest.json"
-SPLITS = ("train", "validation", "test")
+# The constants shared with TypeScript and the node runner, generated from components/campaign/contract.ts.
+CONTRACT: dict[str, Any] = json.loads((SCHEMA_DIR / "contract.json").read_text())
+SUCCESS_MARKER: str = CONTRACT["markers"]["datasetComplete"]
+CHECKPOINT_MARKER: str = CONTRACT["markers"]["checkpointComplete"]
+MANIFEST: str = CONTRACT["markers"]["manifest"]
+MANIFEST_VERSION: int = CONTRACT["manifestVersion"]
+SPLITS: tuple[str, ...] = tuple(CONTRACT["splits"])
 
 
 class ExitCode:
-    """components/jobSpec.ts exitCodes."""
+    """The jobs' exit codes (contract.json exitCodes), read by the node runner to pick the final phase."""
 
-    SUCCESS = 0
-    FAILURE = 1
-    DATA_ERROR = 65
-    INTERRUPTED = 75
-    CONFIG_ERROR = 78
+    SUCCESS: int = CONTRACT["exitCodes"]["success"]
+    FAILURE: int = CONTRACT["exitCodes"]["failure"]
+    DATA_ERROR: int = CONTRACT["exitCodes"]["dataError"]
+    INTERRUPTED: int = CONTRACT["exitCodes"]["interrupted"]
+    CONFIG_ERROR: int = CONTRACT["exitCodes"]["configError"]
 
 
 class JobError(Exception):
@@ -61,7 +63,7 @@ def utc_now() -> str:
 
 
 def env_path(name: str, *, required: bool = True) -> Path | None:
-    """A path from the job's environment (components/jobSpec.ts jobPaths)."""
+    """A path from the job's environment (contract.json jobPaths)."""
     value = os.environ.get(name)
     if not value:
         if required:
@@ -96,6 +98,18 @@ def load_spec(path: Path, kind: str) -> dict[str, Any]:
     if spec["kind"] != kind:
         raise ConfigError(f"job spec {path} is a {spec['kind']!r} spec; this job runs {kind!r} specs")
     return spec
+
+
+def validate_manifest(manifest: dict[str, Any]) -> None:
+    """Checks a prepared dataset's manifest against containers/schemas/manifest.schema.json (generated from
+    components/campaign/contract.ts); raises JobError naming the first field that does not match."""
+    import jsonschema
+
+    schema = json.loads((SCHEMA_DIR / "manifest.schema.json").read_text(encoding="utf-8"))
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(manifest), key=lambda e: list(e.absolute_path))
+    if errors:
+        where = "/".join(str(p) for p in errors[0].absolute_path) or "(root)"
+        raise JobError(f"{MANIFEST} does not match containers/schemas/manifest.schema.json at {where}: {errors[0].message}")
 
 
 def write_json_atomic(path: Path, value: Any) -> None:

@@ -14,13 +14,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from common.jobspec import MANIFEST, SPLITS, SUCCESS_MARKER, ConfigError, DataError, ModelRef, env_path, load_spec, log, resolve_model_dir, utc_now, write_json_atomic
+from common.jobspec import MANIFEST, MANIFEST_VERSION, SPLITS, SUCCESS_MARKER, ConfigError, DataError, ModelRef, env_path, load_spec, log, resolve_model_dir, utc_now, validate_manifest, write_json_atomic
 from prep import read, split, tokens, transform
 from prep.stage import stage_models
 
 SHARD_ROWS = 500_000
 RESERVED_COLUMNS = {"prompt", "completion", "input_ids", "labels", "position_ids"}
-MANIFEST_VERSION = 1
 
 
 def choose_rendering(spec: dict[str, Any], tokenizer: Any) -> str:
@@ -158,6 +157,7 @@ def run() -> None:
         "peakRssMb": peak_rss_mb(),
         "spec": spec,
     }
+    validate_manifest(manifest)
     write_json_atomic(manifest_path, manifest)
     (out_dir / SUCCESS_MARKER).write_text(spec["prepHash"] + "\n")
     log(f"prepared dataset {spec['prepHash']} in {time.perf_counter() - started:.1f}s: " + ", ".join(f"{k} {v['rows']}" for k, v in splits.items()))

@@ -1,6 +1,7 @@
 // Progress of a campaign's jobs from their status.json: bars per run, a status table, spend so far.
 // Pure rendering: the tests feed recorded status sequences.
-import { terminalPhases, type Status } from "../../components/campaign/jobSpec";
+import { terminalPhases } from "../../components/campaign/contract";
+import type { Status } from "../../components/campaign/jobSpec";
 
 export interface JobView {
     readonly run: string;
