@@ -1,22 +1,23 @@
 #!/usr/bin/env bash
 # The prep gate: waits until the prepared dataset is complete in S3, so no GPU is requested before it is.
 #
-#   wait-for-prep.sh --bucket B --prep-hash H --campaign C --max-seconds N [--instance-id I] [--interval S]
+#   wait-for-prep.sh --marker URI --status URI --logs URI --max-seconds N [--instance-id I] [--interval S]
 #
-# Succeeds as soon as s3://B/datasets/H/_SUCCESS exists. Fails fast, printing the last lines of the prep
-# job's logs, when s3://B/runs/C/prep/status.json says failed or interrupted (with --instance-id, only a
-# status written by that prep node counts: an earlier attempt's failure does not). Fails when N seconds pass
-# (the prep cap, prep.maxHours). `pulumi up` runs it as a local command; it uses the operator's AWS CLI
-# and credentials, and honours AWS_ENDPOINT_URL (tests point it at a local S3 emulator).
+# Succeeds as soon as the dataset's _SUCCESS marker (--marker) exists. Fails fast, printing the last lines of
+# the prep job's logs (--logs, a prefix), when the prep's status.json (--status) says failed or interrupted
+# (with --instance-id, only a status written by that prep node counts: an earlier attempt's failure does
+# not). Fails when N seconds pass (the prep cap, prep.maxHours). The URIs come from components/campaign/
+# layout.ts through gateCommand (components/campaign/gate.ts). `pulumi up` runs it as a local command; it
+# uses the operator's AWS CLI and credentials, and honours AWS_ENDPOINT_URL (tests use a local S3 emulator).
 #
 # Environment: CAMPAIGN_GATE_INTERVAL (seconds between polls, default 15), CAMPAIGN_GATE_LOG_LINES (50).
 
 set -o errexit -o pipefail -o nounset -o errtrace
 trap 'echo "wait-for-prep: error at line ${LINENO}: ${BASH_COMMAND}" >&2' ERR
 
-bucket=""
-prep_hash=""
-campaign=""
+marker_uri=""
+status_uri=""
+logs_uri=""
 max_seconds=""
 instance_id=""
 interval="${CAMPAIGN_GATE_INTERVAL:-15}"
@@ -25,7 +26,7 @@ endpoint_args=()
 if [[ -n "${AWS_ENDPOINT_URL:-}" ]]; then endpoint_args=(--endpoint-url "${AWS_ENDPOINT_URL}"); fi
 
 usage() {
-    sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 die() {
@@ -35,9 +36,9 @@ die() {
 
 while (($# > 0)); do
     case "$1" in
-        --bucket) bucket="${2:-}"; shift 2 ;;
-        --prep-hash) prep_hash="${2:-}"; shift 2 ;;
-        --campaign) campaign="${2:-}"; shift 2 ;;
+        --marker) marker_uri="${2:-}"; shift 2 ;;
+        --status) status_uri="${2:-}"; shift 2 ;;
+        --logs) logs_uri="${2:-}"; shift 2 ;;
         --max-seconds) max_seconds="${2:-}"; shift 2 ;;
         --instance-id) instance_id="${2:-}"; shift 2 ;;
         --interval) interval="${2:-}"; shift 2 ;;
@@ -46,16 +47,17 @@ while (($# > 0)); do
     esac
 done
 
-[[ -n "${bucket}" ]] || die "--bucket is required"
-[[ "${prep_hash}" =~ ^[0-9a-f]{16}$ ]] || die "--prep-hash must be 16 hex characters, got '${prep_hash}'"
-[[ -n "${campaign}" ]] || die "--campaign is required"
+s3_uri_re='^s3://([^/]+)/(.+)$'
+for arg in "--marker ${marker_uri}" "--status ${status_uri}" "--logs ${logs_uri}"; do
+    [[ "${arg#* }" =~ ${s3_uri_re} ]] || die "${arg%% *} must be an s3://bucket/key URI, got '${arg#* }'"
+done
+[[ "${marker_uri}" =~ ${s3_uri_re} ]] && bucket="${BASH_REMATCH[1]}" && marker_key="${BASH_REMATCH[2]}"
+[[ "${status_uri}" =~ ${s3_uri_re} ]] && status_bucket="${BASH_REMATCH[1]}" && status_key="${BASH_REMATCH[2]}"
+[[ "${logs_uri}" =~ ${s3_uri_re} ]] && logs_bucket="${BASH_REMATCH[1]}" && logs_prefix="${BASH_REMATCH[2]}"
+[[ "${status_bucket}" == "${bucket}" && "${logs_bucket}" == "${bucket}" ]] || die "--marker, --status and --logs must name one bucket"
 [[ "${max_seconds}" =~ ^[0-9]+$ ]] || die "--max-seconds must be a whole number, got '${max_seconds}'"
 [[ "${interval}" =~ ^[0-9]+$ && "${interval}" -gt 0 ]] || die "--interval must be a positive whole number, got '${interval}'"
 command -v aws >/dev/null || die "the AWS CLI (aws) is not installed; it is needed to watch s3://${bucket}"
-
-marker_key="datasets/${prep_hash}/_SUCCESS"
-status_key="runs/${campaign}/prep/status.json"
-logs_prefix="runs/${campaign}/prep/logs/"
 
 # exists KEY: 0 when the object exists, 1 when it does not (404/403), 2 on any other error.
 exists() {

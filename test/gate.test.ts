@@ -7,6 +7,8 @@ import { spawn } from "node:child_process";
 import * as path from "node:path";
 import { S3CampaignState } from "../components/campaign/state";
 import { datasetSuccessKey, runKeys } from "../components/campaign/layout";
+import { gateCommand } from "../components/campaign/gate";
+import { shellQuote } from "../components/campaign/shell";
 import { S3Helper, s3Client } from "./helpers/aws";
 import { fakeAwsEnv, startMoto, type Moto } from "../scripts/local/moto";
 
@@ -26,7 +28,8 @@ after(async () => {
 function gate(bucket: string, campaign: string, maxSeconds: number, extra: string[] = []): Promise<{ code: number; out: string; seconds: number }> {
     const started = Date.now();
     return new Promise((resolve) => {
-        const child = spawn("bash", ["scripts/wait-for-prep.sh", "--bucket", bucket, "--prep-hash", HASH, "--campaign", campaign, "--max-seconds", String(maxSeconds), "--interval", "1", ...extra], {
+        const command = `${gateCommand({ bucket, prepHash: HASH, campaign, maxHours: maxSeconds / 3600 })} --max-seconds ${maxSeconds} --interval 1 ${extra.map(shellQuote).join(" ")}`;
+        const child = spawn("bash", ["-c", command], {
             cwd: root,
             env: { ...process.env, ...fakeAwsEnv, AWS_ENDPOINT_URL: moto.endpoint, CAMPAIGN_GATE_LOG_LINES: "3" },
         });
@@ -86,7 +89,7 @@ test("the gate gives up at the cap", async () => {
 
 test("the gate refuses bad arguments", async () => {
     const result = await new Promise<number>((resolve) => {
-        spawn("bash", ["scripts/wait-for-prep.sh", "--bucket", "b", "--prep-hash", "nothex", "--campaign", "c", "--max-seconds", "1"], { cwd: root }).on("close", (c) => resolve(c ?? -1));
+        spawn("bash", ["scripts/wait-for-prep.sh", "--marker", "b/datasets/x/_SUCCESS", "--status", "s3://b/runs/c/prep/status.json", "--logs", "s3://b/runs/c/prep/logs/", "--max-seconds", "1"], { cwd: root }).on("close", (c) => resolve(c ?? -1));
     });
     assert.equal(result, 1);
 });

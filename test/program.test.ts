@@ -95,7 +95,8 @@ import { declarations, NEW_CAMPAIGN, readCampaignState, StaticCampaignState, typ
 import { nodePolicyDocument, ssmDecryptStatement } from "../components/resources/jobNode";
 import { datasetPrefix, PREP_RUN, runKeys } from "../components/campaign/layout";
 import { campaignBucketName } from "../components/campaign/naming";
-import { gateCommand, type UserDataRenderer } from "../components/resources/prepStage";
+import { gateCommand } from "../components/campaign/gate";
+import type { UserDataRenderer } from "../components/resources/prepStage";
 import { listPresets, loadPreset, mergeConfig } from "../components/config/presets";
 import { program } from "../components/resources/program";
 import { loadRunnerScript, renderNodeUserData, runnerObject, RUNNER_FETCH_PATH, RUNNER_PATH, RUNNER_UNIT, USER_DATA_LIMIT_BYTES } from "../components/node/userData";

@@ -3,7 +3,7 @@
 // Python jobs validate against those files. A test fails when the generated files are stale.
 import { createHash } from "node:crypto";
 import { z } from "zod";
-import { customJob, data, lora, model, training } from "../config/schema";
+import { customJob, data, lora, methodKinds, model, training } from "../config/schema";
 import { phases } from "./contract";
 
 export const JOB_SPEC_VERSION = 1;
@@ -36,7 +36,7 @@ export const trainSpec = z
         /** The prepared dataset this run trains on; the trainer refuses data from another prep. */
         prepHash: z.string().regex(/^[0-9a-f]{16}$/),
         model,
-        method: z.object({ kind: z.enum(["full", "lora", "qlora"]), lora }).strict(),
+        method: z.object({ kind: z.enum(methodKinds), lora }).strict(),
         training,
         /** How the prepared data looks: the trainer checks it instead of formatting on the GPU. */
         data: z

@@ -1,9 +1,10 @@
 // From a raw experiment to a campaign: the runs (a list, a grid, or one), the prep job's spec and one
 // training spec per run, plus every cross-field problem, all found before anything is created.
 import { z } from "zod";
-import { lora as loraSchema, model as modelSchema, training as trainingSchema, type Experiment, type ModelConfig } from "../config/schema";
+import { lora as loraSchema, methodKinds, model as modelSchema, training as trainingSchema, type Experiment, type ModelConfig } from "../config/schema";
 import { parseExperiment } from "../config/experiment";
-import { JOB_SPEC_VERSION, shortHash, trainSpec as trainSpecSchema, type PrepSpec, type TrainSpec } from "./jobSpec";
+import { JOB_SPEC_VERSION, shortHash, trainSpec as trainSpecSchema, type EvaluationSet, type PrepSpec, type TrainEvaluation, type TrainSpec } from "./jobSpec";
+import { baselineOwners, type BaselineOwner } from "./baseline";
 import { PREP_RUN, RESERVED_RUN_NAMES } from "./layout";
 import { mergeConfig } from "../config/presets";
 import { ConfigError, joinPath, problemsFromZod, type Problem } from "../config/problems";
@@ -17,7 +18,7 @@ export const MAX_RUNS = 32;
 /** Bumped when the prep job's output format changes, so old prepared datasets are not reused. */
 export const PREP_FORMAT_VERSION = 1;
 
-const methodSchema = z.object({ kind: z.enum(["full", "lora", "qlora"]), lora: loraSchema }).strict();
+const methodSchema = z.object({ kind: z.enum(methodKinds), lora: loraSchema }).strict();
 
 export function resolveCampaign(raw: unknown, source = "the experiment config"): ResolvedCampaign {
     const experiment = parseExperiment(raw, source);
@@ -28,7 +29,8 @@ export function resolveCampaign(raw: unknown, source = "the experiment config"):
     if (problems.some((p) => p.severity === "error")) throw new ConfigError(problems, source);
 
     const prepSpec = renderPrepSpec(experiment, runs);
-    const trainSpecs = runs.map((run) => renderTrainSpec(experiment, run, prepSpec.prepHash));
+    const owners = baselineOwners(runs);
+    const trainSpecs = runs.map((run) => renderTrainSpec(experiment, run, prepSpec.prepHash, owners));
     return { experiment, runs, prepSpec, trainSpecs, warnings: problems };
 }
 
@@ -134,7 +136,8 @@ function renderPrepSpec(experiment: Experiment, runs: readonly ResolvedRun[]): P
     const { estimate: _estimate, ...data } = experiment.data;
     const tokenizer = data.tokenize.enabled ? runs[0]?.model : undefined;
     const stageModels = uniqueModels(runs).filter((m) => !m.id.startsWith("s3://"));
-    const identity = { version: PREP_FORMAT_VERSION, data, tokenizer, stageModels };
+    const evaluation = evaluationSetOf(experiment);
+    const identity = { version: PREP_FORMAT_VERSION, data, tokenizer, stageModels, evaluation };
     return {
         schemaVersion: JOB_SPEC_VERSION,
         kind: "prep",
@@ -143,6 +146,25 @@ function renderPrepSpec(experiment: Experiment, runs: readonly ResolvedRun[]): P
         data,
         ...(tokenizer ? { tokenizer } : {}),
         stageModels,
+        ...(evaluation ? { evaluation } : {}),
+    };
+}
+
+/** What prep keeps for the evaluation: the rows and the group column, not how they are scored. */
+function evaluationSetOf(experiment: Experiment): EvaluationSet | undefined {
+    const e = experiment.evaluation;
+    if (!e) return undefined;
+    return { split: e.split, rows: e.rows, seed: e.seed, ...(e.groupBy ? { groupBy: e.groupBy } : {}) };
+}
+
+function trainEvaluationOf(experiment: Experiment, run: ResolvedRun, owners: readonly BaselineOwner[]): TrainEvaluation | undefined {
+    const e = experiment.evaluation;
+    if (!e) return undefined;
+    const format = experiment.data.format;
+    return {
+        ...e,
+        computeBaseline: e.baseline && owners.some((o) => o.run === run.name),
+        ...(format.kind === "classification" ? { labels: format.labels } : {}),
     };
 }
 
@@ -152,7 +174,8 @@ function uniqueModels(runs: readonly ResolvedRun[]): ModelConfig[] {
     return [...seen.values()];
 }
 
-function renderTrainSpec(experiment: Experiment, run: ResolvedRun, prepHash: string): TrainSpec {
+function renderTrainSpec(experiment: Experiment, run: ResolvedRun, prepHash: string, owners: readonly BaselineOwner[]): TrainSpec {
+    const evaluation = trainEvaluationOf(experiment, run, owners);
     const body: Omit<TrainSpec, "specHash"> = {
         schemaVersion: JOB_SPEC_VERSION,
         kind: "train",
@@ -171,6 +194,7 @@ function renderTrainSpec(experiment: Experiment, run: ResolvedRun, prepHash: str
         gpus: gpusOf(run.instanceType),
         tracking: { ...(experiment.tracking.wandbProject ? { wandbProject: experiment.tracking.wandbProject } : {}) },
         ...(experiment.customJob ? { customJob: experiment.customJob } : {}),
+        ...(evaluation ? { evaluation } : {}),
     };
     const spec = { ...body, specHash: shortHash(body) };
     // The spec is the contract with the Python jobs: render only what the schema accepts.

@@ -143,24 +143,37 @@ export const model = z
     })
     .strict();
 
+/** The training methods; the plan's estimates and the job spec use this same list. */
+export const methodKinds = ["full", "lora", "qlora"] as const;
+export type MethodKind = (typeof methodKinds)[number];
+
+/** LoRA's defaults: rank 16 with alpha 2r on every attention projection, a common starting point. */
+export const loraDefaults = {
+    r: 16,
+    alpha: 32,
+    dropout: 0.1,
+    targetModules: ["q_proj", "k_proj", "v_proj", "o_proj"],
+    maxTrainableFraction: 0.1,
+};
+
 export const lora = z
     .object({
-        r: z.number().int().positive().default(16),
-        alpha: z.number().positive().default(32),
-        dropout: z.number().min(0).lt(1).default(0.1),
-        targetModules: z.array(z.string().min(1)).min(1).default(["q_proj", "k_proj", "v_proj", "o_proj"]),
+        r: z.number().int().positive().default(loraDefaults.r),
+        alpha: z.number().positive().default(loraDefaults.alpha),
+        dropout: z.number().min(0).lt(1).default(loraDefaults.dropout),
+        targetModules: z.array(z.string().min(1)).min(1).default(loraDefaults.targetModules),
         /** Fail when more than this share of parameters is trainable (seeds/001: 46% by accident). */
-        maxTrainableFraction: z.number().gt(0).max(1).default(0.1),
+        maxTrainableFraction: z.number().gt(0).max(1).default(loraDefaults.maxTrainableFraction),
     })
     .strict();
 
 export const method = z
     .object({
-        kind: z.enum(["full", "lora", "qlora"]).default("lora"),
-        lora: lora.default({ r: 16, alpha: 32, dropout: 0.1, targetModules: ["q_proj", "k_proj", "v_proj", "o_proj"], maxTrainableFraction: 0.1 }),
+        kind: z.enum(methodKinds).default("lora"),
+        lora: lora.default(loraDefaults),
     })
     .strict()
-    .default({ kind: "lora", lora: { r: 16, alpha: 32, dropout: 0.1, targetModules: ["q_proj", "k_proj", "v_proj", "o_proj"], maxTrainableFraction: 0.1 } });
+    .default({ kind: "lora", lora: loraDefaults });
 
 // ---------------------------------------------------------------- training
 
@@ -215,7 +228,7 @@ export const customJob = z
 const runOverrides = z
     .object({
         model: model.partial().optional(),
-        method: z.object({ kind: z.enum(["full", "lora", "qlora"]).optional(), lora: lora.partial().optional() }).strict().optional(),
+        method: z.object({ kind: z.enum(methodKinds).optional(), lora: lora.partial().optional() }).strict().optional(),
         training: training.partial().optional(),
         compute: z.object({ instanceType: z.string().optional() }).strict().optional(),
     })

@@ -16,6 +16,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import YAML from "yaml";
+import { shellQuote } from "../campaign/shell";
 import { gpuAgentConfig } from "./metricsAgent";
 import { runnerKey } from "../campaign/layout";
 import { runnerEnv, type RunnerSettings } from "./runnerSettings";
@@ -69,10 +70,6 @@ export function renderRunnerEnvFile(settings: RunnerSettings): string {
             return `${key}=${shellQuote(env[key]!)}`;
         });
     return `# campaign node runner settings (components/runnerSettings.ts). No secrets: SSM parameter names only.\n${lines.join("\n")}\n`;
-}
-
-function shellQuote(value: string): string {
-    return `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
 // Things that are secret values, not names. User data sits in plain text in Pulumi state and in the EC2

@@ -1,7 +1,7 @@
 // Estimates behind `npm run plan`: GPU memory per device, training time, and dollars.
 // Pure functions. Each result carries the assumptions it rests on, as sentences a plan can print:
 // these are models, not measurements, and the user should see what they take for granted.
-import type { optimizers } from "../config/schema";
+import type { MethodKind, optimizers } from "../config/schema";
 import {
     type Architecture,
     blockLinearParams,
@@ -14,7 +14,6 @@ import {
 } from "./models";
 import { EBS_GP3_USD_PER_GB_MONTH, HOURS_PER_MONTH, S3_STANDARD_USD_PER_GB_MONTH, getInstance } from "./catalog";
 
-export type MethodKind = "full" | "lora" | "qlora";
 export type Precision = "bf16" | "fp16" | "fp32";
 export type Optimizer = (typeof optimizers)[number];
 export type ZeroStage = 0 | 1 | 2 | 3;

@@ -331,5 +331,5 @@ export function mergeDependsOn(given: pulumi.ResourceOptions["dependsOn"], extra
     if (given === undefined) return extra;
     if (pulumi.Resource.isInstance(given)) return [given, ...extra];
     if (Array.isArray(given) && given.every((r) => pulumi.Resource.isInstance(r))) return [...(given as pulumi.Resource[]), ...extra];
-    throw new Error("JobNode: dependsOn must be a resource or a list of resources, not an output");
+    throw new Error("dependsOn must be a resource or a list of resources, not an output");
 }

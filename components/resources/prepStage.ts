@@ -10,6 +10,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { PrepSpec } from "../campaign/jobSpec";
 import { datasetPrefix, inputKey, PREP_RUN, runKeys, s3Uri } from "../campaign/layout";
+import { shellQuote } from "../campaign/shell";
 import { JobNode, type RunnerUpload } from "./jobNode";
 import { runnerEnv, type RunnerSettings } from "../node/runnerSettings";
 
@@ -284,38 +285,4 @@ export class PrepStage extends pulumi.ComponentResource {
 export function inputCopyCommand(from: string, to: string): string {
     const recursive = from.endsWith("/") ? " --recursive" : "";
     return `aws s3 cp${recursive} ${shellQuote(from)} ${shellQuote(to)} --only-show-errors`;
-}
-
-// ---------------------------------------------------------------- the gate
-
-export interface GateSettings {
-    readonly bucket: string;
-    readonly prepHash: string;
-    readonly campaign: string;
-    /** prep.maxHours: the gate gives up when the prep cap has passed. */
-    readonly maxHours: number;
-    /** The prep node's instance: only its status counts (an earlier attempt's failure is ignored). */
-    readonly instanceId?: string;
-}
-
-function shellQuote(s: string): string {
-    return `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
-/**
- * The gate's command: scripts/wait-for-prep.sh polls for datasets/<hash>/_SUCCESS, fails fast with the
- * prep's last log lines when its status says failed, and gives up at the prep cap (plus ten minutes
- * for the node to boot and pull its image).
- */
-export function gateCommand(g: GateSettings): string {
-    if (!/^[0-9a-f]{16}$/.test(g.prepHash)) throw new Error(`not a prep hash: ${g.prepHash}`);
-    const maxSeconds = Math.round(g.maxHours * 3600) + 600;
-    return [
-        "bash scripts/wait-for-prep.sh",
-        `--bucket ${shellQuote(g.bucket)}`,
-        `--prep-hash ${g.prepHash}`,
-        `--campaign ${shellQuote(g.campaign)}`,
-        `--max-seconds ${maxSeconds}`,
-        ...(g.instanceId ? [`--instance-id ${shellQuote(g.instanceId)}`] : []),
-    ].join(" ");
 }

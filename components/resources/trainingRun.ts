@@ -5,7 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { ResolvedRun } from "../campaign/types";
 import type { TrainSpec } from "../campaign/jobSpec";
 import { datasetPrefix, modelPrefix, runKeys, s3Uri } from "../campaign/layout";
-import { JobNode, type Market, type RunnerUpload } from "./jobNode";
+import { JobNode, mergeDependsOn, type Market, type RunnerUpload } from "./jobNode";
 import type { UserDataRenderer } from "./prepStage";
 import type { RunnerSettings } from "../node/runnerSettings";
 
@@ -138,7 +138,6 @@ export class TrainingRun extends pulumi.ComponentResource {
         });
         const userData = pulumi.output(args.image).apply((image) => args.renderUserData({ ...this.settings, image }, { gpu: true }));
         const prefixes = trainPrefixes(args.spec);
-        const gate = opts?.dependsOn === undefined ? [] : Array.isArray(opts.dependsOn) ? (opts.dependsOn as pulumi.Resource[]) : [opts.dependsOn as pulumi.Resource];
 
         this.node = new JobNode(
             `${name}-node`,
@@ -163,7 +162,7 @@ export class TrainingRun extends pulumi.ComponentResource {
                 runner: args.runner,
                 tags: args.tags,
             },
-            { parent: this, dependsOn: [...gate, spec] },
+            { parent: this, dependsOn: mergeDependsOn(opts?.dependsOn, [spec]) },
         );
         this.instanceId = this.node.instanceId;
         this.registerOutputs({ instanceId: this.instanceId, specKey: this.specKey });
