@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from common.jobspec import MANIFEST, MANIFEST_VERSION, SPLITS, SUCCESS_MARKER, ConfigError, DataError, ModelRef, env_path, load_spec, log, resolve_model_dir, utc_now, validate_manifest, write_json_atomic
-from prep import read, split, tokens, transform
+from prep import nonempty, read, split, tokens, transform
 from prep.stage import stage_models
 
 SHARD_ROWS = 500_000
@@ -106,9 +106,12 @@ def run() -> None:
             groups = groups.filter(pa.array(f.keep))
         cleaned[group_col] = groups
     final = pa.table(cleaned).filter(pa.array(keep))
-    codes, members = split.assign(final.num_rows, split_spec, final[group_col].combine_chunks() if group_col else None)
-    t = lap("split", t)
     log(f"kept {final.num_rows} of {total} rows; removed {removed}")
+    nonempty.check_kept(total, malformed.count, removed, final.num_rows, data["cleaning"])
+    codes, members = split.assign(final.num_rows, split_spec, final[group_col].combine_chunks() if group_col else None)
+    examples = {name: int((codes == code).sum()) for name, code in split.SPLIT_CODES.items()}
+    nonempty.check_split_examples(examples, final.num_rows, split_spec, removed, data["cleaning"])
+    t = lap("split", t)
 
     splits: dict[str, Any] = {}
     token_info: dict[str, Any] = {}
@@ -121,6 +124,7 @@ def run() -> None:
             if tokenize["packing"]:
                 part, pstats = tokens.pack(part, tokenize["maxLength"])
                 token_info[name]["packing"] = pstats
+            nonempty.check_split_rows(name, rows_before, part.num_rows, split_spec, token_info[name], tokenize["maxLength"])
         splits[name] = {"examples": rows_before, "rows": part.num_rows, "files": _write_shards(part, out_dir / name)}
     t = lap("tokenizeAndWrite", t)
 
@@ -223,6 +227,13 @@ def main() -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     try:
         run()
+    except DataError as err:
+        # A refused dataset leaves nothing behind that could pass for a prepared one (no _SUCCESS, no shards).
+        out_dir = env_path("CAMPAIGN_OUTPUT_DIR", required=False)
+        if out_dir is not None and not (out_dir / SUCCESS_MARKER).exists():
+            _clear_output(out_dir)
+        log(f"prep failed: {err.message}")
+        return err.exit_code
     except JobError as err:
         log(f"prep failed: {err.message}")
         return err.exit_code

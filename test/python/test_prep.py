@@ -217,3 +217,75 @@ def test_invalid_spec_is_a_config_error(tmp_path: Path, bad: dict[str, Any]) -> 
     res, _ = run_prep(tmp_path, spec)
     assert res.rc == 78, str(res)
     assert "job-spec.schema.json" in res.out or "spec" in res.out
+
+
+# ---------------------------------------------------------------- prep refuses data the runs cannot train on
+
+
+def assert_refused(res: Any, out: Path) -> str:
+    """Exit 65 and nothing a gate or a trainer could take for a prepared dataset; returns the reason line."""
+    assert res.rc == 65, str(res)
+    assert not (out / "_SUCCESS").exists() and not (out / "manifest.json").exists()
+    assert not any((out / name).exists() for name in ("train", "validation", "test")), sorted(p.name for p in out.iterdir())
+    lines = [line for line in res.out.splitlines() if "prep failed: " in line]
+    assert len(lines) == 1, res.out
+    return lines[0].split("prep failed: ", 1)[1]
+
+
+def test_no_row_surviving_cleaning_fails_naming_the_rule(tmp_path: Path) -> None:
+    raw = tmp_path / "raw.jsonl"
+    # 30 rows whose question and answer are both under 50 characters, 5 of them repeated: tooShort removes all.
+    raw.write_text("".join(json.dumps({"instruction": f"Add {i} and 2.", "input": "", "output": f"It is {i + 2}."}) + "\n" for i in list(range(30)) + list(range(5))))
+    spec = prep_spec(str(raw), data={"cleaning": {"minChars": 50, "maxChars": 4096, "dedup": "exact", "dropEncodingErrors": True}})
+    res, out = run_prep(tmp_path, spec)
+    reason = assert_refused(res, out)
+    assert reason == (
+        "no example survived cleaning: read 35 rows, 0 malformed, 35 removed by cleaning: "
+        "tooShort 35 (user text and answer both under data.cleaning.minChars = 50). "
+        "Nothing to train on: loosen data.cleaning or check data.format's field names against the data"
+    )
+    assert len(reason) < 500, "the runner keeps the last 600 characters of the log for the status reason"
+
+
+def test_an_empty_validation_split_fails_with_the_counts(tmp_path: Path) -> None:
+    raw = tmp_path / "raw.jsonl"
+    # 12 distinct examples, each repeated 4 times: 36 duplicates removed, 12 kept; 12 x 0.02 rounds to 0.
+    raw.write_text("".join(json.dumps({"instruction": f"Question {i % 12}", "input": "", "output": f"Answer {i % 12}"}) + "\n" for i in range(48)))
+    spec = prep_spec(str(raw), data={"split": {"kind": "random", "seed": 1, "ratios": {"train": 0.98, "validation": 0.02, "test": 0}}})
+    res, out = run_prep(tmp_path, spec)
+    reason = assert_refused(res, out)
+    assert reason.startswith(
+        "the validation split is empty (the runs evaluate on it (evalSteps, early stopping)): data.split.ratios.validation = 0.02, "
+        "but only 12 examples survived cleaning (removed: duplicate 36 (exact duplicate of an earlier row, data.cleaning.dedup))"
+    ), reason
+    # A share the 12 rows can fill is a dataset; a test share they cannot fill is refused the same way.
+    for name, ratios, rc in (("fits", {"train": 0.75, "validation": 0.25, "test": 0}, 0), ("no-test", {"train": 0.73, "validation": 0.25, "test": 0.02}, 65)):
+        (tmp_path / name).mkdir()
+        res, out = run_prep(tmp_path / name, prep_spec(str(raw), data={"split": {"kind": "random", "seed": 1, "ratios": ratios}}))
+        assert res.rc == rc, str(res)
+    assert json.loads((tmp_path / "fits" / "out" / "manifest.json").read_text())["counts"]["splits"] == {"train": 9, "validation": 3, "test": 0}
+    assert "the test split is empty (the runs report test metrics on it): data.split.ratios.test = 0.02" in assert_refused(res, out)
+
+
+def test_a_group_split_with_too_few_groups_for_validation_fails(tmp_path: Path) -> None:
+    generate(tmp_path / "raw.jsonl", rows=300, studies=4, duplicate_every=0, short_every=0, malformed_every=0)
+    spec = prep_spec(str(tmp_path / "raw.jsonl"), data={"split": {"kind": "group", "column": "study_id", "seed": 1, "ratios": {"train": 0.9, "validation": 0.1, "test": 0}}})
+    res, out = run_prep(tmp_path, spec)
+    reason = assert_refused(res, out)
+    assert "the validation split is empty" in reason and "data.split.ratios.validation = 0.1" in reason and "too few groups" in reason, reason
+
+
+def test_a_train_split_left_without_targets_by_tokenization_fails(tmp_path: Path, tiny_causal: Path) -> None:
+    raw = tmp_path / "raw.jsonl"
+    raw.write_text("".join(json.dumps({"instruction": f"Describe in detail the long history of example number {i} " * 3, "input": "", "output": f"Answer {i}"}) + "\n" for i in range(40)))
+    spec = prep_spec(
+        str(raw),
+        data={"tokenize": {"enabled": True, "maxLength": 16, "packing": False}, "split": {"kind": "random", "seed": 1, "ratios": {"train": 0.9, "validation": 0.1, "test": 0}}},
+        tokenizer={"id": str(tiny_causal), "revision": "main", "family": "causal-lm"},
+    )
+    res, out = run_prep(tmp_path, spec)
+    reason = assert_refused(res, out)
+    assert reason == (
+        "the train split is empty after tokenization (nothing to train on): 36 of its 36 examples had no answer token left within "
+        "data.tokenize.maxLength = 16 (tokens.train.noTargetAfterTruncation). Raise data.tokenize.maxLength or shorten the prompts"
+    ), reason
