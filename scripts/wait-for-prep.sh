@@ -87,6 +87,15 @@ prep_phase() {
     json_field phase "${body}"
 }
 
+# prep_reason: the reason in status.json (why the prep failed, as the node runner recorded it), unescaped
+# for display; empty when there is none. A JSON string may hold escaped quotes, so they are matched too.
+prep_reason() {
+    local body
+    body="$(aws "${endpoint_args[@]}" s3 cp "s3://${bucket}/${status_key}" - 2>/dev/null)" || return 0
+    sed -n -E 's/.*"reason"[[:space:]]*:[[:space:]]*"(([^"\\]|\\.)*)".*/\1/p' <<<"${body}" | head -n 1 |
+        sed -E 's/\\\\/\x01/g; s/\\"/"/g; s/\\[nrt]/ /g; s/\\\//\//g; s/\x01/\\/g'
+}
+
 # print_logs: the last lines of every log under the prep's logs/ (attempt copies excluded).
 print_logs() {
     local keys key
@@ -112,7 +121,8 @@ while true; do
     case "${phase}" in
         failed | interrupted)
             print_logs
-            die "prep ${phase} (s3://${bucket}/${status_key}); no GPU node was requested. Fix the cause and run pulumi up --refresh"
+            reason="$(prep_reason)"
+            die "prep ${phase}${reason:+: ${reason}} (s3://${bucket}/${status_key}); no GPU node was requested. Fix the cause and run pulumi up --refresh"
             ;;
         succeeded)
             # The runner writes _SUCCESS before the final status; give S3 one more look.

@@ -63,6 +63,21 @@ test("the gate fails fast with the prep's last log lines when prep failed", asyn
     assert.doesNotMatch(result.out, /line 1/, "only the last lines");
 });
 
+test("the gate fails with the prep's reason when prep refused an empty dataset", async () => {
+    await s3.createBucket("gate-empty");
+    const keys = runKeys("c6", "prep");
+    // The status as the node runner writes it for a prep that exited 65: the reason ends with the job's last log line.
+    const refusal =
+        'no example survived cleaning: read 600 rows, 0 malformed, 600 removed by cleaning: tooShort 600 (user text and answer both under data.cleaning.minChars = 50); ' +
+        "truncated 0 (answer holds data.cleaning.dropTruncated.marker '...' and is under its maxChars = 100)";
+    const reason = `the job exited with code 65 (data refused): [2026-11-30T14:00:00Z] kept 0 of 600 rows "quoted" [2026-11-30T14:00:01Z] prep failed: ${refusal}`;
+    await s3.put(`s3://gate-empty/${keys.status}`, JSON.stringify({ phase: "failed", exitCode: 65, reason }, null, 2));
+    const result = await gate("gate-empty", "c6", 600);
+    assert.equal(result.code, 1, result.out);
+    const verdict = result.out.split("\n").find((l) => l.startsWith("wait-for-prep: prep failed"));
+    assert.equal(verdict, `wait-for-prep: prep failed: ${reason} (s3://gate-empty/${keys.status}); no GPU node was requested. Fix the cause and run pulumi up --refresh`);
+});
+
 test("an earlier prep node's failure does not close the gate for the new node", async () => {
     await s3.createBucket("gate-retry");
     const keys = runKeys("c4", "prep");
