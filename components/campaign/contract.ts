@@ -42,6 +42,18 @@ export const markers = {
     manifest: "manifest.json",
 } as const;
 
+/** The evaluation's files: in a run's output directory, and for a base model under its baseline/ folder. */
+export const evaluationFiles = {
+    /** Metrics, counts, the per-group breakdown and the settings used. */
+    metrics: "eval.json",
+    /** One JSON line per evaluated row: input, reference, prediction, parsed answer, correct. */
+    predictions: "predictions.jsonl",
+    /** The base model's evaluation, beside the run's, in the output of the run that computes it. */
+    baselineDir: "baseline",
+    /** The evaluation rows prep sets apart in the prepared dataset (prompt, reference, group column). */
+    datasetDir: "evaluation",
+} as const;
+
 /** The data splits prep writes, in order. */
 export const splits = ["train", "validation", "test"] as const;
 
@@ -82,5 +94,5 @@ export type Manifest = z.output<typeof manifest>;
 
 /** Everything above that is plain data, as containers/schemas/contract.json carries it. */
 export function contractJson(): Record<string, unknown> {
-    return { phases, terminalPhases, exitCodes, jobPaths, markers, splits, manifestVersion: MANIFEST_VERSION };
+    return { phases, terminalPhases, exitCodes, jobPaths, markers, evaluationFiles, splits, manifestVersion: MANIFEST_VERSION };
 }

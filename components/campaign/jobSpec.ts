@@ -3,10 +3,25 @@
 // Python jobs validate against those files. A test fails when the generated files are stale.
 import { createHash } from "node:crypto";
 import { z } from "zod";
-import { customJob, data, lora, methodKinds, model, training } from "../config/schema";
+import { customJob, data, evaluationFields, lora, methodKinds, model, training } from "../config/schema";
 import { phases } from "./contract";
 
 export const JOB_SPEC_VERSION = 1;
+
+/** What prep needs of experiment.evaluation: which rows to set apart, and the column to group them by. */
+export const evaluationSet = evaluationFields.pick({ split: true, rows: true, seed: true, groupBy: true }).strict();
+export type EvaluationSet = z.output<typeof evaluationSet>;
+
+/** What the trainer needs of experiment.evaluation, plus the campaign's decisions about this run. */
+export const trainEvaluation = evaluationFields
+    .extend({
+        /** This run evaluates its base model for the campaign (the first run of each base model does; components/campaign/baseline.ts). */
+        computeBaseline: z.boolean(),
+        /** data.format.labels of a classification format: the label shape's vocabulary and macro_f1's classes. */
+        labels: z.array(z.string()).optional(),
+    })
+    .strict();
+export type TrainEvaluation = z.output<typeof trainEvaluation>;
 
 /** What the prep job needs: the data settings (less the plan-only size estimate) and the tokenizer. */
 export const prepSpec = z
@@ -21,6 +36,9 @@ export const prepSpec = z
         tokenizer: model.optional(),
         /** Base models the prep job stages into S3, so GPU nodes read weights from S3, not the hub. */
         stageModels: z.array(model),
+        /** The rows the trainer evaluates: prep writes them apart (evaluation/), with their prompts, reference
+         *  answers and group column, untokenized and unpacked whatever the training data is. */
+        evaluation: evaluationSet.optional(),
     })
     .strict();
 
@@ -51,6 +69,8 @@ export const trainSpec = z
         gpus: z.number().int().positive(),
         tracking: z.object({ wandbProject: z.string().optional() }).strict(),
         customJob: customJob.optional(),
+        /** Task metrics on the evaluation rows after training (containers/trainer/evaluate.py). */
+        evaluation: trainEvaluation.optional(),
     })
     .strict();
 

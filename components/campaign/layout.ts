@@ -8,9 +8,11 @@
 //   runs/<campaign>/<run>/spec.json        the job spec the program rendered
 //   runs/<campaign>/<run>/status.json      phase, step/total, loss, tokens/s, ETA, updatedAt, exit code
 //   runs/<campaign>/<run>/checkpoints/...  synced while training; the newest complete one is restored at start
-//   runs/<campaign>/<run>/output/...       final adapter or model, metrics.json
+//   runs/<campaign>/<run>/output/...       final adapter or model, metrics.json, eval.json, predictions.jsonl
+//   runs/<campaign>/<run>/output/baseline/ eval.json + predictions.jsonl of the base model, in the run that
+//                                          computes it (components/campaign/baseline.ts)
 //   runs/<campaign>/<run>/logs/...
-import { markers } from "./contract";
+import { evaluationFiles, markers } from "./contract";
 
 /** The prep job's place under runs/<campaign>/; no training run may take this name. */
 export const PREP_RUN = "prep";
@@ -84,4 +86,22 @@ export function campaignPrefixes(campaign: string): { readWrite: string[]; read:
         readWrite: [campaignPrefix(campaign), "datasets/", "models/"],
         read: ["inputs/"],
     };
+}
+
+export interface EvaluationKeys {
+    /** The run's eval.json and predictions.jsonl. */
+    readonly metrics: string;
+    readonly predictions: string;
+}
+
+/** A run's evaluation files, written by its trainer into output/. */
+export function evaluationKeys(campaign: string, run: string): EvaluationKeys {
+    const output = runKeys(campaign, run).output;
+    return { metrics: `${output}${evaluationFiles.metrics}`, predictions: `${output}${evaluationFiles.predictions}` };
+}
+
+/** A base model's evaluation files, in the output of the run that computes them (components/campaign/baseline.ts). */
+export function baselineEvaluationKeys(campaign: string, ownerRun: string): EvaluationKeys {
+    const dir = `${runKeys(campaign, ownerRun).output}${evaluationFiles.baselineDir}/`;
+    return { metrics: `${dir}${evaluationFiles.metrics}`, predictions: `${dir}${evaluationFiles.predictions}` };
 }

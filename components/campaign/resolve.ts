@@ -5,6 +5,7 @@ import { lora as loraSchema, methodKinds, model as modelSchema, training as trai
 import { parseExperiment } from "../config/experiment";
 import { JOB_SPEC_VERSION, shortHash, trainSpec as trainSpecSchema, type EvaluationSet, type PrepSpec, type TrainEvaluation, type TrainSpec } from "./jobSpec";
 import { baselineOwners, type BaselineOwner } from "./baseline";
+import { checkEvaluation } from "./evaluationChecks";
 import { PREP_RUN, RESERVED_RUN_NAMES } from "./layout";
 import { mergeConfig } from "../config/presets";
 import { ConfigError, joinPath, problemsFromZod, type Problem } from "../config/problems";
@@ -26,6 +27,7 @@ export function resolveCampaign(raw: unknown, source = "the experiment config"):
     const runs = expandRuns(experiment, problems);
     for (const run of runs) problems.push(...checkRun(experiment, run));
     problems.push(...checkCampaign(experiment, runs));
+    problems.push(...checkEvaluation(experiment));
     if (problems.some((p) => p.severity === "error")) throw new ConfigError(problems, source);
 
     const prepSpec = renderPrepSpec(experiment, runs);

@@ -223,6 +223,85 @@ export const customJob = z
     })
     .strict();
 
+// ---------------------------------------------------------------- evaluation (the task metric the campaign is judged by)
+
+/** Metrics of the evaluation registry (containers/common/task_metrics.py); each names the answer shapes it reads. */
+export const evaluationMetrics = ["rouge", "bleu", "exact_match", "accuracy", "macro_f1", "pearson", "mae", "rmse", "parse_rate"] as const;
+export type EvaluationMetric = (typeof evaluationMetrics)[number];
+export const answerShapes = ["text", "json", "number", "label"] as const;
+export type AnswerShape = (typeof answerShapes)[number];
+
+/** Which answer shapes each metric can score (the rest is refused with the fix). */
+export const metricShapes: Readonly<Record<EvaluationMetric, readonly AnswerShape[]>> = {
+    rouge: ["text", "json"],
+    bleu: ["text", "json"],
+    exact_match: ["text", "json", "number", "label"],
+    accuracy: ["json", "label"],
+    macro_f1: ["json", "label"],
+    pearson: ["number", "json"],
+    mae: ["number", "json"],
+    rmse: ["number", "json"],
+    parse_rate: ["text", "json", "number", "label"],
+};
+
+/** How an answer is read from the generated text (and from the reference) before it is scored. */
+export const answerShape = z.discriminatedUnion("shape", [
+    /** The whole answer, whitespace-trimmed. */
+    z.object({ shape: z.literal("text") }).strict(),
+    /** The value under `key` of the first JSON object in the answer (seeds/004: {"category": "World"}). */
+    z.object({ shape: z.literal("json"), key: z.string().min(1) }).strict(),
+    /** The last number in the answer ("Response: 3", "... so the answer is 42."). */
+    z.object({ shape: z.literal("number") }).strict(),
+    /** One of data.format.labels (a classification format), matched case-insensitively. */
+    z.object({ shape: z.literal("label") }).strict(),
+]);
+
+/** The fields without the cross-field checks: the train spec extends these (components/campaign/jobSpec.ts). */
+export const evaluationFields = z
+    .object({
+        /** The split whose rows are evaluated; prep keeps their prompts, reference answers and groupBy column. */
+        split: z.enum(["test", "validation"]).default("test"),
+        /** "all" rows of the split, or a seeded sample of this many (the same rows for every run and the baseline). */
+        rows: z.union([z.literal("all"), z.number().int().positive()]).default("all"),
+        seed: z.number().int().default(42),
+        generation: z
+            .object({
+                maxNewTokens: z.number().int().positive().max(8192).default(128),
+                /** Prompts per generate() call. */
+                batchSize: z.number().int().positive().default(16),
+                /** Absent: greedy decoding (the default, reproducible). Present: sampling with these settings. */
+                sampling: z
+                    .object({ temperature: z.number().gt(0).default(1), topP: z.number().gt(0).max(1).default(1), seed: z.number().int().default(42) })
+                    .strict()
+                    .optional(),
+            })
+            .strict()
+            .default({ maxNewTokens: 128, batchSize: 16 }),
+        answer: answerShape,
+        metrics: z
+            .array(z.enum(evaluationMetrics))
+            .min(1)
+            .refine((m) => new Set(m).size === m.length, "each metric once"),
+        /** A column of the raw data to break the metrics down by (per study, per difficulty). */
+        groupBy: z.string().min(1).optional(),
+        /** Evaluate each base model once per campaign on the same rows, to compare the runs against. */
+        baseline: z.boolean().default(true),
+    })
+    .strict();
+
+export const evaluation = evaluationFields.superRefine((e, ctx) => {
+    for (const [i, metric] of e.metrics.entries()) {
+        const shapes = metricShapes[metric];
+        if (!shapes.includes(e.answer.shape)) {
+            ctx.addIssue({
+                code: "custom",
+                path: ["metrics", i],
+                message: `${metric} scores ${shapes.join(" or ")} answers, but answer.shape is ${e.answer.shape}: remove ${metric} or set answer.shape to ${shapes[0]}`,
+        });
+        }
+    }
+});
+
 // ---------------------------------------------------------------- runs (a sweep over one prepared dataset)
 
 const runOverrides = z
@@ -320,6 +399,8 @@ export const experiment = z
         method,
         training,
         customJob: customJob.optional(),
+        /** The task metrics every run ends with (and the base model's); none when absent. */
+        evaluation: evaluation.optional(),
         runs: z.array(run).min(1).optional(),
         sweep: sweep.optional(),
         compute: compute.default({
@@ -346,3 +427,4 @@ export type ModelConfig = Experiment["model"];
 export type MethodConfig = Experiment["method"];
 export type TrainingConfig = Experiment["training"];
 export type ComputeConfig = Experiment["compute"];
+export type EvaluationConfig = z.output<typeof evaluation>;
