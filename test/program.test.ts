@@ -96,7 +96,7 @@ import { nodePolicyDocument, ssmDecryptStatement } from "../components/resources
 import { datasetPrefix, PREP_RUN, runKeys } from "../components/campaign/layout";
 import { campaignBucketName } from "../components/campaign/naming";
 import { gateCommand } from "../components/campaign/gate";
-import type { UserDataRenderer } from "../components/resources/prepStage";
+import type { UserDataRenderer } from "../components/node/userData";
 import { listPresets, loadPreset, mergeConfig } from "../components/config/presets";
 import { program } from "../components/resources/program";
 import { loadRunnerScript, renderNodeUserData, runnerObject, RUNNER_FETCH_PATH, RUNNER_PATH, RUNNER_UNIT, USER_DATA_LIMIT_BYTES } from "../components/node/userData";

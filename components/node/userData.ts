@@ -304,6 +304,9 @@ export function campaignRunnerObject(bucket: string, campaign: string, script: s
     return { bucket, key, uri: `s3://${bucket}/${key}`, content: script, sha256: runnerSha256(script) };
 }
 
+/** Renders a node's cloud-init user data from the runner's settings: the program takes one, so tests can pass their own. */
+export type UserDataRenderer = (settings: RunnerSettings, options: { readonly gpu: boolean }) => string;
+
 /**
  * The user data of a node, as the program's UserDataRenderer wants it: the repository's runner, inline
  * when it fits, else fetched from runnerObject(settings).uri (which the program uploads).

@@ -21,7 +21,8 @@ import { campaignPrefix, campaignPrefixes, datasetPrefix, PREP_RUN, runKeys, s3U
 import { campaignBucketName, campaignTags, logGroupName, parameterPrefix, type TagContext } from "../campaign/naming";
 import { buildPlan } from "../plan/plan";
 import { gateCommand } from "../campaign/gate";
-import { dataInput, PrepStage, type UserDataRenderer } from "./prepStage";
+import type { UserDataRenderer } from "../node/userData";
+import { dataInput, PrepStage } from "./prepStage";
 import { Secrets } from "./secrets";
 import { TrainingRun } from "./trainingRun";
 import { campaignRunnerObject } from "../node/userData";

@@ -13,9 +13,8 @@ import { datasetPrefix, inputKey, PREP_RUN, runKeys, s3Uri } from "../campaign/l
 import { shellQuote } from "../campaign/shell";
 import { JobNode, type RunnerUpload } from "./jobNode";
 import { runnerEnv, type RunnerSettings } from "../node/runnerSettings";
+import type { UserDataRenderer } from "../node/userData";
 
-/** Renders a node's cloud-init user data from the runner's settings (components/userData.ts). */
-export type UserDataRenderer = (settings: RunnerSettings, options: { readonly gpu: boolean }) => string;
 
 /** Where the prep job's raw data comes from. */
 export type DataInput =

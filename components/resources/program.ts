@@ -8,7 +8,7 @@ import { resolveCampaign } from "../campaign/resolve";
 import type { ResolvedCampaign } from "../campaign/types";
 import { readCampaignState, type CampaignStateReader } from "../campaign/state";
 import { logGroupName } from "../campaign/naming";
-import type { UserDataRenderer } from "./prepStage";
+import type { UserDataRenderer } from "../node/userData";
 import { composeExperiment } from "../config/presets";
 
 export interface ProgramDeps {

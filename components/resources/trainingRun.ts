@@ -6,7 +6,7 @@ import type { ResolvedRun } from "../campaign/types";
 import type { TrainSpec } from "../campaign/jobSpec";
 import { datasetPrefix, modelPrefix, runKeys, s3Uri } from "../campaign/layout";
 import { JobNode, mergeDependsOn, type Market, type RunnerUpload } from "./jobNode";
-import type { UserDataRenderer } from "./prepStage";
+import type { UserDataRenderer } from "../node/userData";
 import type { RunnerSettings } from "../node/runnerSettings";
 
 export interface TrainSettingsInput {

@@ -1,0 +1,131 @@
+// The shape of the house: the imports between modules form no circle, nothing outside components/resources/
+// (and the Pulumi program's entry, index.ts) imports @pulumi/*, so `npm run plan` stays pure and fast, and
+// each folder of components/ imports only what its README.md allows.
+//
+//   node --import tsx --test test/layout.test.ts
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+
+const root = path.join(__dirname, "..");
+
+/** Every project .ts file (not node_modules, not tests) with the specifiers it imports. */
+function sourceFiles(): string[] {
+    const out: string[] = [];
+    const walk = (dir: string): void => {
+        for (const entry of fs.readdirSync(path.join(root, dir), { withFileTypes: true })) {
+            const rel = path.join(dir, entry.name);
+            if (entry.isDirectory()) {
+                if (!["node_modules", ".venv", ".git", ".rehearsal"].includes(entry.name)) walk(rel);
+            } else if (entry.name.endsWith(".ts") && !entry.name.endsWith(".d.ts")) out.push(rel);
+        }
+    };
+    for (const dir of ["components", "scripts"]) walk(dir);
+    out.push("index.ts");
+    return out.sort();
+}
+
+const importPattern = /(?:^|\n)\s*(?:import|export)\s[^;]*?from\s+["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)|(?:^|\n)\s*import\s+["']([^"']+)["']/g;
+
+function importsOf(file: string): string[] {
+    const text = fs.readFileSync(path.join(root, file), "utf8");
+    return [...text.matchAll(importPattern)].map((m) => (m[1] ?? m[2] ?? m[3])!);
+}
+
+/** A relative specifier resolved to a project file, or undefined for a package. */
+function resolveLocal(from: string, specifier: string): string | undefined {
+    if (!specifier.startsWith(".")) return undefined;
+    const base = path.normalize(path.join(path.dirname(from), specifier));
+    for (const candidate of [`${base}.ts`, path.join(base, "index.ts")]) if (fs.existsSync(path.join(root, candidate))) return candidate;
+    throw new Error(`${from} imports ${specifier}, which resolves to no file`);
+}
+
+const files = sourceFiles();
+const graph = new Map(files.map((f) => [f, importsOf(f).map((s) => resolveLocal(f, s)).filter((t): t is string => t !== undefined)]));
+
+test("no import circle among the project's modules", () => {
+    // Tarjan's strongly connected components: any component of more than one file is a circle.
+    let index = 0;
+    const indices = new Map<string, number>();
+    const low = new Map<string, number>();
+    const stack: string[] = [];
+    const onStack = new Set<string>();
+    const circles: string[][] = [];
+    const visit = (v: string): void => {
+        indices.set(v, index);
+        low.set(v, index++);
+        stack.push(v);
+        onStack.add(v);
+        for (const w of graph.get(v) ?? []) {
+            if (!indices.has(w)) {
+                visit(w);
+                low.set(v, Math.min(low.get(v)!, low.get(w)!));
+            } else if (onStack.has(w)) low.set(v, Math.min(low.get(v)!, indices.get(w)!));
+        }
+        if (low.get(v) === indices.get(v)) {
+            const members: string[] = [];
+            let w: string;
+            do {
+                w = stack.pop()!;
+                onStack.delete(w);
+                members.push(w);
+            } while (w !== v);
+            if (members.length > 1 || (graph.get(v) ?? []).includes(v)) circles.push(members.sort());
+        }
+    };
+    for (const f of files) if (!indices.has(f)) visit(f);
+    assert.deepEqual(circles, [], `import circles: ${circles.map((c) => c.join(" <-> ")).join("; ")}`);
+});
+
+test("only components/resources/, index.ts and the campaign CLI import @pulumi/*", () => {
+    const allowed = (f: string) => f.startsWith("components/resources/") || f === "index.ts" || f === "scripts/campaign.ts";
+    const offenders = files.filter((f) => !allowed(f) && importsOf(f).some((s) => s.startsWith("@pulumi/")));
+    assert.deepEqual(offenders, []);
+});
+
+test("npm run plan and the rehearsal load no @pulumi/* module, directly or through another file", () => {
+    for (const entry of ["scripts/plan.ts", "scripts/rehearse.ts"]) {
+        const seen = new Set<string>();
+        const pending = [entry];
+        while (pending.length) {
+            const f = pending.pop()!;
+            if (seen.has(f)) continue;
+            seen.add(f);
+            const pulumi = importsOf(f).filter((s) => s.startsWith("@pulumi/"));
+            assert.deepEqual(pulumi, [], `${entry} reaches ${f}, which imports ${pulumi.join(", ")}`);
+            pending.push(...(graph.get(f) ?? []));
+        }
+        assert.ok(seen.size > 3, `${entry} should import several project modules, found ${seen.size}`);
+    }
+});
+
+// Which other folders each folder of components/ may import, as their README.md files say. A few single
+// files are allowed across a boundary that the flow otherwise runs the other way; they are named here.
+const folderRules: Record<string, { folders: string[]; files?: string[] }> = {
+    config: { folders: ["config"], files: ["components/plan/catalog.ts"] },
+    campaign: { folders: ["campaign", "config", "plan"] },
+    plan: { folders: ["plan", "config"], files: ["components/campaign/types.ts"] },
+    node: { folders: ["node", "campaign", "config"] },
+    resources: { folders: ["resources", "node", "campaign", "plan", "config"] },
+};
+
+test("each folder of components/ imports only what its README allows, and has a README", () => {
+    const problems: string[] = [];
+    const folders = fs.readdirSync(path.join(root, "components"), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+    assert.deepEqual(folders.sort(), Object.keys(folderRules).sort(), "a folder of components/ without a rule here (or a rule without its folder)");
+    for (const folder of folders) {
+        if (!fs.existsSync(path.join(root, "components", folder, "README.md"))) problems.push(`components/${folder}/README.md is missing`);
+    }
+    for (const [file, targets] of graph) {
+        const m = /^components\/([^/]+)\//.exec(file);
+        if (!m) continue;
+        const rule = folderRules[m[1]!]!;
+        for (const target of targets) {
+            const t = /^components\/([^/]+)\//.exec(target);
+            if (!t) problems.push(`${file} imports ${target}, outside components/`);
+            else if (!rule.folders.includes(t[1]!) && !rule.files?.includes(target)) problems.push(`${file} imports ${target}`);
+        }
+    }
+    assert.deepEqual(problems, []);
+});
