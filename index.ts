@@ -1,6 +1,6 @@
 // The program `pulumi up` runs: config -> campaign -> state read from S3 -> resources -> outputs.
-// Everything is in components/program.ts; here are only the outside world's two pieces: the S3 state
-// reader and the node user-data renderer (components/userData.ts: #cloud-config that fetches the runner
+// Everything is in components/resources/program.ts; here are only the outside world's two pieces: the S3 state
+// reader and the node user-data renderer (components/node/userData.ts: #cloud-config that fetches the runner
 // the Campaign uploads to the bucket and checks its sha256).
 import { S3CampaignState } from "./components/campaign/state";
 import { program } from "./components/resources/program";

@@ -3,7 +3,7 @@
 # same settings a prep node gets, so the prepared dataset and its _SUCCESS land in S3 exactly as from
 # a prep node. `pulumi up` runs it as a local command with the runner's settings in the environment.
 #
-#   local-prep.sh         (CAMPAIGN_* settings from the environment, as components/runnerSettings.ts renders them)
+#   local-prep.sh         (CAMPAIGN_* settings from the environment, as components/node/runnerSettings.ts renders them)
 #
 # On this machine the runner must not end the machine: a `shutdown` earlier on PATH only records the
 # request, and instance metadata points at a closed local port so no metadata lookups wait.

@@ -7,7 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 echo "== tsc --noEmit (strict)"
 npx tsc --noEmit -p .
 
-echo "== schemas in containers/schemas match components/jobSpec.ts"
+echo "== schemas in containers/schemas match components/campaign/jobSpec.ts"
 npx tsx scripts/gen-schemas.ts --check
 
 echo "== shellcheck"

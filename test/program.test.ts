@@ -1,6 +1,6 @@
 // The Pulumi program under mocks: the whole graph for every preset in stacks/, the safety defaults on every
 // resource, and what the state read from S3 removes (finished runs, a prepared dataset). Nodes get the
-// user data index.ts gives them (components/userData.ts's renderNodeUserData): the fetch variant, whose
+// user data index.ts gives them (components/node/userData.ts's renderNodeUserData): the fetch variant, whose
 // runner object the Campaign uploads; the tests read the user data back and check the two agree.
 //
 //   node --import tsx --test --test-concurrency=1 test/program.test.ts

@@ -128,7 +128,7 @@ async function completeCheckpoints(sc: Scenario): Promise<number[]> {
 
 const fast = { FAKE_STEPS: "6", FAKE_STEP_SECONDS: "0.2", FAKE_CHECKPOINT_EVERY: "2" };
 
-/** How a GPU node's runner starts the CloudWatch agent (components/userData.ts sets the config path). */
+/** How a GPU node's runner starts the CloudWatch agent (components/node/userData.ts sets the config path). */
 const AGENT_START = `-a fetch-config -m ec2 -s -c file:${CLOUDWATCH_AGENT_CONFIG_PATH}`;
 
 describe("node runner", () => {

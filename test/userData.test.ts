@@ -1,4 +1,4 @@
-// The node user data (components/userData.ts): every variant renders as #cloud-config that
+// The node user data (components/node/userData.ts): every variant renders as #cloud-config that
 // `cloud-init schema` accepts, stays within EC2's 16 KB, carries SSM parameter names and never a value,
 // and installs the runner either inline (checked byte for byte) or by a download checked by sha256.
 import { test } from "node:test";

@@ -89,7 +89,7 @@ function estimateChecks(experiment: Experiment, run: ResolvedRun, label: string)
         return [error(at(run, "method.lora.targetModules"), `${(e as Error).message}${label}`)];
     }
     if (!estimates) {
-        return [warning(at(run, "model.id"), `${run.model.id} is not in components/models.ts: GPU memory and time are not estimated${label}`)];
+        return [warning(at(run, "model.id"), `${run.model.id} is not in components/plan/models.ts: GPU memory and time are not estimated${label}`)];
     }
     const { memory, time, instance } = estimates;
     if (!memory.fits) {

@@ -9,7 +9,7 @@ export interface RunnerSettings {
     /** The run's name; "prep" for the prep job. */
     readonly run: string;
     readonly region: string;
-    /** s3:// URIs, all from components/layout.ts. */
+    /** s3:// URIs, all from components/campaign/layout.ts. */
     readonly specUri: string;
     readonly statusUri: string;
     readonly logsUri: string;

@@ -69,7 +69,7 @@ export function renderRunnerEnvFile(settings: RunnerSettings): string {
             if (!/^[A-Z_][A-Z0-9_]*$/.test(key)) throw new Error(`runner setting ${key} is not a valid variable name`);
             return `${key}=${shellQuote(env[key]!)}`;
         });
-    return `# campaign node runner settings (components/runnerSettings.ts). No secrets: SSM parameter names only.\n${lines.join("\n")}\n`;
+    return `# campaign node runner settings (components/node/runnerSettings.ts). No secrets: SSM parameter names only.\n${lines.join("\n")}\n`;
 }
 
 // Things that are secret values, not names. User data sits in plain text in Pulumi state and in the EC2

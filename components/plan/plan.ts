@@ -41,7 +41,7 @@ export interface TrainStagePlan {
     readonly gpus: string;
     readonly market: "spot" | "on-demand";
     readonly usdPerHour: number;
-    /** Null when the model is not in components/models.ts. */
+    /** Null when the model is not in components/plan/models.ts. */
     readonly memory: MemoryPlan | null;
     readonly steps: number | null;
     readonly tokens: number | null;
@@ -242,6 +242,6 @@ export function renderPlan(plan: Plan, source: string): string {
     out.push("");
     out.push("Assumptions:");
     for (const a of plan.assumptions) out.push(`   - ${a}`);
-    out.push("   - instance prices and their sources: components/catalog.ts");
+    out.push("   - instance prices and their sources: components/plan/catalog.ts");
     return out.join("\n");
 }

@@ -17,7 +17,7 @@ function sequenceLength(experiment: Experiment, run: ResolvedRun): number {
     return experiment.data.tokenize.enabled ? experiment.data.tokenize.maxLength : run.training.maxSeqLength;
 }
 
-/** Undefined when the model is not in components/models.ts (nothing to estimate from). */
+/** Undefined when the model is not in components/plan/models.ts (nothing to estimate from). */
 export function runEstimates(experiment: Experiment, run: ResolvedRun): RunEstimates | undefined {
     const model = findModel(run.model.id);
     if (!model) return undefined;

@@ -1,4 +1,4 @@
-// ArtifactStore: where a campaign keeps everything that outlives a node (S3 layout in components/layout.ts).
+// ArtifactStore: where a campaign keeps everything that outlives a node (S3 layout in components/campaign/layout.ts).
 // A new bucket is hardened (SSE, public access blocked, TLS only, lifecycle rules) and kept on
 // `pulumi destroy` unless the config says otherwise; an existing bucket is used as given, under the
 // campaign's prefixes, and nothing about it is changed.

@@ -40,7 +40,7 @@ export interface CampaignArgs {
     /** Secrets from the stack config (campaign:hfToken, campaign:wandbKey); stored only as SSM SecureStrings. */
     readonly hfToken?: pulumi.Input<string>;
     readonly wandbKey?: pulumi.Input<string>;
-    /** Renders a node's user data from its runner settings (components/userData.ts). */
+    /** Renders a node's user data from its runner settings (components/node/userData.ts). */
     readonly renderUserData: UserDataRenderer;
     /** Where data.source paths are resolved. Default: the working directory (the project root under `pulumi up`). */
     readonly projectRoot?: string;
@@ -59,7 +59,7 @@ export function bucketFor(campaign: ResolvedCampaign, stack: string, accountId: 
     return existing ? { name: existing, existing: true } : { name: campaignBucketName(campaign.experiment.name, stack, accountId), existing: false };
 }
 
-/** The estimated cost from the plan (components/plan.ts): what the stack output shows. */
+/** The estimated cost from the plan (components/plan/plan.ts): what the stack output shows. */
 export function estimatedCost(campaign: ResolvedCampaign) {
     const plan = buildPlan(campaign);
     return {

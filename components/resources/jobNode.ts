@@ -27,7 +27,7 @@ export interface JobNodeArgs {
     readonly instanceType: string;
     /** Public SSM parameter holding the AMI id (a Deep Learning Base GPU AMI for train, a Docker AMI for prep). */
     readonly amiParameter: pulumi.Input<string>;
-    /** The rendered cloud-init user data (components/userData.ts); never holds a secret. */
+    /** The rendered cloud-init user data (components/node/userData.ts); never holds a secret. */
     readonly userData: pulumi.Input<string>;
     /** Size of the encrypted gp3 root volume, GB. */
     readonly rootVolumeGb: number;
@@ -158,7 +158,7 @@ export function nodePolicyDocument(p: NodePolicyInputs): PolicyDocument {
         statements.push({ Sid: "ReadCampaignObjects", Effect: "Allow", Action: ["s3:GetObject"], Resource: ro.map((prefix) => `${p.bucketArn}/${prefix}*`) });
     }
     if (p.runnerKey !== undefined) {
-        // The fetch variant of the user data downloads the runner at boot (components/userData.ts).
+        // The fetch variant of the user data downloads the runner at boot (components/node/userData.ts).
         statements.push({ Sid: "FetchRunner", Effect: "Allow", Action: ["s3:GetObject"], Resource: [`${p.bucketArn}/${checkObjectKey(p.runnerKey)}`] });
     }
     if (p.parameterArns.length > 0) {

@@ -83,7 +83,7 @@ export AWS_RETRY_MODE="${AWS_RETRY_MODE:-standard}"
 export AWS_MAX_ATTEMPTS="${AWS_MAX_ATTEMPTS:-5}"
 export AWS_PAGER=""
 
-# The job's fixed paths (components/jobSpec.ts jobPaths); on the host they all live under JOB_DIR,
+# The job's fixed paths (components/campaign/jobSpec.ts jobPaths); on the host they all live under JOB_DIR,
 # which docker mounts at /job.
 readonly CHECKPOINT_MARKER="_COMPLETE.json"
 readonly SUCCESS_MARKER="_SUCCESS"
