@@ -118,26 +118,26 @@ export class Campaign extends pulumi.ComponentResource {
 
     constructor(name: string, args: CampaignArgs, opts?: pulumi.ComponentResourceOptions) {
         super("campaign:index:Campaign", name, {}, opts);
-        const c = args.campaign;
-        const x = c.experiment;
+        const resolved = args.campaign;
+        const experiment = resolved.experiment;
         const state = args.state ?? { prepReady: false, runPhases: {} };
-        const ctx: TagContext = { campaign: x.name, stack: args.stack };
-        const bucket = bucketFor(c, args.stack, args.accountId);
-        const keep = x.storage.keepOnDestroy;
-        const declared = declarations(c, state);
+        const ctx: TagContext = { campaign: experiment.name, stack: args.stack };
+        const bucket = bucketFor(resolved, args.stack, args.accountId);
+        const keep = experiment.storage.keepOnDestroy;
+        const declared = declarations(resolved, state);
         this.declared = declared;
         this.bucketName = bucket.name;
-        const prepHash = c.prepSpec.prepHash;
-        this.prefixes = { campaign: campaignPrefix(x.name), dataset: datasetPrefix(prepHash), ...campaignPrefixes(x.name) };
+        const prepHash = resolved.prepSpec.prepHash;
+        this.prefixes = { campaign: campaignPrefix(experiment.name), dataset: datasetPrefix(prepHash), ...campaignPrefixes(experiment.name) };
 
         // Every child in the experiment's region, whatever aws:region says.
-        const provider = new aws.Provider(`${name}-aws`, { region: x.region as aws.Region }, { parent: this });
+        const provider = new aws.Provider(`${name}-aws`, { region: experiment.region as aws.Region }, { parent: this });
         const child: pulumi.ComponentResourceOptions = { parent: this, providers: { aws: provider } };
 
         // Network: the given subnet's VPC, else the default VPC.
-        const subnet = x.compute.subnetId ? aws.ec2.getSubnetOutput({ id: x.compute.subnetId }, { parent: this, provider }) : undefined;
+        const subnet = experiment.compute.subnetId ? aws.ec2.getSubnetOutput({ id: experiment.compute.subnetId }, { parent: this, provider }) : undefined;
         const vpcId = subnet ? subnet.vpcId : aws.ec2.getVpcOutput({ default: true }, { parent: this, provider }).id;
-        const availabilityZone: pulumi.Input<string> | undefined = x.compute.availabilityZone ?? subnet?.availabilityZone;
+        const availabilityZone: pulumi.Input<string> | undefined = experiment.compute.availabilityZone ?? subnet?.availabilityZone;
 
         this.store = new ArtifactStore(
             `${name}-store`,
@@ -145,28 +145,28 @@ export class Campaign extends pulumi.ComponentResource {
                 bucketName: bucket.name,
                 existing: bucket.existing,
                 keepOnDestroy: keep,
-                campaign: x.name,
-                runNames: c.runs.map((r) => r.name),
-                checkpointExpiryDays: x.storage.checkpointExpiryDays,
-                dataVolumeGb: x.compute.dataVolumeGb,
+                campaign: experiment.name,
+                runNames: resolved.runs.map((r) => r.name),
+                checkpointExpiryDays: experiment.storage.checkpointExpiryDays,
+                dataVolumeGb: experiment.compute.dataVolumeGb,
                 availabilityZone,
                 tags: campaignTags(ctx, "store"),
             },
             child,
         );
 
-        this.secrets = new Secrets(`${name}-secrets`, { parameterPrefix: parameterPrefix(x.name, args.stack), hfToken: args.hfToken, wandbKey: args.wandbKey, tags: campaignTags(ctx, "secrets") }, child);
+        this.secrets = new Secrets(`${name}-secrets`, { parameterPrefix: parameterPrefix(experiment.name, args.stack), hfToken: args.hfToken, wandbKey: args.wandbKey, tags: campaignTags(ctx, "secrets") }, child);
 
-        const logGroup = new aws.cloudwatch.LogGroup(`${name}-logs`, { name: logGroupName(x.name, args.stack), retentionInDays: 30, tags: campaignTags(ctx, "logs") }, { parent: this, provider });
+        const logGroup = new aws.cloudwatch.LogGroup(`${name}-logs`, { name: logGroupName(experiment.name, args.stack), retentionInDays: 30, tags: campaignTags(ctx, "logs") }, { parent: this, provider });
 
         // Images: only those this update needs; none for a given URI or a custom job's image.
-        const needPrepNode = declared.prep === "run" && x.prep.runOn === "ec2";
+        const needPrepNode = declared.prep === "run" && experiment.prep.runOn === "ec2";
         const jobs: JobImage[] = [];
         if (declared.runs.length > 0) jobs.push("trainer");
         if (needPrepNode) jobs.push("prep");
-        const given: Partial<Record<JobImage, string>> = { ...x.images };
-        if (x.customJob) given.trainer = x.customJob.image;
-        this.image = new Image(`${name}-image`, { repositoryName: `campaign-${x.name}-${args.stack}`.toLowerCase().slice(0, 256), jobs, given, tags: campaignTags(ctx, "image") }, child);
+        const given: Partial<Record<JobImage, string>> = { ...experiment.images };
+        if (experiment.customJob) given.trainer = experiment.customJob.image;
+        this.image = new Image(`${name}-image`, { repositoryName: `campaign-${experiment.name}-${args.stack}`.toLowerCase().slice(0, 256), jobs, given, tags: campaignTags(ctx, "image") }, child);
         const ecrArns = this.image.repositoryArns;
 
         // The node runner (scripts/node-runner/run-job.sh) is too large for EC2 user data: it is uploaded once
@@ -175,7 +175,7 @@ export class Campaign extends pulumi.ComponentResource {
         let runner: (RunnerUpload & { readonly upload: aws.s3.BucketObjectv2 }) | undefined;
         const runnerUpload = (): RunnerUpload => {
             if (runner) return runner;
-            const obj = campaignRunnerObject(bucket.name, x.name);
+            const obj = campaignRunnerObject(bucket.name, experiment.name);
             const upload = new aws.s3.BucketObjectv2(
                 `${name}-runner`,
                 {
@@ -195,7 +195,7 @@ export class Campaign extends pulumi.ComponentResource {
 
         const nodeCommon = {
             vpcId,
-            subnetId: x.compute.subnetId,
+            subnetId: experiment.compute.subnetId,
             availabilityZone,
             parameterArns: this.secrets.parameterArns,
             logGroupArn: logGroup.arn,
@@ -207,30 +207,30 @@ export class Campaign extends pulumi.ComponentResource {
         if (declared.prep === "run") {
             let input: ReturnType<typeof dataInput>;
             try {
-                input = dataInput(x.data.source, args.projectRoot);
+                input = dataInput(experiment.data.source, args.projectRoot);
             } catch (err) {
                 throw new pulumi.ResourceError((err as Error).message, this);
             }
             this.prep = new PrepStage(
                 `${name}-prep`,
                 {
-                    prepSpec: c.prepSpec,
-                    runOn: x.prep.runOn,
+                    prepSpec: resolved.prepSpec,
+                    runOn: experiment.prep.runOn,
                     bucketName: bucket.name,
                     bucketArn: this.store.bucketArn,
                     storeReady: this.store.ready,
                     keepObjects: keep,
-                    region: x.region,
+                    region: experiment.region,
                     input,
-                    maxHours: x.prep.maxHours,
+                    maxHours: experiment.prep.maxHours,
                     secretParameters: this.secrets.parameterNames,
                     renderUserData: args.renderUserData,
                     node: needPrepNode
                         ? {
                               image: this.image.uris.prep ?? pulumi.output(""),
-                              instanceType: x.prep.instanceType,
-                              rootVolumeGb: x.prep.rootVolumeGb,
-                              amiParameter: x.prep.amiParameter,
+                              instanceType: experiment.prep.instanceType,
+                              rootVolumeGb: experiment.prep.rootVolumeGb,
+                              amiParameter: experiment.prep.amiParameter,
                               ...nodeCommon,
                               runner: runnerUpload(),
                           }
@@ -245,14 +245,14 @@ export class Campaign extends pulumi.ComponentResource {
         // The gate: no GPU is requested before the prepared data is complete.
         const runs: Record<string, TrainingRun> = {};
         if (declared.runs.length > 0) {
-            const gateSettings = { bucket: bucket.name, prepHash, campaign: x.name, maxHours: x.prep.maxHours };
+            const gateSettings = { bucket: bucket.name, prepHash, campaign: experiment.name, maxHours: experiment.prep.maxHours };
             const gate = new command.local.Command(
                 `${name}-gate`,
                 {
                     create: this.prep?.node
                         ? this.prep.node.instanceId.apply((instanceId) => gateCommand({ ...gateSettings, instanceId }))
                         : gateCommand(gateSettings),
-                    environment: { AWS_REGION: x.region, AWS_DEFAULT_REGION: x.region },
+                    environment: { AWS_REGION: experiment.region, AWS_DEFAULT_REGION: experiment.region },
                     triggers: [bucket.name, prepHash],
                 },
                 { parent: this, dependsOn: prepJob ? [prepJob, this.store] : [this.store] },
@@ -265,25 +265,25 @@ export class Campaign extends pulumi.ComponentResource {
             }
             const trainerImage = this.image.uris.trainer;
             if (!trainerImage) throw new pulumi.ResourceError("internal: no trainer image for the declared runs", this);
-            c.runs.forEach((run, i) => {
+            resolved.runs.forEach((run, i) => {
                 if (!declared.runs.includes(run)) return;
                 runs[run.name] = new TrainingRun(
                     `${name}-run-${run.name}`,
                     {
                         run,
-                        spec: c.trainSpecs[i],
+                        spec: resolved.trainSpecs[i],
                         bucketName: bucket.name,
                         bucketArn: this.store.bucketArn,
                         storeReady: this.store.ready,
                         keepObjects: keep,
-                        region: x.region,
+                        region: experiment.region,
                         image: trainerImage,
-                        market: x.compute.market,
-                        maxHours: x.compute.maxHours,
-                        gpuIdleMinutes: x.compute.gpuIdleMinutes,
-                        gpuIdleThreshold: x.compute.gpuIdleThreshold,
-                        rootVolumeGb: x.compute.rootVolumeGb,
-                        amiParameter: x.compute.amiParameter,
+                        market: experiment.compute.market,
+                        maxHours: experiment.compute.maxHours,
+                        gpuIdleMinutes: experiment.compute.gpuIdleMinutes,
+                        gpuIdleThreshold: experiment.compute.gpuIdleThreshold,
+                        rootVolumeGb: experiment.compute.rootVolumeGb,
+                        amiParameter: experiment.compute.amiParameter,
                         secretParameters: this.secrets.parameterNames,
                         ...nodeCommon,
                         dataVolumeId: single ? this.store.dataVolume?.id : undefined,
@@ -301,13 +301,13 @@ export class Campaign extends pulumi.ComponentResource {
         this.guardrails = new Guardrails(
             `${name}-guardrails`,
             {
-                region: x.region,
-                campaign: x.name,
+                region: experiment.region,
+                campaign: experiment.name,
                 stack: args.stack,
                 gpuNodes: Object.entries(runs).map(([run, r]) => ({ run, instanceId: r.instanceId, tags: campaignTags(ctx, "guardrails", run) })),
-                idleMinutes: x.compute.gpuIdleMinutes,
-                thresholdPercent: x.compute.gpuIdleThreshold,
-                budget: x.budget,
+                idleMinutes: experiment.compute.gpuIdleMinutes,
+                thresholdPercent: experiment.compute.gpuIdleThreshold,
+                budget: experiment.budget,
                 tags: campaignTags(ctx, "guardrails"),
             },
             child,
@@ -322,12 +322,12 @@ export class Campaign extends pulumi.ComponentResource {
                     ? this.prep.node.instanceId.apply((id) => ({ where: id, phase: prepPhase }))
                     : { where: "local", phase: prepPhase }
                 : { where: declared.prep === "cached" ? "cached" : "none", phase: prepPhase };
-        for (const run of c.runs) {
+        for (const run of resolved.runs) {
             const phase = state.runPhases[run.name] ?? "pending";
             summaries[run.name] = runs[run.name] ? runs[run.name].instanceId.apply((id) => ({ where: id, phase })) : { where: "done", phase };
         }
         this.nodes = pulumi.output(summaries) as pulumi.Output<Record<string, NodeSummary>>;
-        this.kept = keptStorage(bucket.name, keep, bucket.existing, estimatedCost(c).storedGbAfterDestroy);
+        this.kept = keptStorage(bucket.name, keep, bucket.existing, estimatedCost(resolved).storedGbAfterDestroy);
 
         this.registerOutputs({ bucketName: this.bucketName, nodes: this.nodes, kept: this.kept });
     }
