@@ -1,1 +1,1 @@
-"""The trainer job (GPU, NVIDIA PyTorch container): transformers + peft + trl on prepared data."""
+"""The trainer job (GPU, NVIDIA PyTorch container): transformers Trainer + peft on prepared data."""

@@ -11,6 +11,7 @@ import torch
 
 from common import render
 from common.jobspec import MANIFEST, SUCCESS_MARKER, DataError, log
+from trainer.packing import BLOCK_MASK, VARLEN
 
 RUN_PREP = "Run the prep stage for this spec (pulumi up runs it before training) so the data is formatted before any GPU starts."
 
@@ -96,31 +97,66 @@ def truncate(ds: Any, max_length: int) -> Any:
 
 
 class Collator:
-    """Pads input_ids (pad id), labels (-100) and position_ids (0); adds the attention mask."""
+    """Batches of token rows.
 
-    def __init__(self, pad_id: int, family: str) -> None:
+    Unpacked rows: input_ids padded with the pad id, labels with -100, and a 2D attention mask.
+    Packed rows (position_ids restarting at 0 per example) are laid out for the attention implementation
+    (trainer/packing.py): `block-mask` pads input_ids, labels and position_ids (0) and sends no attention
+    mask; `varlen` concatenates the batch into one row without padding. In both the first token of every
+    packed example is labelled -100, so no example is trained to predict from the one before it.
+    """
+
+    def __init__(self, pad_id: int, family: str, packing: str | None = None) -> None:
+        if packing not in (None, BLOCK_MASK, VARLEN):
+            raise ValueError(f"unknown packing layout {packing!r}")
         self.pad_id = pad_id
         self.family = family
+        self.packing = packing
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if self.packing == VARLEN:
+            return self._flattened(rows)
+        if self.packing == BLOCK_MASK:
+            return self._padded_packed(rows)
+        return self._padded(rows)
+
+    def _padded(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         width = max(len(r["input_ids"]) for r in rows)
-        out: dict[str, torch.Tensor] = {}
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, r in enumerate(rows):
             n = len(r["input_ids"])
             ids[i, :n] = torch.as_tensor(r["input_ids"], dtype=torch.long)
             mask[i, :n] = 1
-        out["input_ids"] = ids
-        out["attention_mask"] = mask
         label_width = width if self.family == "causal-lm" else max(len(r["labels"]) for r in rows)
         labels = torch.full((len(rows), label_width), render.IGNORE_INDEX, dtype=torch.long)
         for i, r in enumerate(rows):
             labels[i, : len(r["labels"])] = torch.as_tensor(r["labels"], dtype=torch.long)
-        out["labels"] = labels
-        if "position_ids" in rows[0]:
-            pos = torch.zeros((len(rows), width), dtype=torch.long)
-            for i, r in enumerate(rows):
-                pos[i, : len(r["position_ids"])] = torch.as_tensor(r["position_ids"], dtype=torch.long)
-            out["position_ids"] = pos
-        return out
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+    def _padded_packed(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        width = max(len(r["input_ids"]) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), render.IGNORE_INDEX, dtype=torch.long)
+        pos = torch.zeros((len(rows), width), dtype=torch.long)  # every padding token starts a block of its own
+        for i, r in enumerate(rows):
+            n = len(r["input_ids"])
+            ids[i, :n] = torch.as_tensor(r["input_ids"], dtype=torch.long)
+            labels[i, :n] = _labels_without_example_starts(r)
+            pos[i, :n] = torch.as_tensor(r["position_ids"], dtype=torch.long)
+        return {"input_ids": ids, "labels": labels, "position_ids": pos}
+
+    def _flattened(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        ids = torch.cat([torch.as_tensor(r["input_ids"], dtype=torch.long) for r in rows]).unsqueeze(0)
+        labels = torch.cat([_labels_without_example_starts(r) for r in rows]).unsqueeze(0)
+        pos = torch.cat([torch.as_tensor(r["position_ids"], dtype=torch.long) for r in rows]).unsqueeze(0)
+        return {"input_ids": ids, "labels": labels, "position_ids": pos}
+
+
+def _labels_without_example_starts(row: dict[str, Any]) -> torch.Tensor:
+    labels = torch.as_tensor(row["labels"], dtype=torch.long).clone()
+    pos = torch.as_tensor(row["position_ids"], dtype=torch.long)
+    if len(pos) != len(labels):
+        raise DataError(f"a packed row has {len(labels)} labels but {len(pos)} position_ids; prepare the data again")
+    labels[pos == 0] = render.IGNORE_INDEX
+    return labels

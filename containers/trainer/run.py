@@ -1,7 +1,7 @@
 """The trainer's lifecycle: checks (spec, data, checkpoints, hardware) -> model -> train -> output.
 
 Every check that can fail runs before the first step, so a bad spec or unprepared data costs seconds of
-GPU time, not hours (seeds/001, seeds/002).
+GPU time, not hours.
 """
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.jobspec import ConfigError, ExitCode, JobError, env_path, load_spec, log, resolve_model_dir, ModelRef, write_json_atomic
+from common.jobspec import ConfigError, ExitCode, JobError, env_path, load_spec, log, write_json_atomic
 from trainer import checkpoints
+from trainer.model import LoadedModel, apply_method, load_model, precision
 from trainer.data import check_prepared, required_columns
 
 PROGRESS_INTERVAL = float(os.environ.get("CAMPAIGN_PROGRESS_INTERVAL", "5"))
@@ -71,12 +72,13 @@ def preflight(spec: dict[str, Any], paths: Paths) -> tuple[dict[str, Any], Path 
     if t.get("earlyStopping") and not manifest["splits"].get("validation", {}).get("rows"):
         raise ConfigError("training.earlyStopping needs a validation split; the prepared data has none")
     if spec["data"]["packing"] and spec["model"]["family"] != "causal-lm":
-        raise ConfigError("packed data is for causal LMs; this run's model is seq2seq")
+        # an encoder-decoder's inputs and targets are separate sequences: there is no packed layout for them
+        raise ConfigError("packed data is for causal LMs; this run's model is seq2seq. Prepare the data without packing (data.tokenize.packing: false).")
     if spec["data"]["packing"] and spec["data"]["maxLength"] > t["maxSeqLength"]:
         raise ConfigError(f"packed rows are {spec['data']['maxLength']} tokens, longer than training.maxSeqLength {t['maxSeqLength']}")
     if spec["gpus"] > 1 and cuda and torch.cuda.device_count() < spec["gpus"]:
         raise ConfigError(f"spec.gpus is {spec['gpus']} but this node has {torch.cuda.device_count()} GPUs")
-    resume = checkpoints.find_resume(paths.checkpoints, spec["specHash"])
+    resume = checkpoints.find_resume(paths.checkpoints, spec)
     return manifest, resume
 
 
@@ -135,7 +137,14 @@ class StopRequest:
         return local
 
 
-def make_callbacks(stop: StopRequest, spec_hash: str) -> list[Any]:
+def process_rank() -> int:
+    """This process's rank under torchrun (0 when alone)."""
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def make_callbacks(stop: StopRequest, spec: dict[str, Any]) -> list[Any]:
     from transformers import TrainerCallback
 
     class StopOnSignal(TrainerCallback):
@@ -146,6 +155,7 @@ def make_callbacks(stop: StopRequest, spec_hash: str) -> list[Any]:
                 control.should_save = True
                 control.should_training_stop = True
                 self.stopped_at = state.global_step
+                log(f"rank {process_rank()}: stopping after step {state.global_step}")
 
     class MarkComplete(TrainerCallback):
         """Writes _COMPLETE.json into the checkpoint just saved, after its files are on disk."""
@@ -162,99 +172,13 @@ def make_callbacks(stop: StopRequest, spec_hash: str) -> list[Any]:
                 if f.is_file():
                     with f.open("rb") as handle:
                         os.fsync(handle.fileno())
-            checkpoints.write_marker(folder, state.global_step, spec_hash)
-            log(f"checkpoint-{state.global_step} complete")
+            checkpoints.write_marker(folder, state.global_step, spec)
+            log(f"rank {process_rank()}: checkpoint-{state.global_step} complete")
 
     return [StopOnSignal(), MarkComplete()]
 
 
-# ---------------------------------------------------------------- the model
-
-
-def precision(spec_precision: str) -> tuple[bool, bool]:
-    """(bf16, fp16) for the Trainer; on a machine without CUDA training runs in fp32, and says so."""
-    import torch
-
-    if not torch.cuda.is_available():
-        if spec_precision != "fp32":
-            log(f"no CUDA device: training in fp32 (training.precision {spec_precision} applies on GPUs)")
-        return False, False
-    if spec_precision == "bf16":
-        if not torch.cuda.is_bf16_supported():
-            raise ConfigError("training.precision bf16 is not supported by this GPU (it needs Ampere or newer); use fp16")
-        return True, False
-    return False, spec_precision == "fp16"
-
-
-def load_model(spec: dict[str, Any], model_root: Path | None, bf16: bool, fp16: bool) -> tuple[Any, Any, dict[str, Any]]:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
-
-    ref = ModelRef.of(spec["model"])
-    where = resolve_model_dir(ref, model_root)
-    revision = ref.revision if where == ref.id else None
-    log(f"loading {ref.family} model {ref.id} from {where}")
-    tokenizer = AutoTokenizer.from_pretrained(where, revision=revision)
-    if tokenizer.pad_token_id is None:
-        if tokenizer.eos_token is None:
-            raise ConfigError(f"the tokenizer of {ref.id} has neither a pad nor an eos token")
-        tokenizer.pad_token = tokenizer.eos_token
-    kind = spec["method"]["kind"]
-    kwargs: dict[str, Any] = {"revision": revision}
-    cuda = torch.cuda.is_available()
-    half = torch.bfloat16 if bf16 else torch.float16 if fp16 else torch.float32
-    # full fine-tuning keeps fp32 master weights (mixed precision autocasts); adapters train over a half-precision base
-    kwargs["dtype"] = torch.float32 if kind == "full" else half
-    if kind == "qlora":
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float16,
-        )
-        kwargs["dtype"] = torch.bfloat16 if bf16 else torch.float16
-    if ref.family == "causal-lm":
-        if cuda and (bf16 or fp16) and importlib.util.find_spec("flash_attn") is not None:
-            kwargs["attn_implementation"] = "flash_attention_2"
-        else:
-            kwargs["attn_implementation"] = "sdpa"
-        model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
-    else:
-        model = AutoModelForSeq2SeqLM.from_pretrained(where, **kwargs)
-    if cuda and spec["training"]["tf32"] and torch.cuda.get_device_capability()[0] >= 8:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    info = {"attention": getattr(model.config, "_attn_implementation", None), "dtype": str(kwargs["dtype"])}
-    log(f"attention: {info['attention']}, weights: {info['dtype']}")
-    return model, tokenizer, info
-
-
-def apply_method(model: Any, spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    kind = spec["method"]["kind"]
-    if kind == "full":
-        total = sum(p.numel() for p in model.parameters())
-        return model, {"trainable": total, "total": total, "share": 1.0}
-    from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
-
-    lora = spec["method"]["lora"]
-    if kind == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec["training"]["gradientCheckpointing"])
-    task = TaskType.CAUSAL_LM if spec["model"]["family"] == "causal-lm" else TaskType.SEQ_2_SEQ_LM
-    config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"], target_modules=lora["targetModules"], bias="none", task_type=task)
-    try:
-        model = get_peft_model(model, config)
-    except ValueError as err:
-        raise ConfigError(f"method.lora.targetModules {lora['targetModules']} do not fit this model: {err}") from err
-    trainable, total = model.get_nb_trainable_parameters()
-    share = trainable / total
-    log(f"trainable parameters: {trainable:,} of {total:,} ({share:.2%})")
-    if share > lora["maxTrainableFraction"]:
-        raise ConfigError(
-            f"{share:.2%} of the parameters are trainable ({trainable:,} of {total:,}), above method.lora.maxTrainableFraction "
-            f"{lora['maxTrainableFraction']:.2%}: LoRA should train a small share (seeds/001 trained 46% by accident). "
-            "Check targetModules, or raise the bound if this is intended."
-        )
-    return model, {"trainable": trainable, "total": total, "share": share}
+# ---------------------------------------------------------------- evaluation
 
 
 class EvalMetrics:
@@ -303,37 +227,41 @@ def argmax_logits(logits: Any, labels: Any) -> Any:
 # ---------------------------------------------------------------- the run
 
 
-def train(spec: dict[str, Any], paths: Paths, manifest: dict[str, Any], resume: Path | None, stop: StopRequest) -> int:
-    import torch
-    from transformers import EarlyStoppingCallback, Trainer, TrainerState, TrainingArguments, set_seed
+@dataclass
+class Splits:
+    train: Any
+    validation: Any | None
+    test: Any | None
 
-    from trainer.data import Collator, load_split, tokenize_dataset, truncate
-    from trainer.progress import ProgressFile
+
+def load_splits(spec: dict[str, Any], paths: Paths, manifest: dict[str, Any], tokenizer: Any) -> Splits:
+    """The prepared splits, tokenized when prep left them as text, cut to training.maxSeqLength when unpacked."""
+    from common.jobspec import DataError
+    from trainer.data import load_split, tokenize_dataset, truncate
 
     t = spec["training"]
-    family = spec["model"]["family"]
-    set_seed(t["seed"])
-    bf16, fp16 = precision(t["precision"])
-    model, tokenizer, model_info = load_model(spec, paths.model, bf16, fp16)
-    model, params = apply_method(model, spec)
-
     columns = required_columns(spec["data"])
-    splits = {name: load_split(paths.data, manifest, name, columns) for name in ("train", "validation", "test")}
-    for name, ds in list(splits.items()):
-        if ds is None:
-            continue
-        if not spec["data"]["tokenized"]:
-            ds = tokenize_dataset(ds, tokenizer, family, t["maxSeqLength"])
-        elif not spec["data"]["packing"]:
+    found: dict[str, Any] = {}
+    for name in ("train", "validation", "test"):
+        ds = load_split(paths.data, manifest, name, columns)
+        if ds is not None and not spec["data"]["tokenized"]:
+            ds = tokenize_dataset(ds, tokenizer, spec["model"]["family"], t["maxSeqLength"])
+        elif ds is not None and not spec["data"]["packing"]:
             ds = truncate(ds, t["maxSeqLength"])
-        splits[name] = ds if len(ds) else None
-    if splits["train"] is None:
-        from common.jobspec import DataError
-
+        found[name] = ds if ds is not None and len(ds) else None
+    if found["train"] is None:
         raise DataError(f"no training example is left within training.maxSeqLength {t['maxSeqLength']} tokens")
-    train_ds, eval_ds, test_ds = splits["train"], splits["validation"], splits["test"]
-    log(f"examples: train {len(train_ds)}, validation {len(eval_ds) if eval_ds else 0}, test {len(test_ds) if test_ds else 0}")
+    splits = Splits(found["train"], found["validation"], found["test"])
+    log(f"examples: train {len(splits.train)}, validation {len(splits.validation or [])}, test {len(splits.test or [])}")
+    return splits
 
+
+def training_arguments(spec: dict[str, Any], paths: Paths, bf16: bool, fp16: bool, has_eval: bool) -> Any:
+    """The Trainer's arguments, from the spec and this machine."""
+    import torch
+    from transformers import TrainingArguments
+
+    t = spec["training"]
     cuda = torch.cuda.is_available()
     optim = t["optimizer"]
     if optim == "adamw_torch_fused" and not cuda:
@@ -354,7 +282,7 @@ def train(spec: dict[str, Any], paths: Paths, manifest: dict[str, Any], resume: 
         else:
             os.environ.setdefault("WANDB_PROJECT", wandb)
             report_to = "wandb"
-    args = TrainingArguments(
+    return TrainingArguments(
         output_dir=str(paths.checkpoints),
         run_name=spec["run"],
         max_steps=t.get("maxSteps") or -1,
@@ -372,7 +300,7 @@ def train(spec: dict[str, Any], paths: Paths, manifest: dict[str, Any], resume: 
         fp16=fp16,
         gradient_checkpointing=t["gradientCheckpointing"],
         gradient_checkpointing_kwargs={"use_reentrant": False} if t["gradientCheckpointing"] else None,
-        eval_strategy="steps" if eval_ds is not None else "no",
+        eval_strategy="steps" if has_eval else "no",
         eval_steps=t["evalSteps"],
         save_strategy="steps",
         save_steps=t["saveSteps"],
@@ -394,67 +322,97 @@ def train(spec: dict[str, Any], paths: Paths, manifest: dict[str, Any], resume: 
         ddp_find_unused_parameters=False if spec["method"]["kind"] != "full" else None,
         disable_tqdm=True,
     )
-    progress = ProgressFile(paths.progress, PROGRESS_INTERVAL)
-    stop_cb, mark_cb = make_callbacks(stop, spec["specHash"])
-    callbacks = [stop_cb, mark_cb, progress]
+
+
+def build_trainer(spec: dict[str, Any], loaded: LoadedModel, model: Any, splits: Splits, args: Any, callbacks: list[Any]) -> tuple[Any, EvalMetrics]:
+    from transformers import EarlyStoppingCallback, Trainer
+
+    from trainer.data import Collator
+
+    early = spec["training"].get("earlyStopping")
     if early:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=early["patience"], early_stopping_threshold=early["threshold"]))
-    metrics_fn = EvalMetrics(tokenizer, family)
+        callbacks = callbacks + [EarlyStoppingCallback(early_stopping_patience=early["patience"], early_stopping_threshold=early["threshold"])]
+    metrics_fn = EvalMetrics(loaded.tokenizer, spec["model"]["family"])
+    has_eval = splits.validation is not None
     trainer = Trainer(
         model=model,
         args=args,
-        train_dataset=train_ds,
-        eval_dataset=eval_ds,
-        data_collator=Collator(tokenizer.pad_token_id, family),
-        processing_class=tokenizer,
-        compute_metrics=metrics_fn if eval_ds is not None else None,
-        preprocess_logits_for_metrics=argmax_logits if eval_ds is not None else None,
+        train_dataset=splits.train,
+        eval_dataset=splits.validation,
+        data_collator=Collator(loaded.tokenizer.pad_token_id, spec["model"]["family"], loaded.packing),
+        processing_class=loaded.tokenizer,
+        compute_metrics=metrics_fn if has_eval else None,
+        preprocess_logits_for_metrics=argmax_logits if has_eval else None,
         callbacks=callbacks,
     )
+    return trainer, metrics_fn
+
+
+def train(spec: dict[str, Any], paths: Paths, manifest: dict[str, Any], resume: Path | None, stop: StopRequest) -> int:
+    from transformers import TrainerState, set_seed
+
+    from trainer.progress import ProgressFile
+
+    t = spec["training"]
+    set_seed(t["seed"])
+    bf16, fp16 = precision(t["precision"])
+    # A run that reached its last step before its output was uploaded (a node lost at the very end) is not
+    # resumed: the Trainer would take one step past max_steps. Its weights are loaded and the output written.
+    final = resume if resume is not None and checkpoints.is_final(resume) else None
+    full = spec["method"]["kind"] == "full"
+    loaded = load_model(spec, paths.model, bf16, fp16, weights_from=final if full else None)
+    model, params = apply_method(loaded.model, spec, adapter_from=final if not full else None)
+    splits = load_splits(spec, paths, manifest, loaded.tokenizer)
+    args = training_arguments(spec, paths, bf16, fp16, splits.validation is not None)
+    stop_cb, mark_cb = make_callbacks(stop, spec)
+    trainer, metrics_fn = build_trainer(spec, loaded, model, splits, args, [stop_cb, mark_cb, ProgressFile(paths.progress, PROGRESS_INTERVAL)])
     if stop.requested:
         log("stopped before the first step; the checkpoints already saved are kept")
         return ExitCode.INTERRUPTED
     started = time.perf_counter()
-    if resume is not None and checkpoints.is_final(resume):
-        # The run reached its last step before its output was uploaded (a node lost at the very end).
-        # Resuming would make the Trainer take one step past max_steps; the output is written from it instead.
-        log(f"{resume.name} is the run's last step: nothing left to train; writing the output from it")
-        trainer._load_from_checkpoint(str(resume))
-        trainer.state = TrainerState.load_from_json(str(resume / "trainer_state.json"))
+    if final is not None:
+        log(f"{final.name} is the run's last step: nothing left to train; writing the output from it")
+        trainer.state = TrainerState.load_from_json(str(final / "trainer_state.json"))
         train_metrics: dict[str, Any] = {"resumedAtLastStep": trainer.state.global_step}
     else:
         train_metrics = trainer.train(resume_from_checkpoint=str(resume) if resume else None).metrics
     if stop_cb.stopped_at is not None:
         log(f"stopped at step {stop_cb.stopped_at} of {trainer.state.max_steps} with checkpoint-{stop_cb.stopped_at} saved; the run resumes from it")
         return ExitCode.INTERRUPTED
+    write_output(spec, paths, trainer, metrics_fn, splits, {
+        "parameters": params,
+        "model": loaded.info(),
+        "train": train_metrics,
+        "trainSeconds": round(time.perf_counter() - started, 2),
+    })
+    return ExitCode.SUCCESS
 
+
+def write_output(spec: dict[str, Any], paths: Paths, trainer: Any, metrics_fn: EvalMetrics, splits: Splits, facts: dict[str, Any]) -> None:
+    """Final evaluation, then the adapter or model, the tokenizer and metrics.json (rank 0 writes the files)."""
     out: dict[str, Any] = {
         "run": spec["run"],
         "specHash": spec["specHash"],
         "prepHash": spec["prepHash"],
         "method": spec["method"]["kind"],
-        "parameters": params,
-        "model": model_info,
+        **facts,
         "steps": trainer.state.global_step,
         "maxSteps": trainer.state.max_steps,
         "epoch": trainer.state.epoch,
-        "train": train_metrics,
-        "trainSeconds": round(time.perf_counter() - started, 2),
         "versions": checkpoints.library_versions(),
     }
-    if eval_ds is not None:
+    if splits.validation is not None:
         out["eval"] = trainer.evaluate()
         out["samples"] = metrics_fn.samples
-    if test_ds is not None:
-        out["test"] = trainer.evaluate(test_ds, metric_key_prefix="test")
+    if splits.test is not None:
+        out["test"] = trainer.evaluate(splits.test, metric_key_prefix="test")
     if trainer.is_world_process_zero():
         paths.output.mkdir(parents=True, exist_ok=True)
     trainer.save_model(str(paths.output))
     if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(str(paths.output))
+        trainer.processing_class.save_pretrained(str(paths.output))
         write_json_atomic(paths.output / "metrics.json", out)
         log(f"done: {trainer.state.global_step} steps; output in {paths.output}")
-    return ExitCode.SUCCESS
 
 
 # ---------------------------------------------------------------- entry points
@@ -490,6 +448,9 @@ def run() -> int:
         signal.signal(signal.SIGTERM, stop.handler)
     manifest, resume = preflight(spec, paths)
     if spec["gpus"] > 1 and not under_torchrun:
+        if stop.requested:
+            log("stopped before training started; the checkpoints already saved are kept")
+            return ExitCode.INTERRUPTED
         return launch_distributed(spec["gpus"])
     if under_torchrun:
         signal.signal(signal.SIGTERM, stop.handler)

@@ -54,7 +54,8 @@ def test_causal_lora_trains_checkpoints_and_reports(tmp_path: Path, tiny_causal:
     for name in ckpts:
         marker = json.loads((tmp_path / "checkpoints" / name / "_COMPLETE.json").read_text())
         assert marker["specHash"] == spec["specHash"] and marker["step"] == int(name.split("-")[1])
-        assert set(marker["versions"]) == {"torch", "transformers", "peft", "trl"}
+        assert {"torch", "transformers", "peft", "accelerate"} <= set(marker["versions"]) and "trl" not in marker["versions"]
+        assert marker["layout"] == {"gpus": 1, "perDeviceBatch": 4, "gradientAccumulation": 1, "zeroStage": 0}
     out = tmp_path / "output"
     assert (out / "adapter_model.safetensors").is_file() and (out / "tokenizer.json").is_file()
     metrics = json.loads((out / "metrics.json").read_text())
@@ -156,11 +157,11 @@ def test_checkpoint_of_other_library_versions_is_refused(tmp_path: Path, tiny_ca
     spec = train_spec(str(tiny_causal), "causal-lm", prep["prepHash"])
     ckpt = tmp_path / "checkpoints" / "checkpoint-3"
     ckpt.mkdir(parents=True)
-    versions = {"torch": "2.5.1", "transformers": "5.17.0", "peft": "0.21.0", "trl": "1.13.0"}
+    versions = {"torch": "2.13.0", "transformers": "4.57.1", "peft": "0.21.0", "accelerate": "1.15.0"}
     (ckpt / "_COMPLETE.json").write_text(json.dumps({"step": 3, "specHash": spec["specHash"], "versions": versions}))
     res = run_job(TRAINER, **trainer_env(tmp_path, spec, data))
     assert res.rc == 78, str(res)
-    assert "torch 2.5.1 ->" in res.out
+    assert "transformers 4.57.1 -> 5.17.0 (another major version)" in res.out
 
 
 def test_unprepared_data_is_refused(tmp_path: Path, tiny_causal: Path, prepared: Any) -> None:
