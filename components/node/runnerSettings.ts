@@ -1,4 +1,4 @@
-// What the node runner (scripts/node-runner/run-job.sh) is told about its one job. The program renders
+// What the node runner (scripts/node-runner/campaign_runner/settings.py) is told about its one job. The program renders
 // these into /etc/campaign/runner.env through the user data; the tests and the rehearsal pass them as
 // environment variables. The runner reads nothing else, so the same script runs everywhere.
 

@@ -1,4 +1,4 @@
-// The user data of a job node: `#cloud-config` that installs the node runner (scripts/node-runner/run-job.sh)
+// The user data of a job node: `#cloud-config` that installs the node runner (scripts/node-runner/dist/campaign-runner.py)
 // as a systemd unit and starts it. Pure functions, no resources: index.ts passes renderNodeUserData to the
 // program, the Campaign uploads campaignRunnerObject (the object the fetch variant downloads), and the
 // tests render every variant and check it with `cloud-init schema`.
@@ -30,8 +30,9 @@ export const RUNNER_ENV_PATH = "/etc/campaign/runner.env";
 export const RUNNER_UNIT = "campaign-runner.service";
 export const CLOUDWATCH_AGENT_CONFIG_PATH = "/opt/aws/amazon-cloudwatch-agent/etc/campaign-gpu.json";
 
-/** The runner script in this repository. */
-export const RUNNER_SCRIPT_FILE = join(__dirname, "..", "..", "scripts", "node-runner", "run-job.sh");
+/** The node runner as a node runs it: one text file, `#!/usr/bin/python3 -I`, built from scripts/node-runner/campaign_runner/
+ *  by scripts/node-runner/build_runner.py (the Python tests fail when it is stale). */
+export const RUNNER_SCRIPT_FILE = join(__dirname, "..", "..", "scripts", "node-runner", "dist", "campaign-runner.py");
 
 export function loadRunnerScript(file: string = RUNNER_SCRIPT_FILE): string {
     return readFileSync(file, "utf8");
