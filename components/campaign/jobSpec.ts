@@ -122,6 +122,20 @@ export const status = z
                 shutdown: timestamp,
             })
             .strict(),
+        /** Every phase change, warning (e.g. no GPU metrics) and stop the runner acted on, oldest first, with
+         *  its time: how the run got to its phase. Absent in statuses written before the runner kept them. */
+        events: z
+            .array(
+                z
+                    .object({
+                        at: z.string(),
+                        kind: z.enum(["phase", "warning", "event"]),
+                        phase: z.enum(phases),
+                        reason: z.string().nullable(),
+                    })
+                    .strict(),
+            )
+            .optional(),
     })
     .strict();
 export type Status = z.output<typeof status>;
