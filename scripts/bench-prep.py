@@ -1,5 +1,5 @@
-"""Prep throughput on synthetic SocSci210-shaped data (seeds/000: 2,468,761 training examples; seeds/002 saw
-~20,000 examples/s for formatting alone). Runs the real prep command on a generated JSONL file and prints
+"""Prep throughput on synthetic SocSci210-shaped data (the SocSci210 campaign: 2,468,761 training examples; its GPU
+machine formatted ~20,000 examples/s). Runs the real prep command on a generated JSONL file and prints
 examples/s for formatting + cleaning + split, the read and write stages, and the job's peak RSS.
 
     python scripts/bench-prep.py [--rows 2470000] [--studies 210] [--malformed-every 10000] [--keep]

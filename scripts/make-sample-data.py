@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes stacks/data/socratiq-sample.jsonl: a small synthetic dataset in the shape of SocratiQ
-(seeds/001: a statement in, a Socratic question out) for the dev campaign and its rehearsal.
+(the SocratiQ campaign: a statement in, a Socratic question out) for the dev campaign and its rehearsal.
 
     python3 scripts/make-sample-data.py            # 2,000 rows, seed 7, deterministic
 """

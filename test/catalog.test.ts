@@ -114,11 +114,11 @@ test("findModel: case-insensitive, after the org, -Instruct ignored, unknown -> 
 
 test("parameter counts from the architectures equal the published totals", () => {
     for (const m of MODELS) assert.equal(countParams(m.architecture), m.publishedParams, m.id);
-    // seeds/004: "Qwen/Qwen2.5-7B-Instruct (7.62B parameters)", "7,615,616,512 (100%)".
+    // The AG News campaign: Qwen2.5-7B-Instruct has 7.62B parameters, 7,615,616,512 updated in full fine-tuning.
     assert.equal(countParams(findModel("Qwen/Qwen2.5-7B-Instruct")!.architecture), 7_615_616_512);
 });
 
-test("LoRA: FLAN-T5-small r=16 on q,k,v,o,wi_0,wi_1,wo is 2,555,904 (seeds/001)", () => {
+test("LoRA: FLAN-T5-small r=16 on q,k,v,o,wi_0,wi_1,wo is 2,555,904 (socratiq-t5-lora)", () => {
     // d_model 512, inner = 6 heads x 64 = 384, d_ff 1024, 8 encoder + 8 decoder layers.
     // q, k, v: 16 x (512 + 384) = 14,336 each; o: 16 x (384 + 512) = 14,336 -> attention block 57,344.
     // wi_0, wi_1: 16 x (512 + 1024) = 24,576 each; wo: 16 x (1024 + 512) = 24,576 -> FFN 73,728.
@@ -130,7 +130,7 @@ test("LoRA: FLAN-T5-small r=16 on q,k,v,o,wi_0,wi_1,wo is 2,555,904 (seeds/001)"
     assert.equal(loraTrainableParams(arch, ["q", "v"], 8), 8 * (512 + 384) * 2 * (8 + 2 * 8));
 });
 
-test("LoRA: Qwen2.5-14B r=32 on all seven projections is 137,625,600 (seeds/000)", () => {
+test("LoRA: Qwen2.5-14B r=32 on all seven projections is 137,625,600 (socsci210-qwen14b-qlora)", () => {
     // hidden 5120, 40 heads x 128 = 5120 for q, 8 KV heads x 128 = 1024 for k and v (GQA), intermediate 13824.
     // q: 32 x (5120 + 5120) = 327,680     k: 32 x (5120 + 1024) = 196,608     v: 196,608
     // o: 32 x (5120 + 5120) = 327,680     gate, up: 32 x (5120 + 13824) = 606,208 each     down: 606,208

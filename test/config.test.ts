@@ -42,7 +42,7 @@ test("every preset validates and renders specs", () => {
     }
 });
 
-test("seeds/001's three-model comparison is one campaign with three runs over one prep", () => {
+test("socratiq-t5-lora: the three-model comparison is one campaign with three runs over one prep", () => {
     const campaign = resolveCampaign(loadPreset("socratiq-t5-lora"));
     assert.deepEqual(campaign.runs.map((r) => r.name), ["flan-t5-small", "flan-t5-base", "t5-base"]);
     assert.deepEqual(campaign.runs.map((r) => r.model.id), ["google/flan-t5-small", "google/flan-t5-base", "t5-base"]);

@@ -1,4 +1,4 @@
-// Memory, time and cost estimates against the seeds' own numbers, with the tolerances stated.
+// Memory, time and cost estimates against the reference campaigns' own numbers (docs/campaigns.md), with the tolerances stated.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { getInstance } from "../components/plan/catalog";
@@ -21,7 +21,7 @@ const qwen7 = findModel("Qwen/Qwen2.5-7B-Instruct")!.architecture;
 const qwen14 = findModel("Qwen/Qwen2.5-14B-Instruct")!.architecture;
 const flanSmall = findModel("google/flan-t5-small")!.architecture;
 
-// seeds/004: Qwen2.5-7B full fine-tuning, bf16, AdamW, batch 8, seq 512, gradient checkpointing.
+// The AG News campaign (agnews-qwen7b-full): Qwen2.5-7B full fine-tuning, bf16, AdamW, batch 8, seq 512, gradient checkpointing.
 const seed004: MemoryInput = {
     architecture: qwen7,
     method: "full",
@@ -35,7 +35,7 @@ const seed004: MemoryInput = {
     gpuMemoryGiB: 128,
 };
 
-test("seeds/004: weights + gradients + AdamW of Qwen2.5-7B full bf16 is ~60 GB (+-10%)", () => {
+test("agnews-qwen7b-full: weights + gradients + AdamW of Qwen2.5-7B full bf16 is ~60 GB (+-10%)", () => {
     const m = estimateMemory(seed004);
     // 7,615,616,512 x (2 weights + 2 gradients + 4 Adam moments in bf16) = 60.9 GB = 56.7 GiB.
     const baseGiB = m.weightsGiB + m.gradientsGiB + m.optimizerGiB;
@@ -47,9 +47,9 @@ test("seeds/004: weights + gradients + AdamW of Qwen2.5-7B full bf16 is ~60 GB (
     assert.ok(m.assumptions.length >= 5 && m.assumptions.every((a) => typeof a === "string" && a.length > 10));
 });
 
-test("seeds/004: total at batch 8, seq 512, checkpointing is 60-85 GB; not on a 40 GB A100; fits with ZeRO-3 over 8", () => {
+test("agnews-qwen7b-full: total at batch 8, seq 512, checkpointing is 60-85 GB; not on a 40 GB A100; fits with ZeRO-3 over 8", () => {
     const m = estimateMemory(seed004);
-    // Seed: "~70-80 GB during training". Ours: 56.7 base + 7.4 activations (6.2 GB of them logits) + 1 = 65.1 GiB (69.9 GB).
+    // The campaign saw 70-80 GB during training. Ours: 56.7 base + 7.4 activations (6.2 GB of them logits) + 1 = 65.1 GiB (69.9 GB).
     const totalGB = m.totalGiB * GB_PER_GIB;
     assert.ok(totalGB >= 60 && totalGB <= 85, `${totalGB.toFixed(1)} GB`);
     assert.ok(m.activationsGiB > 3 && m.activationsGiB < 20, `activations ${m.activationsGiB.toFixed(1)} GiB`);
@@ -89,7 +89,7 @@ test("checkpointing and ZeRO stages move memory the way they should", () => {
     assert.ok(Math.abs(fp32.weightsGiB / ckpt.weightsGiB - 2) < 1e-9);
 });
 
-test("seeds/001: FLAN-T5-small LoRA r=16, batch 16, bf16, checkpointing fits a g5.2xlarge easily, in 1.5-6 GB", () => {
+test("socratiq-t5-lora: FLAN-T5-small LoRA r=16, batch 16, bf16, checkpointing fits a g5.2xlarge easily, in 1.5-6 GB", () => {
     const g5 = getInstance("g5.2xlarge");
     const input: MemoryInput = {
         architecture: flanSmall,
@@ -105,8 +105,8 @@ test("seeds/001: FLAN-T5-small LoRA r=16, batch 16, bf16, checkpointing fits a g
         gpuMemoryGiB: g5.gpuMemoryGiB,
     };
     const m = estimateMemory(input);
-    // The seed saw 3.7 GB in nvitop. The band 1.5-6 GB: weights are 0.15 GB, so nearly all of it is the
-    // 1 GiB CUDA overhead plus activations, and those hang on the source/target lengths the seed does not
+    // The campaign saw 3.7 GB in nvitop. The band 1.5-6 GB: weights are 0.15 GB, so nearly all of it is the
+    // 1 GiB CUDA overhead plus activations, and those hang on the source/target lengths the campaign does not
     // give: 512/512 (our default, the safe side) gives ~4.6 GB, most of it the 16 x 512 x 32,128 logits;
     // a 128-token target gives ~2.4 GB.
     const totalGB = m.totalGiB * GB_PER_GIB;
@@ -114,14 +114,14 @@ test("seeds/001: FLAN-T5-small LoRA r=16, batch 16, bf16, checkpointing fits a g
     const shortTarget = estimateMemory({ ...input, targetLength: 128 }).totalGiB * GB_PER_GIB;
     assert.ok(shortTarget >= 1.5 && shortTarget <= 6, `${shortTarget.toFixed(2)} GB`);
     assert.equal(m.fits, true);
-    assert.ok(m.headroomGiB > 15, "fits easily: the seed used 16% of the GPU");
+    assert.ok(m.headroomGiB > 15, "fits easily: the campaign used 16% of the GPU");
     assert.equal(m.trainableParams, 2_555_904);
     assert.equal(m.totalParams, 76_961_152);
     // Adapters: 2,555,904 x (4 weight + 4 gradient + 8 Adam) B = 40.9 MB.
     assert.ok(Math.abs((m.gradientsGiB + m.optimizerGiB) * 1024 ** 3 - 2_555_904 * 12) < 1);
 });
 
-test("seeds/000: Qwen2.5-14B QLoRA r=32, batch 8, seq 2048, ZeRO-2 over 8 fits an 80 GB A100", () => {
+test("socsci210-qwen14b-qlora: Qwen2.5-14B QLoRA r=32, batch 8, seq 2048, ZeRO-2 over 8 fits an 80 GB A100", () => {
     const p4de = getInstance("p4de.24xlarge");
     const input: MemoryInput = {
         architecture: qwen14,
@@ -155,7 +155,7 @@ test("memory input errors", () => {
     assert.throws(() => estimateMemory({ ...seed004, gpus: 0 }), /gpus/);
 });
 
-test("seeds/000: 2.47M examples, Qwen2.5-14B QLoRA on 8x A100 lands in 20-35 h (authors: 25-30 h)", () => {
+test("socsci210-qwen14b-qlora: 2.47M examples, Qwen2.5-14B QLoRA on 8x A100 lands in 20-35 h (authors: 25-30 h)", () => {
     const p4de = getInstance("p4de.24xlarge");
     // Assumed meanTokens = 300 (instruction + demographics + scenario + a short answer; 2.2 GB of JSONL over
     // 2.47M rows is ~900 characters a row, ~250-300 tokens with the chat template).
@@ -192,9 +192,9 @@ test("time: FLOPs per token by method, packing, maxSteps", () => {
     const fullCkpt = estimateTrainingTime({ ...base, method: "full", gradientCheckpointing: true });
     assert.ok(Math.abs(full.flopsPerToken / lora.flopsPerToken - 6 / 4) < 1e-12);
     assert.ok(Math.abs(fullCkpt.flopsPerToken / full.flopsPerToken - 8 / 6) < 1e-12);
-    assert.equal(full.steps, 3_750); // seeds/004 without packing: 120,000 / 32
-    // seeds/004 with packing: 120,000 x 120 tokens / 512 = 28,125 sequences / 32 = 879 steps
-    // (the seed logged 1,965 packed steps, which implies ~268 tokens per example once the chat template is in).
+    assert.equal(full.steps, 3_750); // the AG News campaign without packing: 120,000 / 32
+    // the AG News campaign with packing: 120,000 x 120 tokens / 512 = 28,125 sequences / 32 = 879 steps
+    // (the campaign logged 1,965 packed steps, which implies ~268 tokens per example once the chat template is in).
     const packed = estimateTrainingTime({ ...base, method: "full", packing: true });
     assert.equal(packed.steps, 879);
     assert.equal(packed.tokens, full.tokens);
@@ -204,7 +204,7 @@ test("time: FLOPs per token by method, packing, maxSteps", () => {
     assert.throws(() => estimateTrainingTime({ ...base, method: "full", maxSteps: 100 }), /exactly one/);
     const given = estimateTrainingTime({ ...base, method: "full", mfu: 0.5 });
     assert.ok(Math.abs(given.trainingHours / full.trainingHours - 0.35 / 0.5) < 1e-9);
-    // Small models: MFU halved (seeds/001's 45% GPU utilisation).
+    // Small models: MFU halved (the SocratiQ campaign's 45% GPU utilisation).
     const t5 = estimateTrainingTime({ ...base, architecture: flanSmall, method: "lora" });
     assert.equal(t5.mfu, MFU_BY_METHOD.lora / 2);
 });

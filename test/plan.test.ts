@@ -35,7 +35,7 @@ test("every preset plans: prep first, one GPU node per run, money adds up", () =
     }
 });
 
-test("seeds/000's campaign lands near its own 25-30 h estimate on 8x A100-80GB", () => {
+test("socsci210-qwen14b-qlora lands near its campaign's own 25-30 h estimate on 8x A100-80GB", () => {
     const plan = buildPlan(resolveCampaign(loadPreset("socsci210-qwen14b-qlora")));
     const run = plan.runs[0];
     assert.equal(run.instanceType, "p4de.24xlarge");

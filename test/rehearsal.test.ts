@@ -21,7 +21,7 @@ function standInsFor(preset: string) {
     return { campaign, workDir, result: applyStandIns(campaign, { root, workDir, tinyModels, maxSteps: 10, sampleRows: 50 }) };
 }
 
-test("stand-ins for seeds/000: sample data with scaled study groups, tiny causal LM, QLoRA -> LoRA on CPU", () => {
+test("stand-ins for socsci210-qwen14b-qlora: sample data with scaled study groups, tiny causal LM, QLoRA -> LoRA on CPU", () => {
     const { result, workDir } = standInsFor("socsci210-qwen14b-qlora");
     assert.ok(prepSpec.safeParse(result.prepSpec).success);
     assert.equal(result.prepSpec.data.source, path.join(workDir, "sample-data.jsonl"));

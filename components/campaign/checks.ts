@@ -23,7 +23,7 @@ export function checkRun(experiment: Experiment, run: ResolvedRun): Problem[] {
         problems.push(error(at(run, "training"), `set exactly one of epochs or maxSteps${label}; got ${t.epochs === undefined ? "neither" : "both"}`));
     }
     if (t.warmupRatio !== undefined && t.warmupSteps !== undefined) {
-        problems.push(error(at(run, "training.warmupSteps"), `set warmupRatio or warmupSteps, not both${label} (seeds/001: a ratio adapts when the batch changes)`));
+        problems.push(error(at(run, "training.warmupSteps"), `set warmupRatio or warmupSteps, not both${label} (a ratio adapts when the batch changes, as the SocratiQ campaign found)`));
     }
     if (experiment.data.tokenize.enabled && t.maxSeqLength !== experiment.data.tokenize.maxLength) {
         problems.push(error(at(run, "training.maxSeqLength"), `is ${t.maxSeqLength} but data.tokenize.maxLength is ${experiment.data.tokenize.maxLength}${label}; prep tokenizes to a fixed length, so make them equal`));
@@ -136,7 +136,7 @@ export function checkCampaign(experiment: Experiment, runs: readonly ResolvedRun
         }
     }
     if (d.split.kind === "group" && (d.split.counts === undefined) === (d.split.ratios === undefined)) {
-        problems.push(error("data.split", `a group split needs exactly one of counts (groups per split, seeds/000: 170/20/20) or ratios; got ${d.split.counts ? "both" : "neither"}`));
+        problems.push(error("data.split", `a group split needs exactly one of counts (groups per split, e.g. 170/20/20 in socsci210-qwen14b-qlora) or ratios; got ${d.split.counts ? "both" : "neither"}`));
     }
     if (d.tokenize.packing && !d.tokenize.enabled) {
         problems.push(error("data.tokenize.packing", "packing happens during tokenization: set data.tokenize.enabled: true"));

@@ -1,4 +1,4 @@
-// The experiment config: one validated object per stack. Every knob the seeds' campaigns use.
+// The experiment config: one validated object per stack. Every knob the reference campaigns use (docs/campaigns.md).
 // Defaults are safe and cheap: spot, a one-hour cap, a GPU-idle watchdog, artifacts kept on destroy.
 import { z } from "zod";
 
@@ -37,7 +37,7 @@ export const dataFormat = z.discriminatedUnion("kind", [
         labelField: z.string().default("label"),
         /** Label names in index order when the label column holds integers (AG News: 0..3). */
         labels: z.array(z.string().min(1)).min(2),
-        /** The answer is rendered as JSON {"<answerKey>": "<label>"} as in seeds/004. */
+        /** The answer is rendered as JSON {"<answerKey>": "<label>"} as in the AG News campaign. */
         answerKey: z.string().default("category"),
     }).strict(),
 ]);
@@ -54,15 +54,15 @@ export const promptTemplate = z
 
 export const cleaning = z
     .object({
-        /** Drop examples whose every text field is shorter than this (seeds/003: 50). */
+        /** Drop examples whose every text field is shorter than this (the reasoning campaign: 50). */
         minChars: z.number().int().min(0).default(1),
-        /** Drop examples longer than this in total (seeds/003: 4096). */
+        /** Drop examples longer than this in total (the reasoning campaign: 4096). */
         maxChars: z.number().int().positive().default(100_000),
         /** Exact duplicate removal by content hash. */
         dedup: z.enum(["exact", "none"]).default("exact"),
         /** Drop rows with encoding damage (U+FFFD, control characters). */
         dropEncodingErrors: z.boolean().default(true),
-        /** Drop truncated answers: containing the marker and shorter than maxChars (seeds/003: "..." under 100). */
+        /** Drop truncated answers: containing the marker and shorter than maxChars (the reasoning campaign: "..." under 100). */
         dropTruncated: z
             .object({ marker: z.string().min(1).default("..."), maxChars: z.number().int().positive().default(100) })
             .strict()
@@ -89,10 +89,10 @@ export const split = z
         }).strict(),
         z.object({
             kind: z.literal("group"),
-            /** No group appears in two splits (seeds/000: study_id). */
+            /** No group appears in two splits (the SocSci210 campaign: study_id). */
             column: z.string().min(1),
             seed: z.number().int().default(42),
-            /** Exact numbers of groups per split (seeds/000: 170/20/20), or ratios of groups. */
+            /** Exact numbers of groups per split (the SocSci210 campaign: 170/20/20), or ratios of groups. */
             counts: z.object({ train: z.number().int().positive(), validation: z.number().int().min(0), test: z.number().int().min(0).default(0) }).strict().optional(),
             ratios: ratios.optional(),
         }).strict(),
@@ -101,10 +101,10 @@ export const split = z
 
 export const tokenize = z
     .object({
-        /** Tokenize during prep with the base model's tokenizer, so the GPU never tokenizes (seeds/002). */
+        /** Tokenize during prep with the base model's tokenizer, so the GPU never tokenizes (docs/campaigns.md, formatting before the GPUs). */
         enabled: z.boolean().default(false),
         maxLength: z.number().int().positive().default(2048),
-        /** Pack several examples into one sequence of maxLength (seeds/004: 30-40% faster). */
+        /** Pack several examples into one sequence of maxLength (the AG News campaign: 30-40% faster). */
         packing: z.boolean().default(false),
     })
     .strict()
@@ -162,7 +162,7 @@ export const lora = z
         alpha: z.number().positive().default(loraDefaults.alpha),
         dropout: z.number().min(0).lt(1).default(loraDefaults.dropout),
         targetModules: z.array(z.string().min(1)).min(1).default(loraDefaults.targetModules),
-        /** Fail when more than this share of parameters is trainable (seeds/001: 46% by accident). */
+        /** Fail when more than this share of parameters is trainable (the SocratiQ campaign: 46% by accident). */
         maxTrainableFraction: z.number().gt(0).max(1).default(loraDefaults.maxTrainableFraction),
     })
     .strict();
@@ -191,7 +191,7 @@ export const training = z
         perDeviceBatch: z.number().int().positive().default(8),
         evalBatch: z.number().int().positive().optional(),
         gradientAccumulation: z.number().int().positive().default(1),
-        /** When given, must equal GPUs x perDeviceBatch x gradientAccumulation (seeds/000: 8 x 8 x 16 = 1024). */
+        /** When given, must equal GPUs x perDeviceBatch x gradientAccumulation (the SocSci210 campaign: 8 x 8 x 16 = 1024). */
         globalBatch: z.number().int().positive().optional(),
         maxSeqLength: z.number().int().positive().default(1024),
         precision: z.enum(["bf16", "fp16", "fp32"]).default("bf16"),
@@ -248,7 +248,7 @@ export const metricShapes: Readonly<Record<EvaluationMetric, readonly AnswerShap
 export const answerShape = z.discriminatedUnion("shape", [
     /** The whole answer, whitespace-trimmed. */
     z.object({ shape: z.literal("text") }).strict(),
-    /** The value under `key` of the first JSON object in the answer (seeds/004: {"category": "World"}). */
+    /** The value under `key` of the first JSON object in the answer (the AG News campaign: {"category": "World"}). */
     z.object({ shape: z.literal("json"), key: z.string().min(1) }).strict(),
     /** The last number in the answer ("Response: 3", "... so the answer is 42."). */
     z.object({ shape: z.literal("number") }).strict(),
@@ -334,6 +334,8 @@ export const compute = z
         /** The node ends itself when GPU utilisation stays under gpuIdleThreshold for this long. */
         gpuIdleMinutes: z.number().int().positive().default(20),
         gpuIdleThreshold: z.number().min(0).max(100).default(5),
+        /** Automatic relaunches of a run that failed with unchanged settings (components/campaign/relaunch.ts). */
+        retries: z.number().int().min(0).max(10).default(0),
         rootVolumeGb: z.number().int().min(100).max(16_384).default(200),
         /** An extra encrypted gp3 volume for data when the instance has no local NVMe. */
         dataVolumeGb: z.number().int().positive().max(16_384).optional(),
@@ -409,6 +411,7 @@ export const experiment = z
             maxHours: 1,
             gpuIdleMinutes: 20,
             gpuIdleThreshold: 5,
+            retries: 0,
             rootVolumeGb: 200,
             amiParameter: "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id",
         }),

@@ -330,14 +330,14 @@ function activationBytesFor(input: MemoryInput, e: number, assumptions: string[]
  *   35-45% of dense bf16 peak; the low end, because fine-tuning batches are short and padded.
  * - QLoRA, 0.25: every forward and backward dequantises the NF4 weights to bf16; QLoRA runs are commonly
  *   reported ~30-40% slower than bf16 LoRA at equal batch (0.35 / 1.4 = 0.25).
- * With these values seeds/000 (Qwen2.5-14B QLoRA, 2.47M examples, ~300 tokens each, 8x A100) comes to
+ * With these values the SocSci210 campaign (Qwen2.5-14B QLoRA, 2.47M examples, ~300 tokens each, 8x A100) comes to
  * about 28 hours, inside the authors' 25-30 hour estimate.
  */
 export const MFU_BY_METHOD: Readonly<Record<MethodKind, number>> = Object.freeze({ full: 0.35, lora: 0.35, qlora: 0.25 });
 
 /**
  * Models under a billion parameters keep GPUs busy far less (kernel launches and data loading dominate):
- * seeds/001 saw 45% GPU utilisation with FLAN-T5-small. Their MFU is taken at half the table above.
+ * the SocratiQ campaign saw 45% GPU utilisation with FLAN-T5-small. Their MFU is taken at half the table above.
  */
 export const SMALL_MODEL_PARAMS = 1e9;
 export const SMALL_MODEL_MFU_FACTOR = 0.5;
@@ -427,7 +427,7 @@ export function estimateTrainingTime(input: TimeInput): TimeEstimate {
     let mfu = input.mfu ?? MFU_BY_METHOD[method];
     if (input.mfu === undefined && countParams(arch) < SMALL_MODEL_PARAMS) {
         mfu *= SMALL_MODEL_MFU_FACTOR;
-        assumptions.push(`MFU ${mfu.toFixed(3)}: ${MFU_BY_METHOD[method]} for ${method} halved for a model under 1B parameters (seeds/001: 45% GPU utilisation)`);
+        assumptions.push(`MFU ${mfu.toFixed(3)}: ${MFU_BY_METHOD[method]} for ${method} halved for a model under 1B parameters (the SocratiQ campaign: 45% GPU utilisation)`);
     } else {
         assumptions.push(`MFU ${mfu.toFixed(2)} ${input.mfu === undefined ? `assumed for ${method}` : "given"} against ${input.peakTflopsPerGpu} TFLOP/s dense bf16 per GPU x ${input.gpus} GPU(s)`);
     }

@@ -112,7 +112,7 @@ function t5(
 const FLAN_SOURCE = "config.json of google/flan-t5-* on the Hugging Face Hub (d_model, d_ff, d_kv, num_heads, num_layers, gated-gelu)";
 const T5_SOURCE = "config.json of google-t5/t5-* on the Hugging Face Hub (relu FFN, tied LM head); Raffel et al. 2020 Table 14";
 
-/** The known models. Parameter totals: the published counts; seeds/004 gives 7,615,616,512 for Qwen2.5-7B. */
+/** The known models. Parameter totals: the published counts; the AG News campaign gives 7,615,616,512 for Qwen2.5-7B. */
 export const MODELS: readonly ModelInfo[] = Object.freeze([
     //    size    hidden  inter   layers heads kv  vocab    tied   published
     qwen("0.5B", 896, 4_864, 24, 14, 2, 151_936, true, 494_032_768),

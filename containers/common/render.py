@@ -85,7 +85,7 @@ def has_target(labels: Sequence[int]) -> bool:
 
 
 def safe_decode(tokenizer: Any, ids: Sequence[Sequence[int]]) -> list[str]:
-    """Decodes predictions or labels that may hold -100 (seeds/001's OverflowError): -100 becomes padding."""
+    """Decodes predictions or labels that may hold -100 (the SocratiQ campaign's OverflowError): -100 becomes padding."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     clean = [[pad if int(t) < 0 else int(t) for t in row] for row in ids]
     return tokenizer.batch_decode(clean, skip_special_tokens=True)

@@ -1,4 +1,4 @@
-"""Train/validation/test assignment: random rows, or whole groups (seeds/000: 170/20/20 studies by study_id,
+"""Train/validation/test assignment: random rows, or whole groups (the SocSci210 campaign: 170/20/20 studies by study_id,
 no group in two splits)."""
 from __future__ import annotations
 

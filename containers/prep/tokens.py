@@ -1,4 +1,4 @@
-"""Tokenization and packing during prep, so the GPU never tokenizes (seeds/002)."""
+"""Tokenization and packing during prep, so the GPU never tokenizes (docs/campaigns.md, formatting before the GPUs)."""
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,4 @@
-"""A synthetic dataset shaped like SocSci210 (seeds/000): alpaca rows with study_id, condition_num, sample_id
+"""A synthetic dataset shaped like SocSci210 (the SocSci210 campaign, docs/campaigns.md): alpaca rows with study_id, condition_num, sample_id
 and participant, a known number of exact duplicates, too-short rows and malformed lines, so tests can
 assert exact counts. Also used by scripts/bench-prep.py.
 
