@@ -136,8 +136,8 @@ class StatusBook:
 
     def succeeded(self) -> None:
         with self._lock:
-            self.reason = None
             self._move(Phase.SUCCEEDED)
+            self.reason = None
 
     def failed(self, reason: str) -> None:
         self._move(Phase.FAILED, reason)

@@ -1,0 +1,290 @@
+"""The node runner's pure decisions (scripts/node-runner/campaign_runner): settings, checkpoints, watchdogs,
+exit classification and status transitions. The end-to-end runs are in test/runner.test.ts."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, Optional
+
+import pytest
+
+import runner_path  # noqa: F401  (puts the runner's package on sys.path)
+from campaign_runner import checkpoints
+from campaign_runner.contract import CHECKPOINT_MARKER, EXIT_CODES, PHASES, TERMINAL_PHASES
+from campaign_runner.datavolume import device_link, mounted_at
+from campaign_runner.imds import Answer
+from campaign_runner.job import JobLayout, docker_run_argv, ecr_registry
+from campaign_runner.outcome import StopDetail, StopKind, before_job_reason, classify, describe_exit, runner_exit_code
+from campaign_runner.settings import SettingsError, load_settings, read_env_file
+from campaign_runner.staging import space_problem
+from campaign_runner.status import Phase, StatusBook, TransitionError, parse_progress
+from campaign_runner.watchdogs import GpuIdle, MaxRuntime, ProgressStall, busiest_gpu
+
+BASE = {
+    "CAMPAIGN_ROLE": "train", "CAMPAIGN_NAME": "c", "CAMPAIGN_RUN": "r1", "AWS_REGION": "us-east-1",
+    "CAMPAIGN_SPEC_URI": "s3://bucket-a/runs/c/r1/spec.json", "CAMPAIGN_STATUS_URI": "s3://bucket-a/runs/c/r1/status.json",
+    "CAMPAIGN_LOGS_URI": "s3://bucket-a/runs/c/r1/logs/", "CAMPAIGN_OUTPUT_URI": "s3://bucket-a/runs/c/r1/output/",
+    "CAMPAIGN_MAX_RUNTIME_SECONDS": "3600", "CAMPAIGN_DATA_URI": "s3://bucket-a/datasets/0123/",
+    "CAMPAIGN_JOB_MODE": "process", "CAMPAIGN_JOB_COMMAND": "python3 -m trainer --flag 'two words'",
+}
+
+
+def settings_with(**changes: Optional[str]):
+    env: Dict[str, str] = dict(BASE)
+    for key, value in changes.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return load_settings(env)
+
+
+# ---------------------------------------------------------------- settings
+
+
+def test_settings_defaults_and_command_split_like_a_shell() -> None:
+    s = settings_with()
+    assert s.job_argv == ("python3", "-m", "trainer", "--flag", "two words")
+    assert (s.keep_checkpoints, s.status_interval_seconds, s.spot_poll_seconds) == (2, 10, 5)
+    assert (s.stop_grace_seconds, s.spot_grace_seconds, s.gpu_idle_seconds) == (300, 80, 0)
+    assert s.stall_seconds == 30 * 60, "compute.stallMinutes defaults to 30"
+    assert settings_with(CAMPAIGN_STALL_MINUTES="0").stall_seconds == 0, "0 turns the stall watchdog off"
+    assert settings_with(CAMPAIGN_GPU_IDLE_MINUTES="20").gpu_idle_seconds == 1200
+
+
+def test_settings_report_every_problem_naming_the_variable() -> None:
+    with pytest.raises(SettingsError) as e:
+        settings_with(CAMPAIGN_NAME=None, AWS_REGION=None, CAMPAIGN_ROLE="trainer", CAMPAIGN_KEEP_CHECKPOINTS="two",
+                      CAMPAIGN_OUTPUT_URI="https://example.com/x", CAMPAIGN_SECRET_PARAMETERS="HF_TOKEN=hf_abc def",
+                      CAMPAIGN_DATA_VOLUME_ID="vol-xyz")
+    text = str(e.value)
+    for expected in ("missing settings: CAMPAIGN_NAME AWS_REGION", "CAMPAIGN_ROLE must be prep or train, not 'trainer'",
+                     "CAMPAIGN_KEEP_CHECKPOINTS must be a whole number", "CAMPAIGN_OUTPUT_URI is not an s3:// URI",
+                     "CAMPAIGN_SECRET_PARAMETERS entry 'HF_TOKEN' is not NAME=/ssm/parameter/name",
+                     "CAMPAIGN_DATA_VOLUME_ID must be an EBS volume id"):
+        assert expected in text
+    assert "hf_abc" not in text, "a malformed secret entry is named by its variable, never echoed"
+
+
+@pytest.mark.parametrize("changes, problem", [
+    ({"CAMPAIGN_JOB_MODE": "docker"}, "CAMPAIGN_IMAGE is required in docker mode"),
+    ({"CAMPAIGN_JOB_COMMAND": None}, "CAMPAIGN_JOB_COMMAND is required in process mode"),
+    ({"CAMPAIGN_JOB_COMMAND": "python3 'unclosed"}, "CAMPAIGN_JOB_COMMAND does not parse"),
+    ({"CAMPAIGN_DATA_URI": None}, "CAMPAIGN_DATA_URI is required for train"),
+    ({"CAMPAIGN_GPU_IDLE_THRESHOLD": "-1"}, "CAMPAIGN_GPU_IDLE_THRESHOLD must be a non-negative number"),
+    ({"CAMPAIGN_JOB_MODE": "k8s"}, "CAMPAIGN_JOB_MODE must be docker or process"),
+])
+def test_settings_refuse(changes: Dict[str, Optional[str]], problem: str) -> None:
+    with pytest.raises(SettingsError, match=problem):
+        settings_with(**changes)
+
+
+def test_env_file_reads_what_user_data_renders(tmp_path: Path) -> None:
+    path = tmp_path / "runner.env"
+    path.write_text("# comment\nCAMPAIGN_JOB_COMMAND='python3 -c '\"'\"'print(1)'\"'\"''\nCAMPAIGN_NAME='a b'\n")
+    assert read_env_file(str(path)) == {"CAMPAIGN_JOB_COMMAND": "python3 -c 'print(1)'", "CAMPAIGN_NAME": "a b"}
+    path.write_text("not a setting\n")
+    with pytest.raises(SettingsError, match="line 1 is not KEY='value'"):
+        read_env_file(str(path))
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def listing(*keys: str) -> Dict[int, bool]:
+    return checkpoints.remote_steps(keys)
+
+
+def test_remote_steps_tell_complete_from_partial() -> None:
+    steps = listing("checkpoint-2/weights.bin", "checkpoint-2/" + CHECKPOINT_MARKER, "checkpoint-4/weights.bin",
+                    "checkpoint-x/" + CHECKPOINT_MARKER, "other/file", "checkpoint-6/")
+    assert steps == {2: True, 4: False}
+
+
+def test_restore_takes_the_newest_complete_of_this_spec_and_passes_partial_and_foreign_ones() -> None:
+    steps = listing("checkpoint-2/" + CHECKPOINT_MARKER, "checkpoint-4/" + CHECKPOINT_MARKER, "checkpoint-6/w",
+                    "checkpoint-8/" + CHECKPOINT_MARKER)
+    markers = {2: {"specHash": "aaaa"}, 4: {"specHash": "aaaa"}, 8: {"specHash": "bbbb"}}
+    asked = []
+
+    def marker_of(step: int):
+        asked.append(step)
+        return markers[step]
+
+    choice = checkpoints.choose_restore(steps, marker_of, "aaaa")
+    assert choice.step == 4
+    assert asked == [8, 4], "markers are read newest first, only as far as needed"
+    assert list(choice.partial_above) == [6]
+    assert choice.refused == ("checkpoint-8: it belongs to spec bbbb, this run's is aaaa",)
+
+
+def test_restore_without_a_usable_checkpoint_starts_from_scratch() -> None:
+    steps = listing("checkpoint-3/w", "checkpoint-5/" + CHECKPOINT_MARKER)
+    choice = checkpoints.choose_restore(steps, lambda step: None, "aaaa")
+    assert choice.step is None
+    assert "is not a JSON object" in choice.refused[0]
+    assert list(choice.partial_above) == [3]
+    # A marker without a spec hash (an older trainer) is not refused on that ground.
+    assert checkpoints.choose_restore(steps, lambda step: {"step": step}, "aaaa").step == 5
+
+
+def test_upload_order_is_newest_first_within_the_kept_window() -> None:
+    assert checkpoints.upload_order({2, 4, 6, 8}, uploaded={4}, keep=2) == [8, 6]
+    assert checkpoints.upload_order({2, 4, 6, 8}, uploaded={8}, keep=2) == [6]
+    assert checkpoints.upload_order({2, 4, 6}, uploaded=set(), keep=0) == [6, 4, 2], "keep 0 uploads every one"
+    assert checkpoints.upload_order(set(), uploaded={2}, keep=2) == []
+
+
+def test_pruning_keeps_the_newest_complete_and_an_upload_in_progress() -> None:
+    steps = listing(*("checkpoint-%d/%s" % (s, CHECKPOINT_MARKER) for s in (2, 4, 6, 8)), "checkpoint-3/w", "checkpoint-10/w")
+    assert checkpoints.prune_victims(steps, keep=2) == [2, 3, 4], "the partial checkpoint-10 may be uploading now"
+    assert checkpoints.prune_victims(steps, keep=0) == []
+    assert checkpoints.prune_victims(listing("checkpoint-1/w"), keep=2) == []
+
+
+# ---------------------------------------------------------------- watchdogs
+
+
+def test_gpu_idle_needs_the_whole_window_under_the_threshold() -> None:
+    w = GpuIdle(threshold=5, window_seconds=60)
+    assert not w.observe(0, now=0)
+    assert not w.observe(None, now=30), "a failed sample neither starts nor breaks the window"
+    assert not w.observe(50, now=40), "one busy sample restarts the window"
+    assert not w.observe(1, now=50)
+    assert w.observe(4.9, now=110)
+    assert busiest_gpu("3\n97\n[N/A]\n") == 97 and busiest_gpu("") is None
+
+
+def test_progress_stall_counts_from_the_first_new_step_only() -> None:
+    w = ProgressStall(window_seconds=600, restored_step=100)
+    assert not w.observe(None, now=0) and not w.observe(100, now=5000), "no clock before the first step past the restored one"
+    assert not w.observe(101, now=5000)
+    assert not w.observe(101, now=5599)
+    assert w.observe(101, now=5600), "the same step for the whole window: a stall (GPUs may be at 100%)"
+    assert not w.observe(102, now=5601), "a new step resets it"
+    assert not ProgressStall(0, 0).observe(1, 10 ** 9), "0 turns it off"
+    assert MaxRuntime(started=10, limit_seconds=8).reached(18) and not MaxRuntime(10, 8).reached(17.9)
+
+
+# ---------------------------------------------------------------- how a run ends
+
+
+def test_exit_classification() -> None:
+    assert classify(0, StopDetail(StopKind.SPOT, notice="{}"), "", None).phase == "uploading", "exit 0 finished its work"
+    interrupted = EXIT_CODES["interrupted"]
+    spot = classify(interrupted, StopDetail(StopKind.SPOT, notice='{"action":"terminate"}'), "", None)
+    assert (spot.phase, spot.reason) == ("interrupted", 'spot interruption notice: {"action":"terminate"}; job exit 75 (stopped after saving a checkpoint)')
+    stall = classify(interrupted, StopDetail(StopKind.STALL, stall_seconds=1800, stalled_at_step=42), "", None)
+    assert stall.phase == "failed" and "no new step for 1800 s after step 42" in (stall.reason or "")
+    idle = classify(137, StopDetail(StopKind.GPU_IDLE, gpu_threshold=5.0, gpu_window_seconds=120), "", None)
+    assert idle.reason == "stopped by the GPU-idle watchdog: utilisation under 5% for 120 s; job exit 137 (killed)"
+    assert "max runtime of 60 s" in (classify(75, StopDetail(StopKind.MAX_RUNTIME, max_runtime_seconds=60), "", None).reason or "")
+    assert "stopped by SIGTERM" in (classify(143, StopDetail(StopKind.SIGNAL, signal_name="TERM"), "", None).reason or "")
+    crash = classify(1, None, "RuntimeError: boom", "the work volume /w is out of space (no space left on device: 0.0 MiB free of 8.0 MiB)")
+    assert crash.reason == ("the job exited with code 1 (failure); the work volume /w is out of space (no space left on device: "
+                            "0.0 MiB free of 8.0 MiB): RuntimeError: boom")
+    assert describe_exit(EXIT_CODES["dataError"]) == "data refused" and describe_exit(EXIT_CODES["configError"]) == "configuration error"
+    assert [runner_exit_code(p) for p in ("succeeded", "noop", "interrupted", "failed")] == [0, 0, 75, 1]
+    assert before_job_reason(StopDetail(StopKind.SPOT, notice="n")).phase == "interrupted"
+    assert "before the job ran" in (before_job_reason(StopDetail(StopKind.SIGNAL, signal_name="TERM")).reason or "")
+
+
+def test_space_problem_names_the_numbers() -> None:
+    assert space_problem(10, 20, "/w", "dataset") is None
+    problem = space_problem(3 * 1024 ** 3, 1024 ** 3, "/w/job/data", "dataset and base model")
+    assert problem is not None and "3.00 GiB needed, 1.00 GiB free" in problem and "/w/job/data" in problem
+
+
+# ---------------------------------------------------------------- status
+
+
+def test_phases_are_the_contracts_and_transitions_follow_the_order() -> None:
+    assert tuple(p.value for p in Phase) == PHASES
+    assert {p.value for p in Phase if p.is_terminal()} == set(TERMINAL_PHASES)
+    book = StatusBook("c", "r1", "train")
+    with pytest.raises(TransitionError, match="staged cannot follow pending"):
+        book.staged()
+    book.preparing()
+    book.staged()
+    book.starting()
+    book.observe_progress(parse_progress(json.dumps(progress(5))), restored_step=5)
+    assert book.phase is Phase.STARTING and book.timings["firstStep"] is None, "the restored step is not a first step"
+    book.observe_progress(parse_progress(json.dumps(progress(6))), restored_step=5)
+    assert book.phase is Phase.TRAINING and book.timings["firstStep"] is not None
+    book.failed("the job exited with code 1 (failure)")
+    with pytest.raises(TransitionError, match="already failed"):
+        book.succeeded()
+    doc = book.render()
+    assert doc["reason"] == "the job exited with code 1 (failure)"
+    assert [e["phase"] for e in doc["events"] if e["kind"] == "phase"] == ["preparing", "staged", "starting", "training", "failed"]
+    assert doc["events"][-1]["reason"] == "the job exited with code 1 (failure)"
+    assert all(e["at"].endswith("Z") for e in doc["events"])
+
+
+def test_first_step_is_set_even_when_the_job_ended_between_samples() -> None:
+    book = StatusBook("c", "r1", "train")
+    book.preparing(), book.staged(), book.starting()
+    book.job_ended(0)
+    book.observe_progress(parse_progress(json.dumps(progress(6))), restored_step=0)
+    assert book.timings["firstStep"] is not None
+
+
+def test_warnings_are_events_that_keep_the_phase() -> None:
+    book = StatusBook("c", "r1", "train")
+    book.warn("starting the CloudWatch agent failed")
+    assert book.phase is Phase.PENDING
+    assert book.render()["events"] == [{"at": book.events[0]["at"], "kind": "warning", "phase": "pending",
+                                        "reason": "starting the CloudWatch agent failed"}]
+
+
+def progress(step: int) -> dict:
+    return {"step": step, "totalSteps": 10, "epoch": 0.5, "loss": 1.0, "learningRate": None, "tokensPerSec": 3.0,
+            "etaSeconds": None, "updatedAt": "2026-01-01T00:00:00Z"}
+
+
+def test_progress_that_does_not_match_the_schema_is_skipped() -> None:
+    assert parse_progress(json.dumps(progress(3)))["step"] == 3
+    assert parse_progress('{"step": 3') is None
+    assert parse_progress(json.dumps({**progress(3), "step": -1})) is None
+    assert parse_progress(json.dumps({**progress(3), "loss": float("nan")}).replace("NaN", "1e999")) is None
+
+
+# ---------------------------------------------------------------- job, metadata, data volume
+
+
+def test_docker_run_passes_secrets_by_name_and_mounts_the_data_volume() -> None:
+    layout = JobLayout("/w/job", "/mnt/campaign-data/data")
+    argv = docker_run_argv("campaign-job", "img:1", ["python3", "-m", "trainer"], layout, True, ["HF_TOKEN"])
+    line = " ".join(argv)
+    assert "--gpus all" in line and "-v /w/job:/job" in line and "-v /mnt/campaign-data/data:/job/data" in line
+    assert "-e HF_TOKEN img:1 python3 -m trainer" in line
+    assert layout.host_env()["CAMPAIGN_DATA_DIR"] == "/mnt/campaign-data/data"
+    assert layout.host_env()["CAMPAIGN_PROGRESS_FILE"] == "/w/job/progress.json"
+    assert ecr_registry("123456789012.dkr.ecr.eu-west-1.amazonaws.com/x:1") == ("123456789012.dkr.ecr.eu-west-1.amazonaws.com", "eu-west-1")
+    assert ecr_registry("docker.io/library/python:3") is None
+
+
+def test_only_a_metadata_value_is_a_notice() -> None:
+    assert Answer(body="{}").found
+    assert not Answer(missing=True).found and not Answer(problem="HTTP 500").found
+
+
+def test_data_volume_device_link_and_mount_check() -> None:
+    assert device_link("/dev/disk/by-id", "vol-0123456789abcdef0") == "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0"
+    mounts = "/dev/nvme1n1 /mnt/campaign-data ext4 rw 0 0\n"
+    assert mounted_at("/mnt/campaign-data", mounts) and not mounted_at("/mnt/other", mounts)
+
+
+# ---------------------------------------------------------------- the built file
+
+
+def test_the_built_runner_is_current_and_runs_isolated() -> None:
+    build = runner_path.RUNNER_DIR / "build_runner.py"
+    check = subprocess.run([sys.executable, str(build), "--check"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    bundle = runner_path.RUNNER_DIR / "dist" / "campaign-runner.py"
+    assert bundle.read_text().startswith("#!/usr/bin/python3 -I\n")
+    helped = subprocess.run(["python3", "-I", str(bundle), "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "shutdown -h now" in helped.stdout
