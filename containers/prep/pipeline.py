@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from common.jobspec import MANIFEST, MANIFEST_VERSION, SPLITS, SUCCESS_MARKER, ConfigError, DataError, ModelRef, env_path, load_spec, log, resolve_model_dir, utc_now, validate_manifest, write_json_atomic
-from prep import nonempty, read, split, tokens, transform
+from prep import evaluation, nonempty, read, split, tokens, transform
 from prep.stage import stage_models
 
 SHARD_ROWS = 500_000
@@ -87,7 +87,7 @@ def run() -> None:
     group_col = split_spec["column"] if split_spec["kind"] == "group" else None
     if group_col in RESERVED_COLUMNS:
         raise ConfigError(f"data.split.column {group_col!r} clashes with a prepared column name ({sorted(RESERVED_COLUMNS)})")
-    columns = transform.needed_columns(data, group_col)
+    columns = evaluation.with_group_column(transform.needed_columns(data, group_col), spec)
     table, total, malformed = read.read_source(data["source"], data["fileFormat"], data.get("revision"), columns, input_dir)
     table = table.combine_chunks()
     t = lap("read", t)
@@ -111,6 +111,7 @@ def run() -> None:
     codes, members = split.assign(final.num_rows, split_spec, final[group_col].combine_chunks() if group_col else None)
     examples = {name: int((codes == code).sum()) for name, code in split.SPLIT_CODES.items()}
     nonempty.check_split_examples(examples, final.num_rows, split_spec, removed, data["cleaning"])
+    eval_rows = evaluation.select_rows(spec, table, f, keep, codes)
     t = lap("split", t)
 
     splits: dict[str, Any] = {}
@@ -153,6 +154,7 @@ def run() -> None:
         },
         "malformed": {"count": malformed.count, "fraction": malformed.count / total if total else 0.0, "reasons": malformed.reasons, "examples": malformed.examples},
         "splits": splits,
+        "evaluation": None if eval_rows is None else {**eval_rows.info, "files": _write_shards(eval_rows.table, out_dir / evaluation.DATASET_DIR)},
         "groups": None if members is None else {"column": group_col, "counts": {k: len(v) for k, v in members.items()}, "assignment": members},
         "tokens": token_info or None,
         "contentHash": _dataset_hash(splits),
@@ -176,7 +178,7 @@ def _clear_output(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in (SUCCESS_MARKER, MANIFEST):
         (out_dir / name).unlink(missing_ok=True)
-    for name in SPLITS:
+    for name in (*SPLITS, evaluation.DATASET_DIR):
         shutil.rmtree(out_dir / name, ignore_errors=True)
 
 

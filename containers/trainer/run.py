@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from common.jobspec import ConfigError, ExitCode, JobError, env_path, load_spec, log, write_json_atomic
-from trainer import checkpoints
+from trainer import checkpoints, evaluate
 from trainer.model import LoadedModel, apply_method, load_model, precision
 from trainer.data import check_prepared, required_columns
 
@@ -447,14 +447,24 @@ def run() -> int:
     if not under_torchrun:
         signal.signal(signal.SIGTERM, stop.handler)
     manifest, resume = preflight(spec, paths)
+    # The evaluation (trainer/evaluate.py) runs in this process once training has ended, never under torchrun.
+    stopped = lambda: stop.requested  # noqa: E731
+    evaluate.check_prepared(spec, manifest, paths.data)
+    if not under_torchrun and evaluate.trained_output_present(paths.output, spec):
+        log("the trained model of this spec is already in the output: evaluating only")
+        return evaluate.run_evaluation(spec, paths.data, paths.model, paths.output, manifest, stopped)
     if spec["gpus"] > 1 and not under_torchrun:
         if stop.requested:
             log("stopped before training started; the checkpoints already saved are kept")
             return ExitCode.INTERRUPTED
-        return launch_distributed(spec["gpus"])
+        code = launch_distributed(spec["gpus"])
+        signal.signal(signal.SIGTERM, stop.handler)  # the launcher relayed SIGTERM to the ranks until now
+        return evaluate.after_training(code, spec, paths.data, paths.model, paths.output, manifest, stopped)
     if under_torchrun:
         signal.signal(signal.SIGTERM, stop.handler)
-    return train(spec, paths, manifest, resume, stop)
+        return train(spec, paths, manifest, resume, stop)
+    code = train(spec, paths, manifest, resume, stop)
+    return evaluate.after_training(code, spec, paths.data, paths.model, paths.output, manifest, stopped)
 
 
 def main() -> int:

@@ -1,0 +1,77 @@
+"""The evaluation rows, set apart by prep (spec.evaluation): the chosen split's rows with their rendered prompt, the
+reference answer as the data holds it (not the rendered completion: no chat markers, no eos) and the groupBy
+column, whatever tokenization and packing make of the training files. They are written to evaluation/ in the
+prepared dataset, so the baseline and every run generate from exactly the same prompts.
+
+    evaluation/part-00000.parquet   prompt (string), reference (string), [<groupBy column>]
+    manifest.json "evaluation"      split, rows, ofRows, seed, groupBy, columns, files
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from common.jobspec import CONTRACT, ConfigError, DataError
+from prep.read import Column
+from prep.split import SPLIT_CODES
+
+DATASET_DIR: str = CONTRACT["evaluationFiles"]["datasetDir"]
+PROMPT, REFERENCE = "prompt", "reference"
+
+
+@dataclass
+class EvaluationRows:
+    table: pa.Table
+    info: dict[str, Any]
+
+
+def with_group_column(columns: list[Column], spec: dict[str, Any]) -> list[Column]:
+    """The raw columns to read, plus the evaluation's groupBy column when the format does not read it already."""
+    group = (spec.get("evaluation") or {}).get("groupBy")
+    if not group or any(c.name == group for c in columns):
+        return columns
+    if group in (PROMPT, REFERENCE):
+        raise ConfigError(f"evaluation.groupBy {group!r} clashes with a column of the evaluation rows ({PROMPT}, {REFERENCE}); group by another column")
+    return [*columns, Column(group, "scalar")]
+
+
+def select_rows(spec: dict[str, Any], table: pa.Table, formatted: Any, keep: np.ndarray, codes: np.ndarray) -> EvaluationRows | None:
+    """The evaluation rows of the cleaned, split data, or None when the spec asks for no evaluation.
+
+    `table` holds the raw rows read, `formatted` their formatting (formatted.keep: rows formatting kept), `keep`
+    the cleaning verdict over the formatted rows and `codes` the split of each kept row.
+    """
+    ev = spec.get("evaluation")
+    if not ev:
+        return None
+    columns: dict[str, Any] = {PROMPT: formatted.prompt, REFERENCE: formatted.answer_text}
+    group = ev.get("groupBy")
+    if group:
+        values = table[group]
+        if not formatted.keep.all():
+            values = values.filter(pa.array(formatted.keep))
+        columns[group] = values
+    cleaned = pa.table(columns).filter(pa.array(keep))
+    chosen = np.flatnonzero(codes == SPLIT_CODES[ev["split"]])
+    available = len(chosen)
+    if available == 0:
+        raise DataError(
+            f"evaluation.split {ev['split']} has no rows after cleaning and splitting, so there is nothing to evaluate: "
+            f"give data.split's {ev['split']} split a larger share, or evaluate another split"
+        )
+    if ev["rows"] != "all" and ev["rows"] < available:
+        # A seeded sample, kept in data order: the same rows for the baseline and every run of the campaign.
+        chosen = np.sort(np.random.default_rng(ev["seed"] % (1 << 64)).choice(chosen, size=ev["rows"], replace=False))
+    rows = cleaned.take(pa.array(chosen))
+    info = {
+        "split": ev["split"],
+        "rows": rows.num_rows,
+        "ofRows": available,
+        "seed": ev["seed"],
+        "groupBy": group,
+        "columns": rows.column_names,
+    }
+    return EvaluationRows(rows, info)
