@@ -26,4 +26,5 @@ echo "== Python tests (pytest)"
 "$python" -m pytest -q test/python
 
 echo "== TypeScript tests (node --test)"
-node --import tsx --test --test-concurrency=1 test/*.test.ts
+mapfile -t ts_tests < <(find test -name '*.test.ts' -not -path '*/node_modules/*' | sort)
+node --import tsx --test --test-concurrency=1 "${ts_tests[@]}"

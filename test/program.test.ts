@@ -29,7 +29,7 @@ interface Registered {
 interface Declared {
     type: string;
     name: string;
-    opts: pulumi.ResourceOptions & { retainOnDelete?: boolean };
+    opts: pulumi.CustomResourceOptions & { retainOnDelete?: boolean };
 }
 const registered: Registered[] = [];
 const declared: Declared[] = [];
@@ -323,6 +323,11 @@ function assertSafe(g: Graph): void {
 
     // Instances: terminate on shutdown, IMDSv2, encrypted gp3 root, spot exactly when asked.
     for (const i of byType(g, INSTANCE)) {
+        // Never replaced while it trains: the AMI and the user data are fixed at creation; a replacement deletes first.
+        const opts = g.decls.find((d) => d.name === i.name)!.opts;
+        assert.deepEqual([...(opts.ignoreChanges ?? [])].sort(), ["ami", "userData"], `${label}: ${i.name} ignoreChanges`);
+        assert.equal(opts.deleteBeforeReplace, true, `${label}: ${i.name} deleteBeforeReplace`);
+        assert.equal(i.inputs.userDataReplaceOnChange, false, `${label}: ${i.name} userDataReplaceOnChange`);
         assert.equal(i.inputs.instanceInitiatedShutdownBehavior, "terminate", `${label}: ${i.name} shutdown behaviour`);
         assert.equal(i.inputs.metadataOptions?.httpTokens, "required", `${label}: ${i.name} IMDSv2`);
         assert.equal(i.inputs.rootBlockDevice?.encrypted, true, `${label}: ${i.name} root volume encrypted`);
@@ -582,12 +587,42 @@ test("a campaign where every run succeeded declares no compute at all", async ()
     assert.equal(byType(g, "docker:index/image:Image").length, 0);
 });
 
-test("a failed run is declared again (it resumes from its checkpoint)", async () => {
+test("an interrupted run is declared again (it resumes from its checkpoint)", async () => {
     const campaign = resolved("dev");
     const state = await readCampaignState(new StaticCampaignState({ preparedHashes: [campaign.prepSpec.prepHash], phases: { main: "interrupted" } }), campaign);
     const g = await build("retry", campaign, state);
     assertSafe(g);
     assert.equal(gpuInstances(g).length, 1);
+});
+
+test("a failed run is held back with unchanged settings, relaunched when they change or compute.retries allows", async () => {
+    const campaign = resolved("dev");
+    const specHash = campaign.trainSpecs[0]!.specHash;
+    const failed = (extra: object) => readCampaignState(new StaticCampaignState({ preparedHashes: [campaign.prepSpec.prepHash], phases: { main: "failed" }, ...extra }), campaign);
+
+    const same = await build("failed-same", campaign, await failed({ specHashes: { main: specHash } }));
+    assertSafe(same);
+    assert.equal(gpuInstances(same).length, 0, "no node for a run that failed with these settings");
+    assert.equal(same.component.declared.held.length, 1);
+    assert.match(same.component.declared.warnings[0]!, /main: failed 1 time\(s\) with these settings .* not relaunched/);
+    assert.deepEqual((await unwrap(same.component.nodes)).main, { where: "held: failed, not relaunched", phase: "failed" });
+
+    const changed = await build("failed-changed", campaign, await failed({ specHashes: { main: "0000000000000000" } }));
+    assert.equal(gpuInstances(changed).length, 1, "changed settings: a new attempt");
+
+    const retried = resolved("dev", { compute: { retries: 1 } });
+    const once = await readCampaignState(new StaticCampaignState({ phases: { main: "failed" }, specHashes: { main: retried.trainSpecs[0]!.specHash }, failures: { main: 1 } }), retried);
+    assert.equal(declarations(retried, once).runs.length, 1, "retries=1 allows a second attempt");
+    const twice = await readCampaignState(new StaticCampaignState({ phases: { main: "failed" }, specHashes: { main: retried.trainSpecs[0]!.specHash }, failures: { main: 2 } }), retried);
+    assert.equal(declarations(retried, twice).runs.length, 0, "and no third");
+});
+
+test("a running run whose settings changed keeps its node, and pulumi up says so", async () => {
+    const campaign = resolved("dev");
+    const state = await readCampaignState(new StaticCampaignState({ preparedHashes: [campaign.prepSpec.prepHash], phases: { main: "training" }, specHashes: { main: "0000000000000000" } }), campaign);
+    const g = await build("running-changed", campaign, state);
+    assert.equal(gpuInstances(g).length, 1);
+    assert.match(g.component.declared.warnings.join("\n"), /main: is training with spec 0000000000000000; the changed settings .* are not applied to its node/);
 });
 
 test("an existing bucket is used as given: no bucket resources, IAM on its ARN", async () => {

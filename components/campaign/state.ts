@@ -1,12 +1,14 @@
 // What the campaign has already done, read from S3 before any resource is declared, and what that means
 // for this `pulumi up`: a run that succeeded is not declared (its node goes away, it never trains again),
-// and a prep whose content hash already has _SUCCESS is skipped (another campaign's data is reused).
+// a run that failed with unchanged settings is held back (relaunch.ts), and a prep whose content hash
+// already has _SUCCESS is skipped (another campaign's data is reused).
 //
 // The reader is an interface so the tests set the state directly; the S3 reader treats a bucket or key
 // that does not exist (or a 403, which S3 answers for a missing key without s3:ListBucket) as "not yet".
 import { GetObjectCommand, HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { phases, type Phase } from "./contract";
 import { datasetSuccessKey, PREP_RUN, runKeys } from "./layout";
+import { relaunchDecision, type RunRecord } from "./relaunch";
 import type { ResolvedCampaign, ResolvedRun } from "./types";
 
 export interface CampaignStateReader {
@@ -14,16 +16,32 @@ export interface CampaignStateReader {
     prepSucceeded(prepHash: string): Promise<boolean>;
     /** The phase in runs/<campaign>/<run>/status.json, undefined when there is none (run = "prep" for the prep job). */
     runPhase(run: string): Promise<Phase | undefined>;
+    /** The run's phase, the spec hash its last node ran and how often it failed with it. */
+    runRecord(run: string): Promise<RunRecord>;
 }
 
 /** The state tests set directly: which datasets are prepared and each job's phase. */
 export class StaticCampaignState implements CampaignStateReader {
-    constructor(private readonly state: { readonly preparedHashes?: readonly string[]; readonly phases?: Readonly<Record<string, Phase>> } = {}) {}
+    constructor(
+        private readonly state: {
+            readonly preparedHashes?: readonly string[];
+            readonly phases?: Readonly<Record<string, Phase>>;
+            /** The spec hash each run's last node ran; absent: unknown. */
+            readonly specHashes?: Readonly<Record<string, string>>;
+            /** How often each run failed with that spec; absent: 1 for a failed run. */
+            readonly failures?: Readonly<Record<string, number>>;
+        } = {},
+    ) {}
     async prepSucceeded(prepHash: string): Promise<boolean> {
         return (this.state.preparedHashes ?? []).includes(prepHash);
     }
     async runPhase(run: string): Promise<Phase | undefined> {
         return this.state.phases?.[run];
+    }
+    async runRecord(run: string): Promise<RunRecord> {
+        const phase = this.state.phases?.[run];
+        const lastSpecHash = this.state.specHashes?.[run];
+        return { phase, lastSpecHash, failures: this.state.failures?.[run] ?? (phase === "failed" ? 1 : 0) };
     }
 }
 
@@ -59,16 +77,51 @@ export class S3CampaignState implements CampaignStateReader {
     }
 
     async runPhase(run: string): Promise<Phase | undefined> {
-        const key = runKeys(this.campaign, run).status;
-        let body: string;
+        const body = await this.read(runKeys(this.campaign, run).status);
+        return body === undefined ? undefined : phaseOf(body);
+    }
+
+    async runRecord(run: string): Promise<RunRecord> {
+        const keys = runKeys(this.campaign, run);
+        const [status, spec] = await Promise.all([this.read(keys.status), this.read(keys.spec)]);
+        const phase = status === undefined ? undefined : phaseOf(status);
+        return { phase, lastSpecHash: spec === undefined ? undefined : specHashOf(spec), failures: status === undefined ? 0 : failuresOf(status) };
+    }
+
+    /** An object's text, undefined when it does not exist. */
+    private async read(key: string): Promise<string | undefined> {
         try {
             const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
-            body = (await out.Body?.transformToString("utf-8")) ?? "";
+            return (await out.Body?.transformToString("utf-8")) ?? "";
         } catch (err) {
             if (isMissing(err)) return undefined;
             throw new Error(`reading s3://${this.bucket}/${key}: ${(err as Error).message}`);
         }
-        return phaseOf(body);
+    }
+}
+
+/** The specHash of a spec.json body; undefined when it is not JSON or has none. */
+export function specHashOf(body: string): string | undefined {
+    try {
+        const hash = (JSON.parse(body) as { specHash?: unknown }).specHash;
+        return typeof hash === "string" ? hash : undefined;
+    } catch {
+        return undefined;
+    }
+}
+
+/**
+ * How often a run failed, from its status.json: the failed events of its history when the runner kept one
+ * across attempts, and at least 1 when its phase is failed.
+ */
+export function failuresOf(body: string): number {
+    try {
+        const status = JSON.parse(body) as { phase?: unknown; events?: unknown };
+        const events = Array.isArray(status.events) ? status.events : [];
+        const failed = events.filter((e) => (e as { phase?: unknown } | null)?.phase === "failed").length;
+        return status.phase === "failed" ? Math.max(1, failed) : failed;
+    } catch {
+        return 0;
     }
 }
 
@@ -89,34 +142,56 @@ export interface CampaignState {
     readonly prepPhase?: Phase;
     /** Each run's last phase, by run name. */
     readonly runPhases: Readonly<Record<string, Phase | undefined>>;
+    /** Each run's record (phase, last spec hash, failures), by run name; absent: only the phase is known. */
+    readonly runRecords?: Readonly<Record<string, RunRecord>>;
 }
 
 export async function readCampaignState(reader: CampaignStateReader, campaign: ResolvedCampaign): Promise<CampaignState> {
-    const [prepReady, prepPhase, ...runPhases] = await Promise.all([
+    const [prepReady, prepPhase, records] = await Promise.all([
         reader.prepSucceeded(campaign.prepSpec.prepHash),
         reader.runPhase(PREP_RUN),
-        ...campaign.runs.map((run) => reader.runPhase(run.name)),
+        Promise.all(campaign.runs.map((run) => reader.runRecord(run.name))),
     ]);
-    const byRun: Record<string, Phase | undefined> = {};
-    campaign.runs.forEach((run, i) => (byRun[run.name] = runPhases[i]));
-    return { prepReady: prepReady as boolean, prepPhase: prepPhase as Phase | undefined, runPhases: byRun };
+    const runPhases: Record<string, Phase | undefined> = {};
+    const runRecords: Record<string, RunRecord> = {};
+    campaign.runs.forEach((run, i) => {
+        runPhases[run.name] = records[i]!.phase;
+        runRecords[run.name] = records[i]!;
+    });
+    return { prepReady, prepPhase, runPhases, runRecords };
 }
 
 /** What this `pulumi up` declares, given the state. */
 export interface Declarations {
     /** run: a prep job is declared; cached: the prepared dataset exists; none: nothing left needs data. */
     readonly prep: "run" | "cached" | "none";
-    /** Runs that get a GPU node: every run that has not succeeded. */
+    /** Runs that get a GPU node: new, interrupted, running, or failed with changed settings or retries left. */
     readonly runs: readonly ResolvedRun[];
     /** Runs that succeeded: no node, their artifacts are in S3. */
     readonly finished: readonly string[];
+    /** Runs that failed with these settings and are not relaunched, each with what to do about it. */
+    readonly held: ReadonlyArray<{ readonly run: string; readonly reason: string }>;
+    /** What `pulumi up` should tell the user: held runs, and running runs whose settings changed. */
+    readonly warnings: readonly string[];
 }
 
 export function declarations(campaign: ResolvedCampaign, state: CampaignState): Declarations {
-    const runs = campaign.runs.filter((run) => state.runPhases[run.name] !== "succeeded");
-    const finished = campaign.runs.filter((run) => state.runPhases[run.name] === "succeeded").map((run) => run.name);
+    const retries = campaign.experiment.compute.retries;
+    const runs: ResolvedRun[] = [];
+    const finished: string[] = [];
+    const held: Array<{ run: string; reason: string }> = [];
+    const warnings: string[] = [];
+    campaign.runs.forEach((run, i) => {
+        const phase = state.runPhases[run.name];
+        const record = state.runRecords?.[run.name] ?? { phase, failures: phase === "failed" ? 1 : 0 };
+        const decision = relaunchDecision(run.name, record, campaign.trainSpecs[i]!.specHash, retries);
+        if (decision.declare) runs.push(run);
+        else if (decision.why === "succeeded") finished.push(run.name);
+        else held.push({ run: run.name, reason: decision.reason });
+        if (decision.why === "running" && record.lastSpecHash !== undefined && record.lastSpecHash !== campaign.trainSpecs[i]!.specHash) warnings.push(decision.reason);
+    });
     const prep = runs.length === 0 ? "none" : state.prepReady ? "cached" : "run";
-    return { prep, runs, finished };
+    return { prep, runs, finished, held, warnings: [...held.map((h) => h.reason), ...warnings] };
 }
 
 /** A new campaign: nothing prepared, no run started. */

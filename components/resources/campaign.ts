@@ -7,7 +7,8 @@
 //   TrainingRun per run that has not succeeded, each GPU instance dependsOn the gate
 //   Guardrails (GPU-idle alarm per GPU node, optional Budget)
 //
-// What is already done comes in as `state` (campaignState.ts), read from S3 before anything is declared.
+// What is already done comes in as `state` (campaign/state.ts), read from S3 before anything is declared;
+// campaign/relaunch.ts decides which runs get a node again.
 import * as aws from "@pulumi/aws";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
@@ -125,6 +126,7 @@ export class Campaign extends pulumi.ComponentResource {
         const bucket = bucketFor(resolved, args.stack, args.accountId);
         const keep = experiment.storage.keepOnDestroy;
         const declared = declarations(resolved, state);
+        for (const warning of declared.warnings) pulumi.log.warn(warning, this);
         this.declared = declared;
         this.bucketName = bucket.name;
         const prepHash = resolved.prepSpec.prepHash;
@@ -324,7 +326,8 @@ export class Campaign extends pulumi.ComponentResource {
                 : { where: declared.prep === "cached" ? "cached" : "none", phase: prepPhase };
         for (const run of resolved.runs) {
             const phase = state.runPhases[run.name] ?? "pending";
-            summaries[run.name] = runs[run.name] ? runs[run.name].instanceId.apply((id) => ({ where: id, phase })) : { where: "done", phase };
+            const where = phase === "failed" ? "held: failed, not relaunched" : "done";
+            summaries[run.name] = runs[run.name] ? runs[run.name].instanceId.apply((id) => ({ where: id, phase })) : { where, phase };
         }
         this.nodes = pulumi.output(summaries) as pulumi.Output<Record<string, NodeSummary>>;
         this.kept = keptStorage(bucket.name, keep, bucket.existing, estimatedCost(resolved).storedGbAfterDestroy);

@@ -304,8 +304,9 @@ export class JobNode extends pulumi.ComponentResource {
                 subnetId: args.subnetId,
                 availabilityZone: args.subnetId === undefined ? args.availabilityZone : undefined,
                 userData: args.userData,
-                // A new runner, spec or setting means a new node, never a half-updated one.
-                userDataReplaceOnChange: true,
+                // A node never changes while it lives: a changed user data would only apply at the next boot, so
+                // it is ignored below instead (a node that ended is created afresh, with the new user data).
+                userDataReplaceOnChange: false,
                 instanceInitiatedShutdownBehavior: "terminate",
                 // IMDSv2 only; hop limit 2 so the job's container can reach it through the docker bridge.
                 metadataOptions: { httpEndpoint: "enabled", httpTokens: "required", httpPutResponseHopLimit: 2, instanceMetadataTags: "disabled" },
@@ -313,8 +314,19 @@ export class JobNode extends pulumi.ComponentResource {
                 instanceMarketOptions: marketOptions(args.market ?? "on-demand"),
                 tags,
             },
-            // The role's policy and the runner object must exist before the node boots and fetches the runner.
-            { parent: this, dependsOn: mergeDependsOn(opts?.dependsOn, [policy, args.runner.upload]) },
+            {
+                parent: this,
+                // The role's policy and the runner object must exist before the node boots and fetches the runner.
+                dependsOn: mergeDependsOn(opts?.dependsOn, [policy, args.runner.upload]),
+                // The AMI is resolved when the node is created and kept for its life: the SSM parameter moves with
+                // every AMI release, and a diff on it (or on the user data) would replace a node that is training.
+                // https://www.pulumi.com/docs/iac/concepts/options/ignorechanges/
+                ignoreChanges: ["ami", "userData"],
+                // When a node must be replaced (another instance type, subnet), the old one goes first: two nodes
+                // would train the same run into the same S3 prefix, and on p4d need twice the vCPU quota.
+                // https://www.pulumi.com/docs/iac/concepts/options/deletebeforereplace/
+                deleteBeforeReplace: true,
+            },
         );
 
         if (args.dataVolumeId !== undefined) {
