@@ -23,7 +23,7 @@ import { readStatus, readText } from "./cli/s3Read";
 import { startFakeImds, type FakeImds } from "./local/fakeImds";
 import { fakeAwsEnv, startMoto } from "./local/moto";
 import { runRunner, runnerBaseDir, type RunnerResult } from "./local/nodeRunner";
-import { applyStandIns } from "./rehearsal/standins";
+import { applyStandIns, StandInError } from "./rehearsal/standins";
 
 // The pinned AWS SDK supports Node 20; its notice about future releases' Node requirement is noise here.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
@@ -175,6 +175,22 @@ async function main(argv: readonly string[]): Promise<number> {
         console.error(e instanceof ConfigError ? e.message : (e as Error).message);
         return 1;
     }
+    return rehearseCampaign(campaign, source, args);
+}
+
+/** A node the rehearsal started, with its final status. */
+export interface RehearsedNode {
+    readonly name: string;
+    readonly result: RunnerResult;
+    readonly status: Status | null;
+}
+
+/**
+ * Rehearses a resolved campaign (steps 1-6 and the report); `nodes` receives every node started, in order.
+ * Returns the exit code: 0 when prep and every run succeeded.
+ */
+export async function rehearseCampaign(campaign: ResolvedCampaign, source: string, args: RehearseArgs, nodes: RehearsedNode[] = []): Promise<number> {
+    const TOTAL = 6;
     const { experiment } = campaign;
     const plan = buildPlan(campaign);
     say(`    campaign "${experiment.name}" from ${source}: prep (${experiment.prep.runOn}), then ${campaign.runs.length} run(s) on ${[...new Set(campaign.runs.map((r) => r.instanceType))].join(", ")}`);
@@ -195,7 +211,14 @@ async function main(argv: readonly string[]): Promise<number> {
         if (fs.existsSync(path.join(tinyModels[family], "config.json"))) continue;
         execFileSync(python, [path.join(root, "scripts", "make-tiny-model.py"), "--family", family, "--out", tinyModels[family]], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
     }
-    const standIns = applyStandIns(campaign, { root, workDir, tinyModels, maxSteps: args.maxSteps, sampleRows: 600 });
+    let standIns: ReturnType<typeof applyStandIns>;
+    try {
+        standIns = applyStandIns(campaign, { root, workDir, tinyModels, maxSteps: args.maxSteps, sampleRows: 600 });
+    } catch (e) {
+        if (!(e instanceof StandInError)) throw e;
+        say(`    a stand-in cannot keep an invariant of the real campaign, so nothing is rehearsed: ${e.message}`);
+        return 1;
+    }
     for (const s of standIns.substitutions) say(`    - ${s}`);
     if (!standIns.substitutions.length) say("    none: the campaign runs as configured");
 
@@ -203,7 +226,6 @@ async function main(argv: readonly string[]): Promise<number> {
     const moto = await startMoto();
     const imds = await startFakeImds({ instanceId: "i-rehearsal", instanceType: campaign.runs[0]?.instanceType ?? "g5.2xlarge" });
     const client = s3ClientFor(moto.endpoint, experiment.region);
-    const nodes: Array<{ name: string; result: RunnerResult; status: Status | null }> = [];
     try {
         await client.send(new CreateBucketCommand({ Bucket: BUCKET }));
         say(`    s3://${BUCKET} at ${moto.endpoint}; metadata at ${imds.endpoint}`);
@@ -239,7 +261,10 @@ async function main(argv: readonly string[]): Promise<number> {
         // The gate: no GPU node starts until _SUCCESS is there.
         const ready = (await getText(client, datasetSuccessKey(standIns.prepSpec.prepHash))) !== undefined;
         if (!ready) {
-            say(`\nPrep did not finish (exit ${prep.code}); the gate stays closed and no GPU node would start. Runner output:\n${prep.output.split("\n").slice(-25).join("\n")}`);
+            const prepStatus = nodes[nodes.length - 1].status;
+            say(`\nPrep did not finish (exit ${prep.code}, phase ${prepStatus?.phase ?? "unknown"}); the gate stays closed and no GPU node starts.`);
+            if (prepStatus?.reason) say(`    reason: ${prepStatus.reason}`);
+            say(`Runner output:\n${prep.output.split("\n").slice(-25).join("\n")}`);
             return 1;
         }
         const manifest = JSON.parse((await getText(client, `${datasetPrefix(standIns.prepSpec.prepHash)}manifest.json`)) ?? "{}") as Record<string, unknown>;

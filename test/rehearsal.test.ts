@@ -8,15 +8,16 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { resolveCampaign } from "../components/campaign/resolve";
 import { trainSpec, prepSpec, status as statusSchema } from "../components/campaign/jobSpec";
-import { loadPreset } from "../components/config/presets";
-import { parseRehearseArgs } from "../scripts/rehearse";
-import { applyStandIns, sampleRows } from "../scripts/rehearsal/standins";
+import { listPresets, loadPreset, mergeConfig } from "../components/config/presets";
+import { ConfigError } from "../components/config/problems";
+import { parseRehearseArgs, rehearseCampaign, type RehearsedNode } from "../scripts/rehearse";
+import { applyStandIns, checkSpecs, checkStandIns, sampleRows, StandInError } from "../scripts/rehearsal/standins";
 
 const root = path.join(__dirname, "..");
 
-function standInsFor(preset: string) {
+function standInsFor(preset: string, override: unknown = {}) {
     const workDir = fs.mkdtempSync(path.join(os.tmpdir(), "campaign-standins-"));
-    const campaign = resolveCampaign(loadPreset(preset));
+    const campaign = resolveCampaign(mergeConfig(loadPreset(preset), override));
     const tinyModels = { "causal-lm": "/tiny/causal", seq2seq: "/tiny/seq2seq" };
     return { campaign, workDir, result: applyStandIns(campaign, { root, workDir, tinyModels, maxSteps: 10, sampleRows: 50 }) };
 }
@@ -39,10 +40,79 @@ test("stand-ins for socsci210-qwen14b-qlora: sample data with scaled study group
     assert.equal(spec.training.maxSteps, 10);
     assert.equal(spec.training.epochs, undefined);
     assert.equal(spec.gpus, 1);
+    assert.equal(spec.training.globalBatch, 128, "1 process x perDeviceBatch 8 x gradientAccumulation 16, as the trainer's preflight checks");
+    assert.equal(spec.training.globalBatch, spec.gpus * spec.training.perDeviceBatch * spec.training.gradientAccumulation);
     assert.equal(spec.prepHash, result.prepSpec.prepHash, "the run trains on the stand-in prep");
     assert.ok(result.substitutions.some((s) => /hf:\/\/socratesft\/SocSci210 cannot be reached/.test(s)));
     assert.ok(result.substitutions.some((s) => /qlora -> lora/.test(s)));
     assert.ok(result.substitutions.some((s) => /170\/20\/20 groups of study_id scaled to 8\/2\/2/.test(s)));
+    assert.ok(
+        result.substitutions.some((s) => s.includes("globalBatch 1024 -> 128 (1 process x perDeviceBatch 8 x gradientAccumulation 16, scaled with the device count 8 -> 1)")),
+        result.substitutions.join("\n"),
+    );
+    assert.ok(result.substitutions.some((s) => s.includes("on 1 CPU process instead of 8 GPU(s) (checked as one g5.2xlarge GPU)")));
+});
+
+test("stand-in samples pass each preset's cleaning rules: reasoning traces of at least minChars, no short answer with the truncation marker, no duplicate", () => {
+    const { result } = standInsFor("reasoning-qwen7b-lora");
+    const rows = fs.readFileSync(result.prepSpec.data.source, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, string>);
+    assert.ok(rows.length >= 50, "at least the rows asked for (more when a small split share needs them)");
+    // The template is "{question}": the user text is the question alone; tooShort removes a row whose question and answer are both under 50.
+    assert.ok(rows.every((r) => r.question.length >= 50 || r.answer.length >= 50), JSON.stringify(rows[0]));
+    assert.ok(rows.every((r) => r.question.length + r.answer.length <= 4096));
+    assert.ok(rows.every((r) => !r.answer.includes("...") || r.answer.length >= 100));
+    assert.equal(new Set(rows.map((r) => `${r.question}\u0000${r.answer}`)).size, rows.length, "exact dedup would remove repeats");
+});
+
+test("a sample split by ratios gets enough rows for every share the preset asks for", () => {
+    const { result } = standInsFor("agnews-qwen7b-full", { data: { split: { kind: "random", seed: 1, ratios: { train: 0.99, validation: 0.005, test: 0.005 } } } });
+    const rows = fs.readFileSync(result.prepSpec.data.source, "utf8").trim().split("\n");
+    assert.equal(rows.length, 201, "0.005 x 201 rounds to one row; 0.005 x 50 would round to none");
+    assert.ok(result.substitutions.some((s) => s.includes("a generated sample of 201 rows")));
+});
+
+test("a stand-in that cannot keep an invariant says which and why", () => {
+    // The sample's answers must reach minChars, and then user text + answer exceed maxChars.
+    assert.throws(
+        () => standInsFor("reasoning-qwen7b-lora", { data: { cleaning: { minChars: 4000, maxChars: 4010 } } }),
+        (e: unknown) => e instanceof StandInError && /the generated sample cannot pass data\.cleaning: row 0 needs \d+ characters to pass data\.cleaning\.minChars 4000, over data\.cleaning\.maxChars 4010 \(tooLong\)/.test(e.message),
+    );
+});
+
+test("stand-ins go through the real campaign's checks: an unscaled global batch fails at rehearsal start, not in the trainer", () => {
+    const { campaign, result } = standInsFor("socsci210-qwen14b-qlora");
+    const unscaled = result.runs.map((r) => ({ ...r, training: { ...r.training, globalBatch: 1024 } }));
+    assert.throws(
+        () => checkStandIns(campaign.experiment, result.experiment.data, unscaled),
+        (e: unknown) => e instanceof StandInError && /training\.globalBatch: is 1024 but 1 GPU\(s\) x perDeviceBatch 8 x gradientAccumulation 16 = 128; gradientAccumulation 128 gives it/.test(e.message),
+    );
+    const spec = { ...result.trainSpecs[0], training: { ...result.trainSpecs[0].training, globalBatch: 1024 } };
+    assert.throws(
+        () => checkSpecs(result.prepSpec, [spec]),
+        (e: unknown) => e instanceof StandInError && /run main: training\.globalBatch 1024 != gpus 1 x perDeviceBatch 8 x gradientAccumulation 16/.test(e.message),
+    );
+    // And the stand-ins as built pass both.
+    assert.doesNotThrow(() => checkSpecs(result.prepSpec, result.trainSpecs));
+});
+
+test("the checks: cleaning that removes every row is an error; an estimate too small for a split's share is a warning", () => {
+    assert.throws(
+        () => resolveCampaign(mergeConfig(loadPreset("reasoning-qwen7b-lora"), { data: { cleaning: { minChars: 5000 } } })),
+        (e: unknown) => e instanceof ConfigError && /data\.cleaning\.minChars: is 5000, above data\.cleaning\.maxChars 4096: every row is removed/.test(e.message),
+    );
+    const small = resolveCampaign(
+        mergeConfig(loadPreset("dev"), {
+            data: { estimate: { meanTokens: 10 }, cleaning: { minChars: 60 }, split: { kind: "random", seed: 42, ratios: { train: 0.8995, validation: 0.0005, test: 0.1 } } },
+        }),
+    );
+    assert.deepEqual(
+        small.warnings.filter((w) => w.path.startsWith("data.")).map((w) => `${w.severity} ${w.path}: ${w.message}`),
+        [
+            "warning data.cleaning.minChars: is 60 but data.estimate.meanTokens 10 is about 40 characters per example: most rows may be removed as too short, and prep refuses an empty split",
+            "warning data.split.ratios.validation: is 0.0005 of about 1556 rows (data.estimate.trainExamples 1400 / train 0.8995): under one validation row, and prep refuses an empty validation split; raise it or set it to 0",
+        ],
+    );
+    for (const preset of listPresets()) assert.deepEqual(resolveCampaign(loadPreset(preset)).warnings.filter((w) => w.path.startsWith("data.")), [], preset);
 });
 
 test("stand-ins keep a local data file and say nothing about data", () => {
@@ -101,3 +171,48 @@ test("the dev campaign rehearsed end to end: prep, spot notice, resume on a new 
     assert.match(jobLog, /resuming from checkpoint-([3-9]|1[0-9]|2[0-9]) \(spec [0-9a-f]{16}\)/);
     assert.match(out, /main: .*eval_loss \d+\.\d{4}/);
 });
+
+test("a campaign whose data no row survives: prep fails with its reason, the gate stays closed, no training node starts", { timeout: 600_000 }, async () => {
+    // dev's own sample file with a cleaning minimum none of its rows reaches.
+    const campaign = resolveCampaign(mergeConfig(loadPreset("dev"), { data: { cleaning: { minChars: 1000 } } }), "stacks/dev.yaml + data.cleaning.minChars 1000");
+    const nodes: RehearsedNode[] = [];
+    const code = await rehearseCampaign(campaign, "stacks/dev.yaml + data.cleaning.minChars 1000", { stack: "dev-no-rows", maxSteps: 3 }, nodes);
+    assert.equal(code, 1);
+    assert.deepEqual(nodes.map((n) => n.name), ["prep"], "no training node was started");
+    const prep = nodes[0].status;
+    assert.equal(prep?.phase, "failed");
+    assert.equal(prep?.exitCode, 65);
+    assert.match(
+        prep?.reason ?? "",
+        /prep failed: no example survived cleaning: read 2000 rows, 0 malformed, 2000 removed by cleaning: tooShort 2000 \(user text and answer both under data\.cleaning\.minChars = 1000\)/,
+    );
+    const mirrorless = path.join(root, ".rehearsal", "dev-no-rows", "s3");
+    assert.ok(!fs.existsSync(mirrorless), "the rehearsal stopped at the gate, before its teardown mirror");
+});
+
+// Every preset rehearsed in a short form (the dev test above has the spot interruption): a preset that
+// stops rehearsing fails here. Generated samples must pass the preset's cleaning whole and fill every split.
+for (const preset of listPresets().filter((p) => p !== "dev")) {
+    test(`the ${preset} preset rehearses end to end (short form)`, { timeout: 900_000 }, (t) => {
+        const started = Date.now();
+        const tsx = path.join(root, "node_modules", ".bin", "tsx");
+        const run = spawnSync(tsx, ["scripts/rehearse.ts", "--stack", preset, "--max-steps", "2"], { cwd: root, encoding: "utf8", timeout: 880_000 });
+        t.diagnostic(`${preset} rehearsed in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+        const out = run.stdout;
+        assert.equal(run.status, 0, `${out}\n${run.stderr}`);
+        assert.match(out, /gate open: _SUCCESS is in S3/);
+        assert.match(out, /every run succeeded: the reconciling `pulumi up` declares no GPU node/);
+        const mirror = path.join(root, ".rehearsal", preset, "s3", "campaign-rehearsal");
+        const [dataset] = fs.readdirSync(path.join(mirror, "datasets"));
+        const manifest = JSON.parse(fs.readFileSync(path.join(mirror, "datasets", dataset, "manifest.json"), "utf8"));
+        const counts = manifest.counts;
+        if (/cannot be reached from here; a generated sample/.test(out)) {
+            assert.equal(counts.kept, counts.read, `the generated sample passes the cleaning rules whole: ${JSON.stringify(counts)}`);
+        }
+        const split = manifest.spec.data.split;
+        const asked = split.kind === "group" && split.counts ? split.counts : split.ratios;
+        for (const name of ["train", "validation", "test"]) if (asked[name]) assert.ok(counts.splits[name] > 0, `${name}: ${JSON.stringify(counts.splits)}`);
+        const runs = fs.readdirSync(path.join(mirror, "runs", manifest.campaign)).filter((r) => r !== "prep");
+        for (const r of runs) assert.equal(statusSchema.parse(JSON.parse(fs.readFileSync(path.join(mirror, "runs", manifest.campaign, r, "status.json"), "utf8"))).phase, "succeeded", r);
+    });
+}

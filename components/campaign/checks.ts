@@ -125,6 +125,39 @@ function estimateChecks(experiment: Experiment, run: ResolvedRun, label: string)
     return problems;
 }
 
+/** Characters per token for English text, as the storage estimate assumes (runEstimates.ts). */
+const CHARS_PER_TOKEN = 4;
+
+/**
+ * Prep refuses an empty dataset and an empty split the config gives a share (containers/prep/nonempty.py);
+ * these say so before anything runs, from the config's own size estimate and cleaning rules.
+ */
+function emptyDataChecks(experiment: Experiment): Problem[] {
+    const { cleaning, estimate, split } = experiment.data;
+    if (cleaning.minChars > cleaning.maxChars) {
+        // A row kept by minChars has a text of at least minChars, so its total is over maxChars.
+        return [error("data.cleaning.minChars", `is ${cleaning.minChars}, above data.cleaning.maxChars ${cleaning.maxChars}: every row is removed as too short or too long, and prep refuses an empty dataset; lower minChars or raise maxChars`)];
+    }
+    const problems: Problem[] = [];
+    const meanChars = estimate.meanTokens * CHARS_PER_TOKEN;
+    if (meanChars < cleaning.minChars) {
+        problems.push(warning("data.cleaning.minChars", `is ${cleaning.minChars} but data.estimate.meanTokens ${estimate.meanTokens} is about ${meanChars} characters per example: most rows may be removed as too short, and prep refuses an empty split`));
+    } else if (meanChars > cleaning.maxChars) {
+        problems.push(warning("data.cleaning.maxChars", `is ${cleaning.maxChars} but data.estimate.meanTokens ${estimate.meanTokens} is about ${meanChars} characters per example: most rows may be removed as too long, and prep refuses an empty split`));
+    }
+    if (split.kind === "random") {
+        const rows = estimate.trainExamples / split.ratios.train;
+        for (const name of ["validation", "test"] as const) {
+            const share = split.ratios[name];
+            // Prep rounds rows x share half to even: under one row is likely none.
+            if (share > 0 && rows * share < 1) {
+                problems.push(warning(`data.split.ratios.${name}`, `is ${share} of about ${Math.round(rows)} rows (data.estimate.trainExamples ${estimate.trainExamples} / train ${split.ratios.train}): under one ${name} row, and prep refuses an empty ${name} split; raise it or set it to 0`));
+            }
+        }
+    }
+    return problems;
+}
+
 /** Checks across runs and stages. */
 export function checkCampaign(experiment: Experiment, runs: readonly ResolvedRun[]): Problem[] {
     const problems: Problem[] = [];
@@ -138,6 +171,7 @@ export function checkCampaign(experiment: Experiment, runs: readonly ResolvedRun
     if (d.split.kind === "group" && (d.split.counts === undefined) === (d.split.ratios === undefined)) {
         problems.push(error("data.split", `a group split needs exactly one of counts (groups per split, e.g. 170/20/20 in socsci210-qwen14b-qlora) or ratios; got ${d.split.counts ? "both" : "neither"}`));
     }
+    problems.push(...emptyDataChecks(experiment));
     if (d.tokenize.packing && !d.tokenize.enabled) {
         problems.push(error("data.tokenize.packing", "packing happens during tokenization: set data.tokenize.enabled: true"));
     }
