@@ -2,7 +2,7 @@
 //
 //   up       the plan summary, a confirmation (--yes skips it), then `pulumi up`
 //   watch    progress bars per run from status.json, and the tail of the logs, until every run has ended
-//   status   one table of the campaign's jobs and nodes
+//   status   one table of the campaign's jobs and nodes, then each run's task metrics beside the base model's
 //   run      up, watch, then a reconciling up that removes finished nodes; --destroy also destroys the stack
 //   down     destroy, saying what was kept and what it costs per month
 //
@@ -20,6 +20,7 @@ import { PREP_RUN, runKeys } from "../components/campaign/layout";
 import { buildPlan, renderPlan } from "../components/plan/plan";
 import { composeExperiment, resolveStack } from "../components/config/presets";
 import { ConfigError } from "../components/config/problems";
+import { readEvaluations, renderEvaluation } from "./cli/evaluation";
 import { isTerminal, renderProgress, renderStatusTable, type JobView } from "./cli/progress";
 import { readStatus, readText } from "./cli/s3Read";
 
@@ -222,9 +223,13 @@ async function main(argv: readonly string[]): Promise<number> {
             const views = await watch(client, await bucketOf(), campaign, args.intervalSeconds);
             return views.every((v) => v.run === PREP_RUN || v.status?.phase === "succeeded") ? 0 : 1;
         }
-        case "status":
-            console.log(renderStatusTable(await readJobViews(client, await bucketOf(), campaign), new Date()));
+        case "status": {
+            const bucket = await bucketOf();
+            console.log(renderStatusTable(await readJobViews(client, bucket, campaign), new Date()));
+            // Each run's task metrics beside its base model's, and the best run (scripts/cli/evaluation.ts).
+            if (campaign.experiment.evaluation) console.log(`\n${renderEvaluation(campaign, await readEvaluations(client, bucket, campaign))}`);
             return 0;
+        }
         case "run": {
             if (!(await up())) return 1;
             const views = await watch(client, await bucketOf(), campaign, args.intervalSeconds);
