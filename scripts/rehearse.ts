@@ -18,6 +18,7 @@ import { buildPlan } from "../components/plan/plan";
 import { composeExperiment, resolveStack } from "../components/config/presets";
 import { ConfigError } from "../components/config/problems";
 import type { RunnerSettings } from "../components/node/runnerSettings";
+import { readEvaluations, renderEvaluation } from "./cli/evaluation";
 import { renderProgress } from "./cli/progress";
 import { readStatus, readText } from "./cli/s3Read";
 import { startFakeImds, type FakeImds } from "./local/fakeImds";
@@ -336,6 +337,8 @@ export async function rehearseCampaign(campaign: ResolvedCampaign, source: strin
         say(`    moto_server and the metadata service stop now; the bucket's contents are mirrored in ${path.relative(root, mirror)}/`);
 
         say(report(campaign, plan, nodes, metrics, objects, standIns.substitutions, mirror, source));
+        // The task metrics, as `campaign status` shows them (scripts/cli/evaluation.ts).
+        if (experiment.evaluation) say(`\n${renderEvaluation(campaign, await readEvaluations(client, BUCKET, campaign))}`);
         return remaining.length === 0 && prep.code === 0 ? 0 : 1;
     } finally {
         await imds.stop();
