@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
@@ -18,6 +18,7 @@ import {
     RUNNER_UNIT,
     USER_DATA_LIMIT_BYTES,
     CLOUDWATCH_AGENT_CONFIG_PATH,
+    DOCKER_IF_MISSING,
     hardCapMinutes,
     loadRunnerScript,
     renderNodeUserData,
@@ -137,7 +138,12 @@ for (const [name, settings, script, options, variant] of variants) {
         const gpu = settings.role === "train";
         assert.equal(file(config, CLOUDWATCH_AGENT_CONFIG_PATH) !== undefined, gpu, "GPU nodes get the CloudWatch agent config");
         assert.ok(!JSON.stringify(config.runcmd).includes("amazon-cloudwatch-agent"), "the agent is not started at boot: the runner starts it with the job");
-        assert.deepEqual(config.runcmd.slice(1), [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "--no-block", RUNNER_UNIT]]);
+        const installsDocker = !gpu && settings.jobMode === "docker";
+        assert.deepEqual(config.runcmd.slice(1), [
+            ...(installsDocker ? [["sh", "-c", DOCKER_IF_MISSING]] : []),
+            ["systemctl", "daemon-reload"],
+            ["systemctl", "enable", "--now", "--no-block", RUNNER_UNIT],
+        ], "prep nodes in docker mode install Docker when the AMI lacks it");
         const agentSetting = /^CAMPAIGN_METRICS_AGENT_CONFIG='(.*)'$/m.exec(env.content);
         assert.equal(agentSetting?.[1], gpu ? CLOUDWATCH_AGENT_CONFIG_PATH : undefined, "GPU nodes tell the runner where the agent config is; prep nodes do not");
         if (gpu) {
@@ -277,4 +283,22 @@ test("every preset's nodes render user data that cloud-init accepts and that fit
             cloudInitSchema(`preset-${preset}-${name}`, text);
         }
     }
+});
+
+test("the prep node's Docker step installs Docker only when it is missing, and starts it", () => {
+    const dir = mkdtempSync(join(tmpdir(), "docker-if-missing-"));
+    const calls = join(dir, "calls");
+    for (const tool of ["dnf", "systemctl"]) {
+        writeFileSync(join(dir, tool), `#!/bin/sh\necho "${tool} $*" >> "${calls}"\n`, { mode: 0o755 });
+    }
+    const run = (extraPath: string) => spawnSync("/bin/sh", ["-c", DOCKER_IF_MISSING], { env: { PATH: `${extraPath}:${dir}` }, encoding: "utf8" });
+    // No docker on PATH (only the recorders and sh's builtins): installed, then enabled and started.
+    assert.equal(run("/nonexistent").status, 0);
+    assert.deepEqual(readFileSync(calls, "utf8").trim().split("\n"), ["dnf install -y docker", "systemctl enable --now docker"]);
+    // Docker present: nothing is done.
+    const withDocker = mkdtempSync(join(tmpdir(), "docker-present-"));
+    writeFileSync(join(withDocker, "docker"), "#!/bin/sh\n", { mode: 0o755 });
+    rmSync(calls);
+    assert.equal(run(withDocker).status, 0);
+    assert.ok(!existsSync(calls), "no install when docker exists");
 });

@@ -334,10 +334,14 @@ export const compute = z
         /** The node ends itself when GPU utilisation stays under gpuIdleThreshold for this long. */
         gpuIdleMinutes: z.number().int().positive().default(20),
         gpuIdleThreshold: z.number().min(0).max(100).default(5),
+        /** The runner stops a job whose progress file shows no new step for this long after its first step: a hung
+         *  collective (NCCL) keeps every GPU busy, which the GPU-idle alarm cannot see. 0 turns it off. */
+        stallMinutes: z.number().int().min(0).max(24 * 60).default(30),
         /** Automatic relaunches of a run that failed with unchanged settings (components/campaign/relaunch.ts). */
         retries: z.number().int().min(0).max(10).default(0),
         rootVolumeGb: z.number().int().min(100).max(16_384).default(200),
-        /** An extra encrypted gp3 volume for data when the instance has no local NVMe. */
+        /** An extra encrypted gp3 volume for data when the instance has no local NVMe: attached to the one run's
+         *  node, found by the runner by its volume id, formatted once, mounted, and the dataset staged on it. */
         dataVolumeGb: z.number().int().positive().max(16_384).optional(),
         availabilityZone: z.string().regex(/^[a-z]{2}-[a-z]+-\d[a-z]$/, "an availability zone such as us-east-1a").optional(),
         subnetId: z.string().regex(/^subnet-[0-9a-f]+$/, "a subnet id such as subnet-0abc123").optional(),
@@ -352,11 +356,14 @@ export const prep = z
         instanceType: z.string().default("c6i.2xlarge"),
         maxHours: z.number().positive().max(48).default(2),
         rootVolumeGb: z.number().int().min(30).max(16_384).default(100),
-        /** Public SSM parameter of the CPU AMI: Amazon Linux 2023 ECS-optimised, which ships Docker. */
-        amiParameter: z.string().default("/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"),
+        /** Public SSM parameter of the CPU AMI: standard Amazon Linux 2023, which ships the AWS CLI v2 the runner
+         *  needs (the ECS-optimised AMI is built from the minimal image without it); the user data installs Docker.
+         *  (its release notes name the source AMI: https://github.com/aws/amazon-ecs-ami/releases, "al2023-ami-minimal-...").
+         *  Docker on AL2023: https://docs.aws.amazon.com/linux/al2023/ug/container.html */
+        amiParameter: z.string().default("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"),
     })
     .strict()
-    .default({ runOn: "ec2", instanceType: "c6i.2xlarge", maxHours: 2, rootVolumeGb: 100, amiParameter: "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id" });
+    .default({ runOn: "ec2", instanceType: "c6i.2xlarge", maxHours: 2, rootVolumeGb: 100, amiParameter: "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64" });
 
 export const storage = z
     .object({
@@ -411,6 +418,7 @@ export const experiment = z
             maxHours: 1,
             gpuIdleMinutes: 20,
             gpuIdleThreshold: 5,
+            stallMinutes: 30,
             retries: 0,
             rootVolumeGb: 200,
             amiParameter: "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id",

@@ -10,6 +10,7 @@
 //   /etc/systemd/system/campaign-runner.service   runs the runner; powers the node off whenever it stops
 //   /opt/aws/amazon-cloudwatch-agent/etc/campaign-gpu.json   GPU nodes: nvidia_gpu metrics per InstanceId; the
 //                                       runner starts the agent with it once the job starts (CAMPAIGN_METRICS_AGENT_CONFIG)
+//   /opt/campaign/install-cloudwatch-agent.sh   GPU nodes: installs the agent when the AMI lacks it (the runner runs it)
 // runcmd: arm the OS-level hard cap (shutdown -h +N), start the unit.
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -29,6 +30,10 @@ export const RUNNER_FETCH_PATH = "/opt/campaign/fetch-runner.sh";
 export const RUNNER_ENV_PATH = "/etc/campaign/runner.env";
 export const RUNNER_UNIT = "campaign-runner.service";
 export const CLOUDWATCH_AGENT_CONFIG_PATH = "/opt/aws/amazon-cloudwatch-agent/etc/campaign-gpu.json";
+/** GPU nodes: installs the CloudWatch agent when the AMI lacks it; the runner runs it while it stages inputs. */
+export const CLOUDWATCH_AGENT_INSTALL_PATH = "/opt/campaign/install-cloudwatch-agent.sh";
+/** Where the Deep Learning AMIs mount the instance's local NVMe; the runner's default work dir is under it. */
+export const LOCAL_NVME_PATH = "/opt/dlami/nvme";
 
 /** The node runner as a node runs it: one text file, `#!/usr/bin/python3 -I`, built from scripts/node-runner/campaign_runner/
  *  by scripts/node-runner/build_runner.py (the Python tests fail when it is stale). */
@@ -133,12 +138,52 @@ export function hardCapMinutes(settings: RunnerSettings, slackMinutes = 30): num
     return Math.ceil(settings.maxRuntimeSeconds / 60) + Math.ceil(slackMinutes);
 }
 
-function unitFile(capMinutes: number, fetch: boolean): string {
+/**
+ * The CloudWatch agent's installer for AMIs without it: the package from the AL2023 repository (dnf), else AWS's
+ * .deb for Ubuntu. https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/installing-cloudwatch-agent-commandline.html
+ */
+export function cloudWatchAgentInstallScript(): string {
+    return [
+        "#!/bin/bash",
+        "# Installs the CloudWatch agent unless the AMI has it. The runner runs this while it stages inputs; a failure",
+        "# is a warning in status.json (no GPU metrics, so no GPU-idle alarm data), never fatal: the runner's own",
+        "# watchdogs still guard the job.",
+        "set -o errexit -o pipefail -o nounset",
+        "ctl=/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl",
+        'if [[ -x "${ctl}" ]]; then exit 0; fi',
+        "if command -v dnf >/dev/null; then",
+        "    dnf install -y -q amazon-cloudwatch-agent",
+        "elif command -v dpkg >/dev/null; then",
+        '    arch="$(dpkg --print-architecture)"',
+        '    deb="$(mktemp --suffix=.deb)"',
+        '    curl --fail --silent --show-error --location --retry 3 --output "${deb}" \\',
+        '        "https://amazoncloudwatch-agent.s3.amazonaws.com/ubuntu/${arch}/latest/amazon-cloudwatch-agent.deb"',
+        '    dpkg -i -E "${deb}"',
+        '    rm -f "${deb}"',
+        "else",
+        '    echo "no dnf or dpkg: cannot install the CloudWatch agent" >&2',
+        "    exit 1",
+        "fi",
+        'test -x "${ctl}"',
+        "",
+    ].join("\n");
+}
+
+/** The path whose mount the unit waits for: the work dir when given, else the DLAMI's local NVMe. */
+export function workMountPath(settings: RunnerSettings): string {
+    return settings.workDir ?? LOCAL_NVME_PATH;
+}
+
+function unitFile(capMinutes: number, fetch: boolean, mountsFor: string): string {
     return [
         "[Unit]",
         "Description=campaign job runner (the node powers off when the job ends)",
         "Wants=network-online.target",
         "After=network-online.target docker.service",
+        // Starts only after the mount that holds the work dir (local NVMe) exists; a path with no mount unit of
+        // its own adds nothing beyond the root file system.
+        // https://www.freedesktop.org/software/systemd/man/latest/systemd.unit.html#RequiresMountsFor=
+        `RequiresMountsFor=${mountsFor}`,
         "",
         "[Service]",
         "Type=simple",
@@ -187,6 +232,9 @@ function fetchScript(uri: string, sha256: string): string {
     ].join("\n");
 }
 
+/** Idempotent: a node that has Docker (the GPU AMI, a reboot) skips it; dnf is AL2023's package manager. */
+export const DOCKER_IF_MISSING = "command -v docker >/dev/null || { dnf install -y docker && systemctl enable --now docker; }";
+
 function render(files: WriteFile[], runcmd: Array<string | string[]>): string {
     const doc = new YAML.Document({ write_files: files, runcmd });
     return `#cloud-config\n${doc.toString({ lineWidth: 0 })}`;
@@ -209,7 +257,11 @@ export function renderUserData(settings: RunnerSettings, runnerScript: string, o
 
     // GPU nodes: the runner starts the CloudWatch agent with this config right before the job starts, so the
     // GPU-idle alarm gets no data (and cannot fire) while the node pulls the image and stages inputs.
-    const nodeSettings: RunnerSettings = { ...settings, metricsAgentConfig: gpu ? CLOUDWATCH_AGENT_CONFIG_PATH : undefined };
+    const nodeSettings: RunnerSettings = {
+        ...settings,
+        metricsAgentConfig: gpu ? CLOUDWATCH_AGENT_CONFIG_PATH : undefined,
+        metricsAgentInstall: gpu ? CLOUDWATCH_AGENT_INSTALL_PATH : undefined,
+    };
     const common: WriteFile[] = [{ path: RUNNER_ENV_PATH, content: renderRunnerEnvFile(nodeSettings), permissions: "0600", owner: "root:root" }];
     if (gpu) {
         common.push({
@@ -218,9 +270,13 @@ export function renderUserData(settings: RunnerSettings, runnerScript: string, o
             permissions: "0644",
             owner: "root:root",
         });
+        common.push({ path: CLOUDWATCH_AGENT_INSTALL_PATH, content: cloudWatchAgentInstallScript(), permissions: "0755", owner: "root:root" });
     }
     const runcmd: Array<string | string[]> = [
         ["shutdown", "-h", `+${cap}`],
+        // The prep AMI (standard AL2023) ships the AWS CLI v2 but not Docker; install it once, only when missing.
+        // https://docs.aws.amazon.com/linux/al2023/ug/container.html
+        ...(!gpu && settings.jobMode === "docker" ? [["sh", "-c", DOCKER_IF_MISSING]] : []),
         ["systemctl", "daemon-reload"],
         ["systemctl", "enable", "--now", "--no-block", RUNNER_UNIT],
     ];
@@ -230,7 +286,7 @@ export function renderUserData(settings: RunnerSettings, runnerScript: string, o
             [
                 ...common,
                 { path: RUNNER_PATH, content: gzipSync(Buffer.from(runnerScript, "utf8"), { level: 9 }).toString("base64"), encoding: "gz+b64", permissions: "0755", owner: "root:root" },
-                { path: `/etc/systemd/system/${RUNNER_UNIT}`, content: unitFile(cap, false), permissions: "0644", owner: "root:root" },
+                { path: `/etc/systemd/system/${RUNNER_UNIT}`, content: unitFile(cap, false, workMountPath(settings)), permissions: "0644", owner: "root:root" },
             ],
             runcmd,
         );
@@ -244,7 +300,7 @@ export function renderUserData(settings: RunnerSettings, runnerScript: string, o
             [
                 ...common,
                 { path: RUNNER_FETCH_PATH, content: fetchScript(options.runnerS3Uri, sha256), permissions: "0755", owner: "root:root" },
-                { path: `/etc/systemd/system/${RUNNER_UNIT}`, content: unitFile(cap, true), permissions: "0644", owner: "root:root" },
+                { path: `/etc/systemd/system/${RUNNER_UNIT}`, content: unitFile(cap, true, workMountPath(settings)), permissions: "0644", owner: "root:root" },
             ],
             runcmd,
         );
