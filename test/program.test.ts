@@ -370,6 +370,15 @@ function assertSafe(g: Graph): void {
             const actions: string[] = [st.Action].flat();
             if (!actions.some((a) => a.startsWith("s3:"))) continue;
             assert.ok(actions.every((a) => a.startsWith("s3:")), `${label}: S3 statement mixes services`);
+            if (/^(List|Read)GivenFolder\d+$/.test(st.Sid)) {
+                // A model given as s3://...: read-only, and only where a train spec points.
+                const given = g.campaign.trainSpecs.map((t) => t.model.id).filter((id) => id.startsWith("s3://"));
+                assert.ok(actions.every((a) => a === "s3:ListBucket" || a === "s3:GetObject"), `${label}: ${rp.name} ${st.Sid} is read-only`);
+                for (const res of [st.Resource].flat() as string[]) {
+                    assert.ok(given.some((uri) => uri.replace(/^s3:\/\//, "arn:aws:s3:::").startsWith(res.replace(/\*$/, ""))), `${label}: ${rp.name} ${st.Sid} names ${res}`);
+                }
+                continue;
+            }
             for (const res of [st.Resource].flat() as string[]) {
                 assert.notEqual(res, "*", `${label}: ${rp.name} S3 on *`);
                 assert.ok(res === bucketArn || res.startsWith(`${bucketArn}/`), `${label}: ${rp.name} names ${res}`);
@@ -785,4 +794,28 @@ test("the GPU agent config publishes the alarm's metric with the InstanceId dime
     const alarm = idleAlarmArgs({ region: "eu-west-1", instanceId: "i-1", idleMinutes: 20, thresholdPercent: 5, description: "d", tags: {} });
     assert.deepEqual([alarm.metricName, alarm.namespace, alarm.dimensions, alarm.alarmActions], [GPU_UTILIZATION_METRIC, GPU_METRIC_NAMESPACE, { InstanceId: "i-1" }, ["arn:aws:automate:eu-west-1:ec2:terminate"]]);
     assert.throws(() => idleAlarmArgs({ region: "r", instanceId: "i", idleMinutes: 0, thresholdPercent: 5, description: "d", tags: {} }));
+});
+
+test("a model at s3://other-bucket/weights/ is readable by its node, and by nothing else", async () => {
+    const base = resolved("dev");
+    const campaign = resolved("dev", { model: { id: "s3://other-bucket/weights/qwen/", family: base.runs[0]!.model.family } });
+    const g = await build("s3-model", campaign);
+    assertSafe(g);
+    const grants = (rp: Registered) =>
+        (JSON.parse(rp.inputs.policy).Statement as Array<{ Action: string[]; Resource: string | string[]; Condition?: any }>).filter((st) =>
+            [st.Resource].flat().some((r) => r.startsWith("arn:aws:s3:::other-bucket")),
+        );
+    const policies = byType(g, "aws:iam/rolePolicy:RolePolicy");
+    const train = policies.filter((rp) => rp.name.includes("-run-"));
+    assert.equal(train.length, 1);
+    const statements = grants(train[0]!);
+    assert.deepEqual(
+        statements.map((st) => [st.Action, st.Resource, st.Condition ?? null]),
+        [
+            [["s3:ListBucket"], "arn:aws:s3:::other-bucket", { StringLike: { "s3:prefix": ["weights/qwen/", "weights/qwen/*"] } }],
+            [["s3:GetObject"], ["arn:aws:s3:::other-bucket/weights/qwen/*"], null],
+        ],
+        "list and read that folder only, never write",
+    );
+    for (const rp of policies.filter((p) => !p.name.includes("-run-"))) assert.deepEqual(grants(rp), [], `${rp.name} reaches the other bucket`);
 });

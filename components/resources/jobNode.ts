@@ -39,6 +39,8 @@ export interface JobNodeArgs {
     readonly s3ReadWritePrefixes: readonly string[];
     /** Prefixes (ending in '/') the node may only read. Default: none. */
     readonly s3ReadPrefixes?: readonly string[];
+    /** s3://bucket/folder/ URIs in any bucket the node may list and read (a model given as s3://...). Default: none. */
+    readonly s3ReadUris?: readonly string[];
     /** The node runner uploaded to the campaign's bucket: the node may read exactly that key, and boots after the upload. */
     readonly runner: RunnerUpload;
     /** SSM parameters the node may read (its secrets). Default: none. */
@@ -67,6 +69,8 @@ export interface NodePolicyInputs {
     readonly bucketArn: string;
     readonly readWritePrefixes: readonly string[];
     readonly readPrefixes: readonly string[];
+    /** s3://bucket/folder/ URIs, in any bucket, that the node may list and read. Default: none. */
+    readonly readUris?: readonly string[];
     /** The runner object's key (exact, no wildcard): s3:GetObject on it alone. Default: none. */
     readonly runnerKey?: string;
     readonly parameterArns: readonly string[];
@@ -93,6 +97,14 @@ function checkPrefix(prefix: string): string {
         throw new Error(`an S3 prefix for a node's IAM policy must be a non-empty folder ending in '/' without wildcards, got "${prefix}"`);
     }
     return prefix;
+}
+
+/** An s3://bucket/folder/ URI as the bucket's ARN and the folder prefix; a URI without a trailing '/' names a folder too. */
+export function folderUri(uri: string): { bucketArn: string; prefix: string } {
+    const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\/(.+)$/.exec(uri);
+    if (!m) throw new Error(`a folder the node reads must be an s3://bucket/folder/ URI, got "${uri}"`);
+    const prefix = checkPrefix(m[2]!.endsWith("/") ? m[2]! : `${m[2]}/`);
+    return { bucketArn: `arn:aws:s3:::${m[1]}`, prefix };
 }
 
 function checkObjectKey(key: string): string {
@@ -157,6 +169,13 @@ export function nodePolicyDocument(p: NodePolicyInputs): PolicyDocument {
     if (ro.length > 0) {
         statements.push({ Sid: "ReadCampaignObjects", Effect: "Allow", Action: ["s3:GetObject"], Resource: ro.map((prefix) => `${p.bucketArn}/${prefix}*`) });
     }
+    (p.readUris ?? []).forEach((uri, i) => {
+        const { bucketArn, prefix } = folderUri(uri);
+        statements.push(
+            { Sid: `ListGivenFolder${i}`, Effect: "Allow", Action: ["s3:ListBucket"], Resource: bucketArn, Condition: { StringLike: { "s3:prefix": [prefix, `${prefix}*`] } } },
+            { Sid: `ReadGivenFolder${i}`, Effect: "Allow", Action: ["s3:GetObject"], Resource: [`${bucketArn}/${prefix}*`] },
+        );
+    });
     if (p.runnerKey !== undefined) {
         // The fetch variant of the user data downloads the runner at boot (components/node/userData.ts).
         statements.push({ Sid: "FetchRunner", Effect: "Allow", Action: ["s3:GetObject"], Resource: [`${p.bucketArn}/${checkObjectKey(p.runnerKey)}`] });
@@ -267,6 +286,7 @@ export class JobNode extends pulumi.ComponentResource {
                                 bucketArn: args.bucketArn,
                                 readWritePrefixes: args.s3ReadWritePrefixes,
                                 readPrefixes: args.s3ReadPrefixes ?? [],
+                                readUris: args.s3ReadUris ?? [],
                                 runnerKey: args.runner.key,
                                 parameterArns,
                                 logGroupArn,

@@ -56,11 +56,14 @@ export function trainRunnerSettings(t: TrainSettingsInput): RunnerSettings {
     };
 }
 
-/** S3 prefixes of a training node: it writes its own run folder; it reads the dataset and the staged weights. */
-export function trainPrefixes(spec: TrainSpec): { readWrite: string[]; read: string[] } {
-    const read = [datasetPrefix(spec.prepHash)];
-    if (!spec.model.id.startsWith("s3://")) read.push(modelPrefix(spec.model.id, spec.model.revision));
-    return { readWrite: [runKeys(spec.campaign, spec.run).prefix], read };
+/**
+ * S3 access of a training node: it writes its own run folder; it reads the dataset and the base weights, which
+ * prep staged under models/<id>/<revision>/, or which the config gives as an s3:// folder in any bucket.
+ */
+export function trainPrefixes(spec: TrainSpec): { readWrite: string[]; read: string[]; readUris: string[] } {
+    const given = spec.model.id.startsWith("s3://");
+    const read = [datasetPrefix(spec.prepHash), ...(given ? [] : [modelPrefix(spec.model.id, spec.model.revision)])];
+    return { readWrite: [runKeys(spec.campaign, spec.run).prefix], read, readUris: given ? [spec.model.id] : [] };
 }
 
 export interface TrainingRunArgs {
@@ -151,6 +154,7 @@ export class TrainingRun extends pulumi.ComponentResource {
                 bucketArn: args.bucketArn,
                 s3ReadWritePrefixes: prefixes.readWrite,
                 s3ReadPrefixes: prefixes.read,
+                s3ReadUris: prefixes.readUris,
                 parameterArns: args.parameterArns,
                 logGroupArn: args.logGroupArn,
                 ecrRepositoryArns: args.ecrRepositoryArns,
