@@ -1,18 +1,20 @@
 // Figures for the node runner, printed, not asserted:
 //   1. job exit -> `shutdown` call: how long a finished node keeps billing (default status interval);
-//   2. staging throughput from S3 to local disk, against the local emulator (moto_server): 200 MB in
+//   2. stop latency while a large checkpoint uploads: a SIGTERM to the runner, and a spot notice, each while the
+//      first checkpoint's upload takes two minutes; from the stop to the job's SIGTERM (target: 1 s);
+//   3. staging throughput from S3 to local disk, against the local emulator (moto_server): 200 MB in
 //      many files and in one file. The emulator is the bottleneck here; on AWS expect far more.
 //
-//   npx tsx scripts/bench-runner.ts [--mb 200] [--files 200] [--repeat 3]
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+//   npx tsx scripts/bench-runner.ts [--mb 200] [--files 200] [--repeat 3] [--skip-staging]
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { datasetPrefix, runKeys, s3Uri } from "../components/campaign/layout";
 import type { RunnerSettings } from "../components/node/runnerSettings";
 import { S3Helper } from "../test/helpers/aws";
-import { startFakeImds } from "./local/fakeImds";
+import { startFakeImds, type FakeImds } from "./local/fakeImds";
 import { startMoto } from "./local/moto";
-import { fakeJob, runRunner, runnerBaseDir } from "./local/nodeRunner";
+import { fakeJob, faultyAwsBin, runRunner, runnerBaseDir } from "./local/nodeRunner";
 
 function arg(name: string, fallback: number): number {
     const i = process.argv.indexOf(`--${name}`);
@@ -44,6 +46,60 @@ function settings(campaign: string, dataUri: string): RunnerSettings {
         keepCheckpoints: 2,
         secretParameters: {},
     };
+}
+
+/** Epoch ms once `file` has a line; the stop it measures is taken right after. */
+async function waitForSlowUpload(rec: string, deadlineMs: number): Promise<void> {
+    const calls = join(rec, "aws.calls");
+    while (Date.now() < deadlineMs) {
+        if (existsSync(calls) && readFileSync(calls, "utf8").includes('"slow-start"')) return;
+        await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error("the slow checkpoint upload never started");
+}
+
+/**
+ * One run whose first checkpoint upload takes two minutes; once it is in flight, `stop` is applied. Returns
+ * milliseconds from the stop to the job's SIGTERM, as the job recorded it.
+ */
+async function stopLatency(endpoint: string, imds: FakeImds, s3: S3Helper, campaign: string, stop: "sigterm" | "spot"): Promise<number> {
+    await s3.put(s3Uri(BUCKET, runKeys(campaign, "r1").spec), JSON.stringify({ kind: "train" }));
+    const base = runnerBaseDir("campaign-bench-");
+    const rec = join(base, "rec");
+    const term = join(base, "term.txt");
+    let pid = 0;
+    let stoppedAt = 0;
+    const stopper = (async () => {
+        await waitForSlowUpload(rec, Date.now() + 300_000);
+        stoppedAt = Date.now();
+        if (stop === "spot") imds.setSpotNotice(true);
+        else process.kill(pid, "SIGTERM");
+    })();
+    const result = await runRunner({
+        settings: { ...settings(campaign, s3Uri(BUCKET, datasetPrefix("0000000000000001"))), keepCheckpoints: 1 },
+        awsEndpoint: endpoint,
+        imdsEndpoint: imds.endpoint,
+        baseDir: base,
+        pathPrepend: [faultyAwsBin],
+        timeoutMs: 600_000,
+        onStart: (p) => (pid = p),
+        env: {
+            FAKE_STEPS: "100000",
+            FAKE_STEP_SECONDS: "0.2",
+            FAKE_CHECKPOINT_EVERY: "2",
+            FAKE_TERM_FILE: term,
+            FAULT_SLOW_MATCH: "/checkpoints/checkpoint-",
+            FAULT_SLOW_COUNT: "1",
+            FAULT_SLOW_SECONDS: "120",
+            CAMPAIGN_SPOT_POLL_SECONDS: "1",
+            AWS_MAX_ATTEMPTS: "5",
+        },
+    });
+    await stopper;
+    imds.setSpotNotice(false);
+    if (!existsSync(term)) throw new Error(`the job never got SIGTERM:\n${result.output}`);
+    const termAt = Number(readFileSync(term, "utf8").split("\n")[0]) * 1000;
+    return termAt - stoppedAt;
 }
 
 async function main(): Promise<void> {
@@ -95,7 +151,16 @@ async function main(): Promise<void> {
         latencies.sort((a, b) => a - b);
         console.log(`  median ${latencies[Math.floor(latencies.length / 2)]!.toFixed(2)} s over ${repeat} runs`);
 
-        // 2. staging throughput.
+        // 2. stop latency while a large checkpoint uploads.
+        console.log("stop -> the job's SIGTERM while a checkpoint upload is in flight (target: <= 1 s; a spot notice adds up to one 1 s poll):");
+        for (const stop of ["sigterm", "spot"] as const) {
+            const figures: number[] = [];
+            for (let i = 0; i < repeat; i++) figures.push(await stopLatency(moto.endpoint, imds, s3, `bench-stop-${stop}-${i}`, stop));
+            console.log(`  ${stop === "spot" ? "spot notice appears" : "SIGTERM to the runner"}: ${figures.map((f) => `${f.toFixed(0)} ms`).join(", ")}`);
+        }
+        if (process.argv.includes("--skip-staging")) return;
+
+        // 3. staging throughput.
         const total = mb * 1024 * 1024;
         const many = s3Uri(BUCKET, datasetPrefix("0000000000000002"));
         const one = s3Uri(BUCKET, datasetPrefix("0000000000000003"));

@@ -34,6 +34,10 @@ export interface RunnerSettings {
     /** 0 turns the GPU-idle watchdog off (prep nodes have no GPU). */
     readonly gpuIdleMinutes: number;
     readonly gpuIdleThreshold: number;
+    /** compute.stallMinutes: no new step in the job's progress file for this long after its first step ends the
+     *  job (a hung collective keeps the GPUs busy, so the GPU-idle watchdog cannot see it). 0 = off; the runner's
+     *  default is 30. */
+    readonly stallMinutes?: number;
     readonly keepCheckpoints: number;
     /** Environment variable name -> SSM SecureString parameter name, read at boot. Never the values. */
     readonly secretParameters: Readonly<Record<string, string>>;
@@ -52,6 +56,12 @@ export interface RunnerSettings {
      *  right before the job starts (not at boot), so the GPU-idle alarm sees no data while the node pulls
      *  the image and stages inputs. Absent: the runner starts no agent. */
     readonly metricsAgentConfig?: string;
+    /** GPU nodes: a script that installs the CloudWatch agent when the AMI lacks it (the user data writes it); the
+     *  runner runs it while it stages inputs. */
+    readonly metricsAgentInstall?: string;
+    /** compute.dataVolumeGb: the EBS volume attached to this node (vol-...). The runner finds it by id under
+     *  /dev/disk/by-id, formats it once, mounts it and stages the dataset there. */
+    readonly dataVolumeId?: string;
 }
 
 /** The settings as environment variables: the runner's whole input. */
@@ -89,6 +99,9 @@ export function runnerEnv(s: RunnerSettings): Record<string, string> {
         ["CAMPAIGN_STOP_GRACE_SECONDS", s.stopGraceSeconds?.toString()],
         ["CAMPAIGN_SPOT_GRACE_SECONDS", s.spotGraceSeconds?.toString()],
         ["CAMPAIGN_METRICS_AGENT_CONFIG", s.metricsAgentConfig],
+        ["CAMPAIGN_METRICS_AGENT_INSTALL", s.metricsAgentInstall],
+        ["CAMPAIGN_STALL_MINUTES", s.stallMinutes?.toString()],
+        ["CAMPAIGN_DATA_VOLUME_ID", s.dataVolumeId],
     ];
     for (const [key, value] of optional) if (value !== undefined && value !== "") env[key] = value;
     return env;

@@ -140,7 +140,7 @@ export function hardCapMinutes(settings: RunnerSettings, slackMinutes = 30): num
 
 /**
  * The CloudWatch agent's installer for AMIs without it: the package from the AL2023 repository (dnf), else AWS's
- * .deb for Ubuntu. https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/installing-cloudwatch-agent-commandline.html
+ * .deb for Ubuntu. https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/verify-CloudWatch-Agent-Package-Signature.html (the download links by platform)
  */
 export function cloudWatchAgentInstallScript(): string {
     return [

@@ -8,6 +8,8 @@ export interface FakeImds {
     readonly endpoint: string;
     /** From now on spot/instance-action answers with a terminate notice two minutes ahead. */
     setSpotNotice(on: boolean): void;
+    /** While on, every request (the token PUT too) gets a 500: the service failing for a while. */
+    setFailing(on: boolean): void;
     /** Requests seen, e.g. "GET /latest/meta-data/instance-id". */
     readonly requests: string[];
     /** GETs refused for a missing or unknown token (the runner must use IMDSv2). */
@@ -21,6 +23,7 @@ export async function startFakeImds(
     const tokens = new Set<string>();
     const requests: string[] = [];
     let spot = false;
+    let failing = false;
     let unauthorized = 0;
     const meta: Record<string, () => string | undefined> = {
         "/latest/meta-data/instance-id": () => identity.instanceId ?? "i-0123456789abcdef0",
@@ -34,6 +37,10 @@ export async function startFakeImds(
         const path = (req.url ?? "/").split("?")[0]!;
         requests.push(`${req.method} ${path}`);
         req.resume();
+        if (failing) {
+            res.writeHead(500).end();
+            return;
+        }
         if (req.method === "PUT" && path === "/latest/api/token") {
             if (!req.headers["x-aws-ec2-metadata-token-ttl-seconds"]) {
                 res.writeHead(400).end();
@@ -67,6 +74,9 @@ export async function startFakeImds(
         endpoint: `http://127.0.0.1:${port}`,
         setSpotNotice: (on) => {
             spot = on;
+        },
+        setFailing: (on) => {
+            failing = on;
         },
         requests,
         unauthorized: () => unauthorized,

@@ -1,5 +1,5 @@
-// Running scripts/node-runner/run-job.sh for real, with `shutdown`, `docker`, `nvidia-smi` and the CloudWatch
-// agent's ctl replaced by the recorders in scripts/local/bin, against local services. Used by test/runner.test.ts, the
+// Running scripts/node-runner/run-job.sh (the built Python runner) for real, with `shutdown`, `docker`, `nvidia-smi`,
+// `systemctl` and the CloudWatch agent's ctl replaced by the recorders in scripts/local/bin, against local services. Used by test/runner.test.ts, the
 // benchmark and the rehearsal.
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
@@ -14,6 +14,8 @@ export const runnerScript = join(repoRoot, "scripts", "node-runner", "run-job.sh
 export const recorderBin = join(repoRoot, "scripts", "local", "bin");
 /** The recorder the runner calls instead of the CloudWatch agent's ctl (CAMPAIGN_METRICS_AGENT_CTL). */
 export const agentCtlRecorder = join(recorderBin, "amazon-cloudwatch-agent-ctl");
+/** A stand-in for `aws` that injects S3 faults (SlowDown, slow uploads) and records every call; put on pathPrepend. */
+export const faultyAwsBin = join(repoRoot, "scripts", "local", "faults");
 /** A small job that writes progress and checkpoints (the runner tests and its benchmark). */
 export const fakeJob = join(repoRoot, "test", "fixtures", "fake-job.py");
 
@@ -28,6 +30,8 @@ export interface RunnerResult {
     readonly dockerCalls: string[][];
     /** One entry per CloudWatch agent ctl call: when (ISO, ms) and its arguments joined by spaces. */
     readonly agentCalls: Array<{ readonly at: string; readonly args: string }>;
+    /** One entry per `systemctl` call (the runner stops the agent's unit with it): when and its arguments. */
+    readonly systemctlCalls: Array<{ readonly at: string; readonly args: string }>;
     /** Where the runner kept its work dir and the recorders wrote. */
     readonly workDir: string;
     readonly recorderDir: string;
@@ -50,10 +54,21 @@ export interface RunnerOptions {
     readonly pathPrepend?: readonly string[];
     /** Called once the runner started, with its pid (e.g. to flip the spot notice later). */
     readonly onStart?: (pid: number) => void;
+    /** A command the runner is started under, e.g. `unshare -m ...` for a private mount namespace; the runner's
+     *  own argv (bash run-job.sh) is appended. */
+    readonly wrap?: readonly string[];
 }
 
 function readLines(path: string): string[] {
     return existsSync(path) ? readFileSync(path, "utf8").split("\n").filter((l) => l.length > 0) : [];
+}
+
+/** A recorder's "<ISO time>\t<args>" lines. */
+function timedCalls(path: string): Array<{ at: string; args: string }> {
+    return readLines(path).map((l) => {
+        const [at = "", args = ""] = l.split("\t");
+        return { at, args };
+    });
 }
 
 /** A temp dir with work/ and rec/ inside. */
@@ -107,7 +122,8 @@ export function runRunner(options: RunnerOptions): Promise<RunnerResult> {
     const recorderDir = join(baseDir, "rec");
     const started = Date.now();
     return new Promise((resolvePromise, reject) => {
-        const child = spawn("bash", [runnerScript], {
+        const [command, ...args] = [...(options.wrap ?? []), "bash", runnerScript];
+        const child = spawn(command!, args, {
             cwd: repoRoot,
             env: runnerProcessEnv(options, baseDir),
             stdio: ["ignore", "pipe", "pipe"],
@@ -125,10 +141,8 @@ export function runRunner(options: RunnerOptions): Promise<RunnerResult> {
                 output,
                 shutdownCalls: readLines(join(recorderDir, "shutdown.calls")),
                 dockerCalls: readLines(join(recorderDir, "docker.calls")).map((l) => JSON.parse(l) as string[]),
-                agentCalls: readLines(join(recorderDir, "agent.calls")).map((l) => {
-                    const [at = "", args = ""] = l.split("\t");
-                    return { at, args };
-                }),
+                agentCalls: timedCalls(join(recorderDir, "agent.calls")),
+                systemctlCalls: timedCalls(join(recorderDir, "systemctl.calls")),
                 workDir: join(baseDir, "work"),
                 recorderDir,
                 elapsedMs: Date.now() - started,

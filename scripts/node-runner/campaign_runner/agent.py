@@ -10,21 +10,50 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from typing import Callable, Optional
 
 from .aws import tail_brief
 
 
+INSTALL_TIMEOUT_SECONDS = 600
+
+
 class MetricsAgent:
-    def __init__(self, ctl: str, service: str, config: Optional[str], log: Callable[[str], None],
-                 warn: Callable[[str], None]):
-        self.ctl, self.service, self.config = ctl, service, config
+    def __init__(self, ctl: str, service: str, config: Optional[str], install_script: Optional[str],
+                 log: Callable[[str], None], warn: Callable[[str], None]):
+        self.ctl, self.service, self.config, self.install_script = ctl, service, config, install_script
         self.log, self.warn = log, warn
         self.running = False
+        self._installer: Optional[threading.Thread] = None
+
+    def begin_install(self) -> None:
+        """Installs the agent in the background (the AMI lacks it) while the runner stages inputs."""
+        if not self.config or not self.install_script or os.access(self.ctl, os.X_OK):
+            return
+
+        def install() -> None:
+            self.log("the CloudWatch agent is not installed: installing it with %s" % self.install_script)
+            try:
+                res = subprocess.run([self.install_script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     timeout=INSTALL_TIMEOUT_SECONDS, check=False)
+            except (OSError, subprocess.TimeoutExpired) as e:
+                self._problem("installing the CloudWatch agent failed: %s" % e)
+                return
+            if res.returncode != 0:
+                self._problem("installing the CloudWatch agent failed (exit %d): %s"
+                              % (res.returncode, tail_brief(res.stdout.decode("utf-8", "replace"))))
+            else:
+                self.log("CloudWatch agent installed")
+
+        self._installer = threading.Thread(target=install, name="agent-install", daemon=True)
+        self._installer.start()
 
     def start(self) -> None:
         if not self.config:
             return
+        if self._installer is not None:
+            self._installer.join(INSTALL_TIMEOUT_SECONDS + 10)
         if not os.access(self.ctl, os.X_OK):
             self._problem("%s is not installed: no GPU metrics in CloudWatch" % self.ctl)
             return

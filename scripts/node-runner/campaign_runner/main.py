@@ -44,8 +44,9 @@ from .watchdogs import GpuIdle, MaxRuntime, ProgressStall, busiest_gpu
 
 TICK_SECONDS = 0.2  # the control loop's period: every stop is acted on within this (plus a signal's delivery)
 EXIT_PATH_AWS_TIMEOUT = 120  # a hung network cannot hold the node on the way out
-# Under this much free space the work volume counts as full when a job fails (its own log may not say why).
-FULL_DISK_BYTES = 16 * 1024 * 1024
+# Under this much free space (64 MiB, or 1% of a small volume) the work volume counts as full when a job fails:
+# its own log, on the same volume, may not have been able to say why.
+FULL_DISK_BYTES = 64 * 1024 * 1024
 
 
 class Failure(Exception):
@@ -97,7 +98,8 @@ class Runner:
         self.imds = Imds(settings.imds_endpoint)
         self.job = Job(settings.job_mode, settings.container_name)
         self.agent = MetricsAgent(settings.metrics_agent_ctl, settings.metrics_agent_service,
-                                  settings.metrics_agent_config, self.log, self.status.warn)
+                                  settings.metrics_agent_config, settings.metrics_agent_install, self.log,
+                                  self.status.warn)
         self.stop_requested = threading.Event()  # cancels staging; set by a spot notice, a signal, the max runtime
         self.stop: Optional[StopDetail] = None
         self._stop_lock = threading.Lock()
@@ -317,7 +319,8 @@ class Runner:
 
     def _checkpoint_sync(self) -> CheckpointSync:
         assert self.s.checkpoints_uri is not None
-        return CheckpointSync(self.aws, self.layout.dir_of("CAMPAIGN_CHECKPOINT_DIR"), self.s.checkpoints_uri,
+        return CheckpointSync(self.aws, self.layout.dir_of("CAMPAIGN_CHECKPOINT_DIR"),
+                              os.path.join(self.state_dir, "upload"), self.s.checkpoints_uri,
                               self.s.keep_checkpoints, self.log, self.status.checkpoint_uploaded)
 
     def job_env(self) -> Dict[str, str]:
@@ -402,7 +405,7 @@ class Runner:
             usage = shutil.disk_usage(self.work)
         except OSError:
             return None
-        if usage.free >= FULL_DISK_BYTES:
+        if usage.free >= min(FULL_DISK_BYTES, usage.total // 100):
             return None
         return "the work volume %s is out of space (no space left on device: %.1f MiB free of %.1f MiB)" % (
             self.work, usage.free / 2 ** 20, usage.total / 2 ** 20)
@@ -465,6 +468,7 @@ class Runner:
         self.log(self.aws.tune_transfers(self.status.instance_type, os.path.join(self.state_dir, "aws-config"), os.cpu_count() or 1))
 
         self.check_previous_status()
+        self.agent.begin_install()
         self.status.preparing()
         self.publish_soon()
         if self.s.data_volume_id and self.s.role == "train":

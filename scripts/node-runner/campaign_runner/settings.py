@@ -59,6 +59,7 @@ class Settings:
     stop_grace_seconds: int
     spot_grace_seconds: int
     metrics_agent_config: Optional[str]
+    metrics_agent_install: Optional[str]
     metrics_agent_ctl: str
     metrics_agent_service: str
     container_name: str
@@ -225,6 +226,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         stop_grace_seconds=r.whole("CAMPAIGN_STOP_GRACE_SECONDS", 300),
         spot_grace_seconds=r.whole("CAMPAIGN_SPOT_GRACE_SECONDS", 80),
         metrics_agent_config=r.text("CAMPAIGN_METRICS_AGENT_CONFIG"),
+        metrics_agent_install=r.text("CAMPAIGN_METRICS_AGENT_INSTALL"),
         metrics_agent_ctl=r.text("CAMPAIGN_METRICS_AGENT_CTL", DEFAULT_AGENT_CTL) or DEFAULT_AGENT_CTL,
         metrics_agent_service=r.text("CAMPAIGN_METRICS_AGENT_SERVICE", "amazon-cloudwatch-agent") or "amazon-cloudwatch-agent",
         container_name=r.text("CAMPAIGN_CONTAINER_NAME", "campaign-job") or "campaign-job",

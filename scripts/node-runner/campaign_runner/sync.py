@@ -1,26 +1,30 @@
 """Checkpoint uploads: a worker thread beside the control loop, so a stop is acted on at once whatever is
 uploading. Each pass uploads the newest complete local checkpoints first (checkpoints.upload_order): the files,
-then the marker last, so S3 never holds a marker without its files. A checkpoint that the trainer rotated away
-while it was uploading is skipped, never fatal. Then S3 is pruned to the newest `keep` (marker first).
+then the marker last, so S3 never holds a marker without its files. Each checkpoint is first snapshotted with
+hard links (no copy, no extra space), so a trainer that saves and rotates faster than one upload cannot pull the
+files from under it; one that was rotated away before its snapshot is skipped, never fatal. Then S3 is pruned to
+the newest `keep` (marker first).
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import time
 from typing import Callable, Optional, Set
 
 from . import checkpoints
-from .aws import AwsCli, as_prefix
+from .aws import AwsCli, Cancelled, as_prefix
 from .contract import CHECKPOINT_MARKER
 
 
 class CheckpointSync:
-    def __init__(self, aws: AwsCli, local_dir: str, uri: str, keep: int, log: Callable[[str], None],
+    def __init__(self, aws: AwsCli, local_dir: str, snapshot_dir: str, uri: str, keep: int, log: Callable[[str], None],
                  on_uploaded: Callable[[str, int], None]):
         self.aws = aws
         self.local_dir = local_dir
+        self.snapshot_dir = snapshot_dir
         self.uri = as_prefix(uri)
         self.keep = keep
         self.log = log
@@ -29,6 +33,7 @@ class CheckpointSync:
         self._lock = threading.Lock()  # one pass at a time: the worker's and the final one
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._cancel = threading.Event()  # ends the worker's upload in flight: the final pass takes over
         self._thread: Optional[threading.Thread] = None
 
     # ------------------------------------------------------------------ one pass
@@ -45,35 +50,62 @@ class CheckpointSync:
                 steps.add(step)
         return steps
 
-    def sync_once(self) -> None:
+    def sync_once(self, cancel: Optional[threading.Event] = None) -> None:
         with self._lock:
             for step in checkpoints.upload_order(self.local_complete(), self.uploaded, self.keep):
-                if not self._upload(step):
+                if not self._upload(step, cancel):
                     return
             self._prune()
 
-    def _upload(self, step: int) -> bool:
+    def snapshot(self, name: str) -> Optional[str]:
+        """Hard links of checkpoint `name`'s files in the snapshot dir, the marker first; None when the trainer
+        removed (or is removing) the checkpoint. Raises OSError when the disk refuses links."""
+        source = os.path.join(self.local_dir, name)
+        target = os.path.join(self.snapshot_dir, name)
+        shutil.rmtree(target, ignore_errors=True)
+        try:
+            os.makedirs(target)
+            os.link(os.path.join(source, CHECKPOINT_MARKER), os.path.join(target, CHECKPOINT_MARKER))
+            for root, dirs, files in os.walk(source):
+                rel = os.path.relpath(root, source)
+                for d in dirs:
+                    os.makedirs(os.path.join(target, rel, d), exist_ok=True)
+                for f in files:
+                    if rel == "." and f == CHECKPOINT_MARKER:
+                        continue
+                    os.link(os.path.join(root, f), os.path.join(target, rel, f))
+        except FileNotFoundError:
+            shutil.rmtree(target, ignore_errors=True)
+            return None
+        if not os.path.isdir(source):  # rotated while it was linked: the snapshot may lack files
+            shutil.rmtree(target, ignore_errors=True)
+            return None
+        return target
+
+    def _upload(self, step: int, cancel: Optional[threading.Event]) -> bool:
         """True when the pass may go on (uploaded, or vanished and skipped); False after a failure."""
         name = checkpoints.checkpoint_name(step)
-        path = os.path.join(self.local_dir, name)
-        marker = os.path.join(path, CHECKPOINT_MARKER)
         started = time.monotonic()
         try:
-            with open(marker, "rb") as f:
-                marker_bytes = f.read()
-        except OSError:
+            path = self.snapshot(name)
+        except OSError as e:
+            self.log("cannot snapshot %s for its upload (%s): will retry" % (name, e))
+            return False
+        if path is None:
             self.log("%s vanished locally before its upload (the trainer rotated it): skipped" % name)
             return True
-        files = self.aws.s3("sync", "--delete", path, self.uri + name + "/", "--exclude", CHECKPOINT_MARKER)
-        if not os.path.isfile(marker):
-            self.log("%s vanished locally while it uploaded (the trainer rotated it): skipped" % name)
-            return True
+        try:
+            return self._upload_snapshot(step, name, path, started, cancel)
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def _upload_snapshot(self, step: int, name: str, path: str, started: float, cancel: Optional[threading.Event]) -> bool:
+        files = self.aws.s3("sync", "--delete", path, self.uri + name + "/", "--exclude", CHECKPOINT_MARKER, cancel=cancel)
         if not files.ok:
             self.log("uploading %s failed (will retry): %s" % (name, files.brief()))
             return False
-        # The marker from memory: the local one may be gone by now, and S3 must get the bytes that were read.
-        done = self.aws.s3("cp", "-", self.uri + name + "/" + CHECKPOINT_MARKER, "--content-type", "application/json",
-                           stdin=marker_bytes)
+        done = self.aws.s3("cp", os.path.join(path, CHECKPOINT_MARKER), self.uri + name + "/" + CHECKPOINT_MARKER,
+                           cancel=cancel)
         if not done.ok:
             self.log("uploading %s's marker failed (will retry): %s" % (name, done.brief()))
             return False
@@ -151,7 +183,9 @@ class CheckpointSync:
                 if self._stop.is_set():
                     break
                 try:
-                    self.sync_once()
+                    self.sync_once(self._cancel)
+                except Cancelled:
+                    self.log("checkpoint upload in flight stopped: the final pass uploads the newest first")
                 except Exception as e:  # a pass that failed is retried on the next; the final pass reports
                     self.log("checkpoint sync pass failed (will retry): %r" % e)
 
@@ -159,8 +193,10 @@ class CheckpointSync:
         self._thread.start()
 
     def stop(self, timeout: Optional[float] = None) -> None:
-        """Ends the worker after the upload in flight (it is worth finishing: the job may be gone)."""
+        """Ends the worker, stopping its upload in flight: the job has exited, and its newest checkpoint (often
+        the one saved on SIGTERM) goes first in the final pass rather than after an older one."""
         self._stop.set()
+        self._cancel.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
