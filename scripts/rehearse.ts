@@ -36,14 +36,17 @@ export interface RehearseArgs {
     readonly stack: string;
     readonly interruptAt?: number;
     readonly maxSteps: number;
+    /** At most this many examples per optimizer step (the short form npm test uses); unset keeps the preset's batch. */
+    readonly maxBatch?: number;
 }
 
-export const usage = "usage: npm run rehearse -- [--stack <name>] [--interrupt-at STEP] [--max-steps N]   (default stack: dev)";
+export const usage = "usage: npm run rehearse -- [--stack <name>] [--interrupt-at STEP] [--max-steps N] [--max-batch N]   (default stack: dev)";
 
 export function parseRehearseArgs(argv: readonly string[]): RehearseArgs {
     let stack = "dev";
     let interruptAt: number | undefined;
     let maxSteps = 24;
+    let maxBatch: number | undefined;
     for (let i = 0; i < argv.length; i++) {
         const arg = argv[i];
         const int = (name: string): number => {
@@ -58,12 +61,13 @@ export function parseRehearseArgs(argv: readonly string[]): RehearseArgs {
             stack = v;
         } else if (arg === "--interrupt-at") interruptAt = int("--interrupt-at");
         else if (arg === "--max-steps") maxSteps = int("--max-steps");
+        else if (arg === "--max-batch") maxBatch = int("--max-batch");
         else throw new Error(`unknown argument "${arg}"\n${usage}`);
     }
     if (interruptAt !== undefined && interruptAt >= maxSteps) {
         throw new Error(`--interrupt-at ${interruptAt} must be below the rehearsal's ${maxSteps} steps (--max-steps)`);
     }
-    return { stack, interruptAt, maxSteps };
+    return { stack, interruptAt, maxSteps, ...(maxBatch !== undefined ? { maxBatch } : {}) };
 }
 
 const t0 = Date.now();
@@ -214,7 +218,7 @@ export async function rehearseCampaign(campaign: ResolvedCampaign, source: strin
     }
     let standIns: ReturnType<typeof applyStandIns>;
     try {
-        standIns = applyStandIns(campaign, { root, workDir, tinyModels, maxSteps: args.maxSteps, sampleRows: 600 });
+        standIns = applyStandIns(campaign, { root, workDir, tinyModels, maxSteps: args.maxSteps, maxBatch: args.maxBatch, sampleRows: 600 });
     } catch (e) {
         if (!(e instanceof StandInError)) throw e;
         say(`    a stand-in cannot keep an invariant of the real campaign, so nothing is rehearsed: ${e.message}`);

@@ -15,11 +15,11 @@ import { applyStandIns, checkSpecs, checkStandIns, sampleRows, StandInError } fr
 
 const root = path.join(__dirname, "..");
 
-function standInsFor(preset: string, override: unknown = {}) {
+function standInsFor(preset: string, override: unknown = {}, maxBatch?: number) {
     const workDir = fs.mkdtempSync(path.join(os.tmpdir(), "campaign-standins-"));
     const campaign = resolveCampaign(mergeConfig(loadPreset(preset), override));
     const tinyModels = { "causal-lm": "/tiny/causal", seq2seq: "/tiny/seq2seq" };
-    return { campaign, workDir, result: applyStandIns(campaign, { root, workDir, tinyModels, maxSteps: 10, sampleRows: 50 }) };
+    return { campaign, workDir, result: applyStandIns(campaign, { root, workDir, tinyModels, maxSteps: 10, maxBatch, sampleRows: 50 }) };
 }
 
 test("stand-ins for socsci210-qwen14b-qlora: sample data with scaled study groups, tiny causal LM, QLoRA -> LoRA on CPU", () => {
@@ -51,6 +51,13 @@ test("stand-ins for socsci210-qwen14b-qlora: sample data with scaled study group
         result.substitutions.join("\n"),
     );
     assert.ok(result.substitutions.some((s) => s.includes("on 1 CPU process instead of 8 GPU(s) (checked as one g5.2xlarge GPU)")));
+});
+
+test("the short form caps the examples per step, and the global batch follows", () => {
+    const { result } = standInsFor("socsci210-qwen14b-qlora", {}, 4);
+    const t = result.trainSpecs[0].training;
+    assert.deepEqual([t.perDeviceBatch, t.gradientAccumulation, t.globalBatch], [4, 1, 4]);
+    assert.ok(result.substitutions.some((s) => s.includes("perDeviceBatch 8 x gradientAccumulation 16 -> 4 x 1 (at most 4 examples per step), globalBatch 1024 -> 4")), result.substitutions.join("\n"));
 });
 
 test("stand-in samples pass each preset's cleaning rules: reasoning traces of at least minChars, no short answer with the truncation marker, no duplicate", () => {
@@ -135,6 +142,7 @@ test("sample rows follow every data format's field names", () => {
 test("rehearsal arguments", () => {
     assert.deepEqual(parseRehearseArgs([]), { stack: "dev", interruptAt: undefined, maxSteps: 24 });
     assert.deepEqual(parseRehearseArgs(["--stack", "x", "--interrupt-at", "3", "--max-steps", "6"]), { stack: "x", interruptAt: 3, maxSteps: 6 });
+    assert.deepEqual(parseRehearseArgs(["--max-batch", "8"]), { stack: "dev", interruptAt: undefined, maxSteps: 24, maxBatch: 8 });
     assert.throws(() => parseRehearseArgs(["--interrupt-at", "0"]), /--interrupt-at needs a whole number >= 1, got "0"/);
     assert.throws(() => parseRehearseArgs(["--interrupt-at", "30"]), /must be below the rehearsal's 24 steps/);
     assert.throws(() => parseRehearseArgs(["--stak", "dev"]), /unknown argument "--stak"/);
@@ -196,7 +204,7 @@ for (const preset of listPresets().filter((p) => p !== "dev")) {
     test(`the ${preset} preset rehearses end to end (short form)`, { timeout: 900_000 }, (t) => {
         const started = Date.now();
         const tsx = path.join(root, "node_modules", ".bin", "tsx");
-        const run = spawnSync(tsx, ["scripts/rehearse.ts", "--stack", preset, "--max-steps", "2"], { cwd: root, encoding: "utf8", timeout: 880_000 });
+        const run = spawnSync(tsx, ["scripts/rehearse.ts", "--stack", preset, "--max-steps", "2", "--max-batch", "4"], { cwd: root, encoding: "utf8", timeout: 880_000 });
         t.diagnostic(`${preset} rehearsed in ${((Date.now() - started) / 1000).toFixed(0)} s`);
         const out = run.stdout;
         assert.equal(run.status, 0, `${out}\n${run.stderr}`);

@@ -56,6 +56,8 @@ export interface StandInOptions {
     readonly tinyModels: Readonly<Record<"causal-lm" | "seq2seq", string>>;
     /** Cap on training steps per run, so a rehearsal finishes in minutes. */
     readonly maxSteps: number;
+    /** At most this many examples per optimizer step: gradientAccumulation, then perDeviceBatch, are lowered to fit. */
+    readonly maxBatch?: number;
     /** Rows of sample data to generate when the real source cannot be reached (more when a split needs them). */
     readonly sampleRows: number;
 }
@@ -258,6 +260,12 @@ function standInRun(run: ResolvedRun, modelFor: (id: string, family: "causal-lm"
     if (training.earlyStopping && training.saveSteps % training.evalSteps !== 0) training.saveSteps = training.evalSteps;
     training.loggingSteps = Math.min(training.loggingSteps, every);
     const gpus = getInstance(run.instanceType).gpuCount;
+    if (options.maxBatch !== undefined && training.perDeviceBatch * training.gradientAccumulation > options.maxBatch) {
+        const before = `perDeviceBatch ${training.perDeviceBatch} x gradientAccumulation ${training.gradientAccumulation}`;
+        training.perDeviceBatch = Math.min(training.perDeviceBatch, options.maxBatch);
+        training.gradientAccumulation = Math.max(1, Math.floor(options.maxBatch / training.perDeviceBatch));
+        changes.push(`${before} -> ${training.perDeviceBatch} x ${training.gradientAccumulation} (at most ${options.maxBatch} examples per step)`);
+    }
     if (training.globalBatch !== undefined) {
         // The global batch is per optimizer step across all GPUs; one process keeps the per-device batch
         // and the accumulation, so the global batch shrinks with the device count.
