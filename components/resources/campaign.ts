@@ -284,6 +284,7 @@ export class Campaign extends pulumi.ComponentResource {
                         maxHours: experiment.compute.maxHours,
                         gpuIdleMinutes: experiment.compute.gpuIdleMinutes,
                         gpuIdleThreshold: experiment.compute.gpuIdleThreshold,
+                        stallMinutes: experiment.compute.stallMinutes,
                         rootVolumeGb: experiment.compute.rootVolumeGb,
                         amiParameter: experiment.compute.amiParameter,
                         secretParameters: this.secrets.parameterNames,

@@ -16,6 +16,8 @@ export interface TrainSettingsInput {
     readonly maxHours: number;
     readonly gpuIdleMinutes: number;
     readonly gpuIdleThreshold: number;
+    /** compute.stallMinutes (the runner's progress-stall watchdog); absent: the runner's default. */
+    readonly stallMinutes?: number;
     readonly image?: string;
     readonly secretParameters: Readonly<Record<string, string>>;
 }
@@ -51,6 +53,7 @@ export function trainRunnerSettings(t: TrainSettingsInput): RunnerSettings {
         maxRuntimeSeconds: Math.round(t.maxHours * 3600),
         gpuIdleMinutes: t.gpuIdleMinutes,
         gpuIdleThreshold: t.gpuIdleThreshold,
+        ...(t.stallMinutes !== undefined ? { stallMinutes: t.stallMinutes } : {}),
         keepCheckpoints: t.spec.training.saveTotalLimit,
         secretParameters: { ...t.secretParameters },
     };
@@ -85,6 +88,8 @@ export interface TrainingRunArgs {
     readonly maxHours: number;
     readonly gpuIdleMinutes: number;
     readonly gpuIdleThreshold: number;
+    /** compute.stallMinutes: no new step for this long ends the job (0 = off). Default: the runner's (30). */
+    readonly stallMinutes?: number;
     readonly rootVolumeGb: number;
     readonly amiParameter: string;
     readonly secretParameters: Readonly<Record<string, string>>;
@@ -137,9 +142,13 @@ export class TrainingRun extends pulumi.ComponentResource {
             maxHours: args.maxHours,
             gpuIdleMinutes: args.gpuIdleMinutes,
             gpuIdleThreshold: args.gpuIdleThreshold,
+            ...(args.stallMinutes !== undefined ? { stallMinutes: args.stallMinutes } : {}),
             secretParameters: args.secretParameters,
         });
-        const userData = pulumi.output(args.image).apply((image) => args.renderUserData({ ...this.settings, image }, { gpu: true }));
+        // The runner finds the dataset volume by its id under /dev/disk/by-id, so the id goes into its settings.
+        const userData = pulumi
+            .all([args.image, args.dataVolumeId ?? ""])
+            .apply(([image, dataVolumeId]) => args.renderUserData({ ...this.settings, image, ...(dataVolumeId ? { dataVolumeId } : {}) }, { gpu: true }));
         const prefixes = trainPrefixes(args.spec);
 
         this.node = new JobNode(
