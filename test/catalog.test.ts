@@ -160,3 +160,24 @@ test("GQA: k/v projections are kvHeads x headDim wide", () => {
     assert.equal(k.outFeatures, 4 * 128);
     assert.equal(k.inFeatures, 3584);
 });
+
+test("current GPU families: L4 (g6), 8x L40S, H100 (p5) and H200 (p5en), each with its sources; spot figures are dated and below on-demand", () => {
+    for (const t of ["g6.2xlarge", "g6.12xlarge", "g6.48xlarge", "g6e.48xlarge", "p5.4xlarge", "p5.48xlarge", "p5en.48xlarge"]) assert.ok(findInstance(t), `${t} missing`);
+    const l4 = getInstance("g6.2xlarge");
+    assert.deepEqual([l4.gpuModel, l4.gpuCount, l4.bf16DenseTflops, l4.computeCapability], ["L4", 1, 121, "8.9"]);
+    assert.ok(Math.abs(l4.gpuMemoryGiB - 22_888 / 1024) < 1e-9);
+    const h200 = getInstance("p5en.48xlarge");
+    assert.deepEqual([h200.gpuModel, h200.gpuCount, h200.bf16DenseTflops, h200.onDemandUsdPerHour], ["H200", 8, 989, 63.296]);
+    assert.equal(h200.gpuMemoryGiB, 141);
+    assert.equal(getInstance("g6e.48xlarge").gpuCount, 8);
+    assert.equal(getInstance("p5.4xlarge").onDemandUsdPerHour, 6.88);
+    const spot = INSTANCES.filter((i) => i.typicalSpotUsdPerHour !== undefined);
+    assert.ok(spot.length >= 2);
+    for (const i of spot) {
+        assert.ok(i.typicalSpotUsdPerHour! > 0 && i.typicalSpotUsdPerHour! < i.onDemandUsdPerHour, i.type);
+        assert.match(i.spotSource!, /\d{4}-\d{2}-\d{2}/, `${i.type}: the spot figure carries a date`);
+    }
+    for (const i of INSTANCES.filter((x) => x.typicalSpotUsdPerHour === undefined)) assert.equal(i.spotSource, undefined);
+    // The rehearsal checks one-process stand-ins against the first one-GPU type: still the g5.2xlarge.
+    assert.equal(INSTANCES.find((i) => i.kind === "gpu" && i.gpuCount === 1)?.type, "g5.2xlarge");
+});

@@ -65,8 +65,9 @@ test("a local prep costs nothing in AWS; an EC2 prep is priced by its instance",
 });
 
 test("plan arguments: --stack required, unknown flags named", () => {
-    assert.deepEqual(parsePlanArgs(["--stack", "dev"]), { stack: "dev", json: false });
-    assert.deepEqual(parsePlanArgs(["--stack=dev", "--json"]), { stack: "dev", json: true });
+    assert.deepEqual(parsePlanArgs(["--stack", "dev"]), { stack: "dev", json: false, compare: false });
+    assert.deepEqual(parsePlanArgs(["--stack=dev", "--json"]), { stack: "dev", json: true, compare: false });
+    assert.deepEqual(parsePlanArgs(["--compare", "--stack", "dev"]), { stack: "dev", json: false, compare: true });
     assert.throws(() => parsePlanArgs([]), /--stack is required/);
     assert.throws(() => parsePlanArgs(["--stack"]), /--stack needs a name/);
     assert.throws(() => parsePlanArgs(["--stack", "dev", "--jsn"]), /unknown argument "--jsn"/);

@@ -10,6 +10,12 @@ export const PRICE_SOURCE_GPU =
     "same values in the 2026-02-09T13:43:35Z generation and in skypilot-org/skypilot-catalog catalogs/v8/aws/vms.csv)";
 export const PRICE_SOURCE_CPU =
     "aws/karpenter-provider-aws pkg/providers/pricing/zz_generated.pricing_aws.go (generated 2026-02-09T13:43:35Z for us-east-1, commit 265ee0b)";
+/**
+ * Typical spot prices: the median of the us-east-1 zones' SpotPrice in skypilot-org/skypilot-catalog
+ * catalogs/v8/aws/vms.csv at commit 00148f2a (read 2026-11-30). g5.12xlarge: 2.7804, 2.0796, 2.0813, 2.1824,
+ * 2.2387 -> 2.1824; g6.2xlarge: 0.5772, 0.4462, 0.5067, 0.4416 -> 0.4765.
+ */
+export const SPOT_SOURCE = "skypilot-org/skypilot-catalog catalogs/v8/aws/vms.csv at 00148f2a (read 2026-11-30): median of the us-east-1 zones";
 /** vCPUs, memory, NVMe, network, EFA: the Karpenter instance-type reference, read Aug 2026. */
 export const SPEC_SOURCE_GPU = "aws/karpenter-provider-aws website/content/en/docs/reference/instance-types.md (Aug 2026)";
 export const SPEC_SOURCE_CPU =
@@ -18,7 +24,7 @@ export const SPEC_SOURCE_CPU =
 
 // ---------------------------------------------------------------- GPU models
 
-export type GpuModel = "A10G" | "L40S" | "A100-40GB" | "A100-80GB" | "H100";
+export type GpuModel = "A10G" | "L4" | "L40S" | "A100-40GB" | "A100-80GB" | "H100" | "H200";
 
 export interface GpuFacts {
     readonly model: GpuModel;
@@ -32,7 +38,8 @@ export interface GpuFacts {
 }
 
 // Memory as software sees it: from the project's aws-facts notes (A10G 22,888 MiB; L40S 45,776 MiB;
-// A100 40,960 / 81,920 MiB; H100 81,920 MiB), as the Karpenter reference lists nvidia.com/gpu-memory.
+// A100 40,960 / 81,920 MiB; H100 81,920 MiB), as the Karpenter reference lists nvidia.com/gpu-memory;
+// L4 22,888 MiB and H200 144,384 MiB from the same reference (karpenter.k8s.aws/instance-gpu-memory, Aug 2026).
 const GPU: Readonly<Record<GpuModel, GpuFacts>> = {
     // NVIDIA publishes no A10G datasheet (it is an AWS-only part). The A10 datasheet gives 125 TFLOP/s dense
     // bf16, but the A10G trades tensor throughput for CUDA-core throughput; Baseten's "NVIDIA A10 vs A10G for
@@ -46,6 +53,14 @@ const GPU: Readonly<Record<GpuModel, GpuFacts>> = {
         tflopsSource: "Baseten, NVIDIA A10 vs A10G (A10G bf16 tensor 70 TFLOP/s; the A10 datasheet's 125 is the non-G part)",
         bf16: true,
         computeCapability: "8.6",
+    },
+    L4: {
+        model: "L4",
+        memoryMiB: 22_888,
+        bf16DenseTflops: 121,
+        tflopsSource: "NVIDIA L4 datasheet: BF16 tensor 242 TFLOP/s with sparsity, 121 dense",
+        bf16: true,
+        computeCapability: "8.9",
     },
     L40S: {
         model: "L40S",
@@ -79,6 +94,15 @@ const GPU: Readonly<Record<GpuModel, GpuFacts>> = {
         bf16: true,
         computeCapability: "9.0",
     },
+    // The H200 is the H100's compute with 141 GB of HBM3e: the same tensor peak, more memory.
+    H200: {
+        model: "H200",
+        memoryMiB: 144_384,
+        bf16DenseTflops: 989,
+        tflopsSource: "NVIDIA H200 datasheet: BF16 tensor 1,979 TFLOP/s with sparsity, 989 dense (the H100 SXM's compute)",
+        bf16: true,
+        computeCapability: "9.0",
+    },
 };
 
 // ---------------------------------------------------------------- instances
@@ -106,6 +130,13 @@ export interface InstanceSpec {
     /** us-east-1 on-demand Linux, USD per hour. */
     readonly onDemandUsdPerHour: number;
     readonly priceSource: string;
+    /**
+     * A typical us-east-1 spot price, USD per hour: the median over the zones of one dated snapshot
+     * (SPOT_SOURCE). Spot moves by the hour and by zone, so this is for comparing options, never a quote;
+     * undefined where the catalog has no figure (the price history at `campaign preflight` time is the real one).
+     */
+    readonly typicalSpotUsdPerHour: number | undefined;
+    readonly spotSource: string | undefined;
     readonly specSource: string;
 }
 
@@ -118,6 +149,8 @@ interface Row {
     network: string;
     efaDevices: number;
     usdPerHour: number;
+    /** Typical us-east-1 spot (SPOT_SOURCE); absent where no figure was read. */
+    spotUsdPerHour?: number;
 }
 
 function build(row: Row): InstanceSpec {
@@ -139,6 +172,8 @@ function build(row: Row): InstanceSpec {
         efaDevices: row.efaDevices,
         onDemandUsdPerHour: row.usdPerHour,
         priceSource: g ? PRICE_SOURCE_GPU : PRICE_SOURCE_CPU,
+        typicalSpotUsdPerHour: row.spotUsdPerHour,
+        spotSource: row.spotUsdPerHour === undefined ? undefined : SPOT_SOURCE,
         specSource: g ? SPEC_SOURCE_GPU : SPEC_SOURCE_CPU,
     };
 }
@@ -148,13 +183,22 @@ function build(row: Row): InstanceSpec {
 const ROWS: readonly Row[] = [
     // GPU: training nodes
     { type: "g5.2xlarge", vcpus: 8, memoryGiB: 32, gpu: { model: "A10G", count: 1 }, localNvmeGb: 450, network: "up to 10 Gbps", efaDevices: 0, usdPerHour: 1.212 },
-    { type: "g5.12xlarge", vcpus: 48, memoryGiB: 192, gpu: { model: "A10G", count: 4 }, localNvmeGb: 3_800, network: "40 Gbps", efaDevices: 1, usdPerHour: 5.672 },
+    { type: "g5.12xlarge", vcpus: 48, memoryGiB: 192, gpu: { model: "A10G", count: 4 }, localNvmeGb: 3_800, network: "40 Gbps", efaDevices: 1, usdPerHour: 5.672, spotUsdPerHour: 2.1824 },
     { type: "g5.48xlarge", vcpus: 192, memoryGiB: 768, gpu: { model: "A10G", count: 8 }, localNvmeGb: 7_600, network: "100 Gbps", efaDevices: 1, usdPerHour: 16.288 },
     { type: "g6e.xlarge", vcpus: 4, memoryGiB: 32, gpu: { model: "L40S", count: 1 }, localNvmeGb: 250, network: "up to 20 Gbps (2.5 Gbps baseline)", efaDevices: 0, usdPerHour: 1.861 },
     { type: "g6e.12xlarge", vcpus: 48, memoryGiB: 384, gpu: { model: "L40S", count: 4 }, localNvmeGb: 3_800, network: "100 Gbps", efaDevices: 1, usdPerHour: 10.49264 },
+    // Added 2026-11-30: L4 (g6), 8x L40S, 1x H100 and 8x H200. Specs from the Karpenter reference (network as its
+    // baseline bandwidth), prices from the same pricing file (2026-07-20 generation). p5e.48xlarge (also 8x H200)
+    // has no on-demand price there: it is sold through Capacity Blocks for ML (see compute.capacityReservationId).
+    { type: "g6.2xlarge", vcpus: 8, memoryGiB: 32, gpu: { model: "L4", count: 1 }, localNvmeGb: 450, network: "5 Gbps baseline", efaDevices: 0, usdPerHour: 0.9776, spotUsdPerHour: 0.4765 },
+    { type: "g6.12xlarge", vcpus: 48, memoryGiB: 192, gpu: { model: "L4", count: 4 }, localNvmeGb: 3_760, network: "40 Gbps", efaDevices: 1, usdPerHour: 4.6016 },
+    { type: "g6.48xlarge", vcpus: 192, memoryGiB: 768, gpu: { model: "L4", count: 8 }, localNvmeGb: 7_520, network: "100 Gbps", efaDevices: 1, usdPerHour: 13.3504 },
+    { type: "g6e.48xlarge", vcpus: 192, memoryGiB: 1_536, gpu: { model: "L40S", count: 8 }, localNvmeGb: 7_600, network: "400 Gbps", efaDevices: 4, usdPerHour: 30.13118 },
+    { type: "p5.4xlarge", vcpus: 16, memoryGiB: 256, gpu: { model: "H100", count: 1 }, localNvmeGb: 3_800, network: "100 Gbps", efaDevices: 1, usdPerHour: 6.88 },
     { type: "p4d.24xlarge", vcpus: 96, memoryGiB: 1_152, gpu: { model: "A100-40GB", count: 8 }, localNvmeGb: 8_000, network: "400 Gbps", efaDevices: 4, usdPerHour: 21.957642 },
     { type: "p4de.24xlarge", vcpus: 96, memoryGiB: 1_152, gpu: { model: "A100-80GB", count: 8 }, localNvmeGb: 8_000, network: "400 Gbps", efaDevices: 4, usdPerHour: 27.44705 },
     { type: "p5.48xlarge", vcpus: 192, memoryGiB: 2_048, gpu: { model: "H100", count: 8 }, localNvmeGb: 30_400, network: "3,200 Gbps", efaDevices: 32, usdPerHour: 55.04 },
+    { type: "p5en.48xlarge", vcpus: 192, memoryGiB: 2_048, gpu: { model: "H200", count: 8 }, localNvmeGb: 30_400, network: "3,200 Gbps", efaDevices: 16, usdPerHour: 63.296 },
     // CPU: prep nodes (EBS-only, no EFA at these sizes)
     { type: "c6i.2xlarge", vcpus: 8, memoryGiB: 16, localNvmeGb: 0, network: "up to 12.5 Gbps", efaDevices: 0, usdPerHour: 0.34 },
     { type: "c6i.4xlarge", vcpus: 16, memoryGiB: 32, localNvmeGb: 0, network: "up to 12.5 Gbps", efaDevices: 0, usdPerHour: 0.68 },
