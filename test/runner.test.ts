@@ -7,7 +7,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { status as statusSchema, type Status } from "../components/campaign/jobSpec";
 import { CHECKPOINT_MARKER, SUCCESS_MARKER, datasetPrefix, modelPrefix, runKeys, s3Uri } from "../components/campaign/layout";
@@ -16,7 +17,7 @@ import { CLOUDWATCH_AGENT_CONFIG_PATH } from "../components/node/userData";
 import { S3Helper, putSecureParameter } from "./helpers/aws";
 import { startFakeImds, type FakeImds } from "../scripts/local/fakeImds";
 import { freePort, startMoto, type Moto } from "../scripts/local/moto";
-import { fakeJob, runRunner, runnerBaseDir, type RunnerResult } from "../scripts/local/nodeRunner";
+import { fakeJob, faultyAwsBin, runRunner, runnerBaseDir, type RunnerResult } from "../scripts/local/nodeRunner";
 
 const BUCKET = "campaign-runner-tests";
 const PREP_HASH = "0123456789abcdef";
@@ -505,5 +506,312 @@ describe("node runner", () => {
         assert.equal(JSON.parse((await s3.getText(`${outputUri}manifest.json`))!).rows, 3);
         assert.ok(await s3.getText(`${modelOutputUri}tiny/main/config.json`));
         assert.deepEqual(result.agentCalls, [], "a prep node (no GPU) never starts the agent");
+    });
+});
+
+/** One call the faulty `aws` (scripts/local/faults/aws) saw: epoch seconds, argv, the fault it injected. */
+interface AwsCall {
+    readonly start: number;
+    readonly end: number;
+    readonly argv: string[];
+    readonly fault: "slowdown" | "slow-start" | "slow" | null;
+}
+
+function awsCalls(recorderDir: string): AwsCall[] {
+    const path = join(recorderDir, "aws.calls");
+    if (!existsSync(path)) return [];
+    return readFileSync(path, "utf8").split("\n").filter((l) => l.length > 0).map((l) => JSON.parse(l) as AwsCall);
+}
+
+/** Resolves once `cond` holds (polled every 100 ms), failing after `ms`. */
+async function until(what: string, cond: () => boolean, ms = 90_000): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!cond()) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 100));
+    }
+}
+
+function stepOf(progressFile: string): number {
+    try {
+        return (JSON.parse(readFileSync(progressFile, "utf8")) as { step: number }).step;
+    } catch {
+        return -1;
+    }
+}
+
+/** Epoch ms of the first status event whose reason matches. */
+function eventAt(st: Status, reason: RegExp): number {
+    const e = (st.events ?? []).find((ev) => reason.test(ev.reason ?? ""));
+    assert.ok(e, `an event matching ${reason} in ${JSON.stringify(st.events)}`);
+    return Date.parse(e.at);
+}
+
+function termTimes(file: string): number[] {
+    return existsSync(file) ? readFileSync(file, "utf8").split("\n").filter(Boolean).map((l) => Number(l) * 1000) : [];
+}
+
+describe("node runner: limits, faults and the disk", () => {
+    test("a stall with GPUs busy: no new step for the stall window stops the job gracefully, status failed naming it", async () => {
+        const sc = await scenario("stall", { gpuIdleMinutes: 1, gpuIdleThreshold: 5, stallMinutes: 30 });
+        const base = runnerBaseDir();
+        const util = join(base, "gpu-util");
+        writeFileSync(util, "100\n");
+        const result = await runRunner({
+            settings: sc.settings,
+            awsEndpoint: moto.endpoint,
+            imdsEndpoint: (await imds()).endpoint,
+            baseDir: base,
+            env: { FAKE_STEPS: "1000", FAKE_STEP_SECONDS: "0.2", FAKE_CHECKPOINT_EVERY: "1000", FAKE_HANG_AT: "3", FAKE_GPU_UTIL_FILE: util, CAMPAIGN_GPU_IDLE_SECONDS: "2", CAMPAIGN_STALL_SECONDS: "3" },
+        });
+        assert.equal(result.code, 1, result.output);
+        assertOneShutdown(result);
+        const st = await finalStatus(sc);
+        assert.equal(st.phase, "failed");
+        assert.equal(st.exitCode, 75);
+        assert.match(st.reason ?? "", /progress-stall watchdog: no new step for 3 s after step 3/);
+        assert.equal(st.progress?.step, 3);
+        assert.equal(st.lastCheckpoint, "checkpoint-3", "the checkpoint saved on SIGTERM was synced");
+        assert.deepEqual(await completeCheckpoints(sc), [3]);
+        eventAt(st, /stop requested: stall/);
+    });
+
+    test("a spot notice while a large checkpoint uploads: the job gets SIGTERM within 1 s, the newest checkpoint goes up first", async () => {
+        const sc = await scenario("spot-during-upload", { keepCheckpoints: 1 });
+        const meta = await imds();
+        const base = runnerBaseDir();
+        const rec = join(base, "rec");
+        const termFile = join(base, "term.txt");
+        let flippedAt = 0;
+        const slowStarted = () => awsCalls(rec).some((c) => c.fault === "slow-start");
+        const flip = until("the slow upload to start", slowStarted).then(() => {
+            meta.setSpotNotice(true);
+            flippedAt = Date.now();
+        });
+        const result = await runRunner({
+            settings: sc.settings,
+            awsEndpoint: moto.endpoint,
+            imdsEndpoint: meta.endpoint,
+            baseDir: base,
+            pathPrepend: [faultyAwsBin],
+            timeoutMs: 400_000,
+            // The first checkpoint upload takes two minutes.
+            env: { FAKE_STEPS: "100000", FAKE_STEP_SECONDS: "0.2", FAKE_CHECKPOINT_EVERY: "2", FAKE_TERM_FILE: termFile, FAULT_SLOW_MATCH: "/checkpoints/checkpoint-", FAULT_SLOW_COUNT: "1", FAULT_SLOW_SECONDS: "120" },
+        });
+        await flip;
+        assert.equal(result.code, 75, result.output);
+        assertOneShutdown(result);
+        const st = await finalStatus(sc);
+        assert.equal(st.phase, "interrupted");
+        const seen = eventAt(st, /stop requested: spot/);
+        const slow = awsCalls(rec).find((c) => c.fault === "slow-start")!;
+        assert.ok(slow.start * 1000 <= seen, "the upload was running when the notice was seen");
+        assert.ok(!awsCalls(rec).some((c) => c.fault === "slow" && c.end * 1000 < seen), "and had not finished");
+        const term = termTimes(termFile);
+        assert.equal(term.length, 1, "one SIGTERM");
+        assert.ok(term[0]! - seen <= 1000, `SIGTERM ${term[0]! - seen} ms after the notice was seen`);
+        assert.ok(seen - flippedAt <= 1000 + 3000, `notice seen ${seen - flippedAt} ms after it appeared (poll 1 s)`);
+        assert.ok(Date.now() < slow.start * 1000 + 120_000, "the runner did not wait for the slow upload");
+        assert.equal(st.lastCheckpoint, `checkpoint-${st.progress?.step}`, "the checkpoint saved on SIGTERM went up first");
+        assert.deepEqual(await completeCheckpoints(sc), [st.progress?.step]);
+    });
+
+    test("the max runtime while a large checkpoint uploads: acted on within 1 s", async () => {
+        // The limit must fall after staging on a loaded machine, and inside the two-minute upload.
+        const sc = await scenario("max-runtime-during-upload", { maxRuntimeSeconds: 90, keepCheckpoints: 1 });
+        const base = runnerBaseDir();
+        const rec = join(base, "rec");
+        const termFile = join(base, "term.txt");
+        const result = await runRunner({
+            settings: sc.settings,
+            awsEndpoint: moto.endpoint,
+            imdsEndpoint: (await imds()).endpoint,
+            baseDir: base,
+            pathPrepend: [faultyAwsBin],
+            timeoutMs: 400_000,
+            env: { FAKE_STEPS: "100000", FAKE_STEP_SECONDS: "0.2", FAKE_CHECKPOINT_EVERY: "2", FAKE_TERM_FILE: termFile, FAULT_SLOW_MATCH: "/checkpoints/checkpoint-", FAULT_SLOW_COUNT: "1", FAULT_SLOW_SECONDS: "240" },
+        });
+        assert.equal(result.code, 1, result.output);
+        assertOneShutdown(result);
+        const st = await finalStatus(sc);
+        assert.equal(st.phase, "failed");
+        assert.match(st.reason ?? "", /max runtime of 90 s/);
+        const requested = eventAt(st, /stop requested: max-runtime/);
+        const slow = awsCalls(rec).find((c) => c.fault === "slow-start");
+        assert.ok(slow && slow.start * 1000 <= requested, "the large upload was running when the limit came");
+        const term = termTimes(termFile);
+        assert.equal(term.length, 1);
+        assert.ok(term[0]! - requested <= 1000, `SIGTERM ${term[0]! - requested} ms after the limit`);
+        assert.ok(!awsCalls(rec).some((c) => c.fault === "slow" && c.end * 1000 < requested), "and had not finished");
+        assert.equal(st.lastCheckpoint, `checkpoint-${st.progress?.step}`, "the checkpoint saved on SIGTERM went up");
+    });
+
+    test("fast save-and-rotate: checkpoints reach S3 while the job runs although each one is rotated away before an upload ends", async () => {
+        const sc = await scenario("rotate");
+        const base = runnerBaseDir();
+        const rec = join(base, "rec");
+        const result = await runRunner({
+            settings: sc.settings,
+            awsEndpoint: moto.endpoint,
+            imdsEndpoint: (await imds()).endpoint,
+            baseDir: base,
+            pathPrepend: [faultyAwsBin],
+            // A checkpoint every 0.3 s, only the newest kept; every checkpoint upload call takes 1.5 s longer.
+            timeoutMs: 300_000,
+            env: { FAKE_STEPS: "100", FAKE_STEP_SECONDS: "0.3", FAKE_CHECKPOINT_EVERY: "1", FAKE_ROTATE_KEEP: "1", FAULT_SLOW_MATCH: "/checkpoint-", FAULT_SLOW_SECONDS: "1.5" },
+        });
+        assert.equal(result.code, 0, result.output);
+        assertOneShutdown(result);
+        const st = await finalStatus(sc);
+        assert.equal(st.phase, "succeeded");
+        const jobEnd = Date.parse(st.timings.jobEnd!);
+        const during = awsCalls(rec).filter((c) => c.fault === "slow" && c.argv[1] === "cp" && c.argv.some((a) => a.endsWith(`/${CHECKPOINT_MARKER}`)) && c.end * 1000 < jobEnd);
+        assert.ok(during.length >= 1, `a checkpoint's marker reached S3 before the job ended\n${result.output}`);
+        assert.deepEqual((await completeCheckpoints(sc)).at(-1), 100);
+    });
+
+    test("the CloudWatch agent is stopped after the job exits and before the final upload", async () => {
+        const sc = await scenario("agent-stop", { metricsAgentConfig: CLOUDWATCH_AGENT_CONFIG_PATH });
+        const base = runnerBaseDir();
+        const rec = join(base, "rec");
+        const result = await runRunner({
+            settings: sc.settings,
+            awsEndpoint: moto.endpoint,
+            imdsEndpoint: (await imds()).endpoint,
+            baseDir: base,
+            pathPrepend: [faultyAwsBin],
+            env: { ...fast, FAULT_SLOW_MATCH: sc.uri(sc.keys.output), FAULT_SLOW_SECONDS: "1" },
+        });
+        assert.equal(result.code, 0, result.output);
+        assertOneShutdown(result);
+        const st = await finalStatus(sc);
+        assert.equal(st.phase, "succeeded");
+        assert.deepEqual(result.systemctlCalls.map((c) => c.args), ["stop amazon-cloudwatch-agent"]);
+        const stopped = Date.parse(result.systemctlCalls[0]!.at);
+        assert.ok(stopped >= Date.parse(st.timings.jobEnd!), "after the job ended");
+        const upload = awsCalls(rec).find((c) => c.argv.includes("sync") && c.argv.some((a) => a.startsWith(sc.uri(sc.keys.output))));
+        assert.ok(upload && stopped <= upload.start * 1000, "before the output upload began");
+        eventAt(st, /CloudWatch agent stopped/);
+    });
+
+    test("the data volume: found by its id under /dev/disk/by-id, formatted once, mounted, the dataset staged on it", async () => {
+        const volume = "vol-0123456789abcdef0";
+        const base = runnerBaseDir();
+        const byId = join(base, "by-id");
+        const device = join(base, "nvme1n1");
+        const mount = join(base, "data-volume");
+        const bin = join(base, "disk-bin");
+        mkdirSync(byId);
+        mkdirSync(bin);
+        writeFileSync(device, "");
+        symlinkSync(device, join(byId, "nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0"));
+        const state = join(base, "disk-state");
+        writeFileSync(join(bin, "blkid"), `#!/bin/sh\ncat "${state}" 2>/dev/null || exit 2\n`, { mode: 0o755 });
+        writeFileSync(join(bin, "mkfs.ext4"), `#!/bin/sh\necho "$*" >> "$RECORDER_DIR/mkfs.calls"\necho ext4 > "${state}"\n`, { mode: 0o755 });
+        writeFileSync(join(bin, "mount"), `#!/bin/sh\necho "$*" >> "$RECORDER_DIR/mount.calls"\n`, { mode: 0o755 });
+        const env = { ...fast, CAMPAIGN_DISK_BY_ID_DIR: byId, CAMPAIGN_DATA_VOLUME_MOUNT: mount };
+        for (const name of ["data-volume", "data-volume-again"]) {
+            const sc = await scenario(name, { dataVolumeId: volume });
+            const result = await runRunner({ settings: sc.settings, awsEndpoint: moto.endpoint, imdsEndpoint: (await imds()).endpoint, baseDir: base, pathPrepend: [bin], env });
+            assert.equal(result.code, 0, result.output);
+            assert.equal((await finalStatus(sc)).phase, "succeeded");
+            assert.match(result.output, new RegExp(`data volume ${volume} \\(${device.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}, ext4\\) mounted at ${mount}`));
+        }
+        const rec = join(base, "rec");
+        assert.deepEqual(readFileSync(join(rec, "mkfs.calls"), "utf8").trim().split("\n"), [`-q -L campaign-data ${device}`], "formatted once");
+        assert.deepEqual(readFileSync(join(rec, "mount.calls"), "utf8").trim().split("\n"), [`${device} ${mount}`, `${device} ${mount}`]);
+        assert.ok(existsSync(join(mount, "data", SUCCESS_MARKER)), "the dataset was staged on the volume");
+    });
+
+    test("a disk that fills up during a checkpoint save: the final status still reaches S3 and names the full disk", async (t) => {
+        const probe = spawnSync("unshare", ["-m", "true"], { encoding: "utf8" });
+        if (probe.status !== 0) {
+            t.skip(`unshare -m refused here (${(probe.stderr || probe.error?.message || "").trim()}): a private mount namespace needs root or CAP_SYS_ADMIN`);
+            return;
+        }
+        const sc = await scenario("disk-full");
+        const base = runnerBaseDir();
+        const work = join(base, "work");
+        const result = await runRunner({
+            settings: sc.settings,
+            awsEndpoint: moto.endpoint,
+            imdsEndpoint: (await imds()).endpoint,
+            baseDir: base,
+            // A 24 MB tmpfs over the work dir, in a mount namespace of the runner's own.
+            wrap: ["unshare", "-m", "--propagation", "private", "sh", "-c", 'mount -t tmpfs -o size=24m campaign-full "$0" && exec "$@"', work],
+            env: { FAKE_STEPS: "100", FAKE_STEP_SECONDS: "0.2", FAKE_CHECKPOINT_EVERY: "2", FAKE_CHECKPOINT_BYTES: String(8 * 1024 * 1024) },
+        });
+        assert.equal(result.code, 1, result.output);
+        assertOneShutdown(result);
+        const st = await finalStatus(sc);
+        assert.equal(st.phase, "failed", "not left at training");
+        assert.equal(st.exitCode, 1);
+        assert.match(st.reason ?? "", /out of space \(no space left on device/);
+        assert.ok(st.lastCheckpoint, "a checkpoint saved before the disk filled is in S3");
+        assert.ok(await s3.getText(sc.uri(`${sc.keys.logs}runner.log`)), "the runner's log is uploaded");
+    });
+
+    test("S3 answering 503 SlowDown for a while: the runner retries with backoff and succeeds", async () => {
+        const sc = await scenario("slowdown");
+        const base = runnerBaseDir();
+        const result = await runRunner({
+            settings: sc.settings,
+            awsEndpoint: moto.endpoint,
+            imdsEndpoint: (await imds()).endpoint,
+            baseDir: base,
+            pathPrepend: [faultyAwsBin],
+            env: { ...fast, FAULT_SLOWDOWN_MATCH: sc.uri(sc.keys.output), FAULT_SLOWDOWN_COUNT: "3", CAMPAIGN_S3_RETRY_BASE_SECONDS: "0.2" },
+        });
+        assert.equal(result.code, 0, result.output);
+        assertOneShutdown(result);
+        assert.equal((await finalStatus(sc)).phase, "succeeded");
+        assert.equal(awsCalls(join(base, "rec")).filter((c) => c.fault === "slowdown").length, 3, "three answers were SlowDown");
+        assert.match(result.output, /S3 is throttling or failing \(.*SlowDown.*\): retry 1 of/);
+        assert.deepEqual(await s3.list(sc.uri(sc.keys.output)), [SUCCESS_MARKER, "adapter.bin", "metrics.json"].sort());
+    });
+
+    test("the metadata service failing for a while: no false spot notice; a failed agent start is a warning in status.json", async () => {
+        const sc = await scenario("imds-failing", { metricsAgentConfig: CLOUDWATCH_AGENT_CONFIG_PATH });
+        const meta = await imds();
+        meta.setFailing(true);
+        const base = runnerBaseDir();
+        const progressFile = join(base, "work", "job", "progress.json");
+        const recover = until("step 3", () => stepOf(progressFile) >= 3).then(() => meta.setFailing(false));
+        const result = await runRunner({
+            settings: sc.settings,
+            awsEndpoint: moto.endpoint,
+            imdsEndpoint: meta.endpoint,
+            baseDir: base,
+            env: { FAKE_STEPS: "20", FAKE_STEP_SECONDS: "0.2", FAKE_CHECKPOINT_EVERY: "5", FAKE_AGENT_CTL_EXIT: "1" },
+        });
+        await recover;
+        assert.equal(result.code, 0, result.output);
+        assertOneShutdown(result);
+        assert.doesNotMatch(result.output, /spot interruption notice/);
+        assert.match(result.output, /instance metadata unavailable/);
+        assert.match(result.output, /instance metadata answers again/);
+        const st = await finalStatus(sc);
+        assert.equal(st.phase, "succeeded");
+        const warning = (st.events ?? []).find((e) => e.kind === "warning");
+        assert.match(warning?.reason ?? "", /starting the CloudWatch agent failed/);
+    });
+
+    test("a failed image pull: status failed with docker's message, the job never runs", async () => {
+        const image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/campaign-trainer:missing";
+        const sc = await scenario("pull-failure", { jobMode: "docker", image, metricsAgentConfig: CLOUDWATCH_AGENT_CONFIG_PATH });
+        const result = await runRunner({
+            settings: sc.settings,
+            awsEndpoint: moto.endpoint,
+            imdsEndpoint: (await imds()).endpoint,
+            env: { ...fast, FAKE_DOCKER_PULL_EXIT: "1" },
+        });
+        assert.equal(result.code, 1, result.output);
+        assertOneShutdown(result);
+        const st = await finalStatus(sc);
+        assert.equal(st.phase, "failed");
+        assert.equal(st.exitCode, null);
+        assert.match(st.reason ?? "", /docker pull .*:missing failed \(exit 1\): .*manifest unknown/);
+        assert.ok(!result.dockerCalls.some((c) => c[0] === "run"), "no docker run");
+        assert.deepEqual(result.agentCalls, [], "no agent for a job that never ran");
     });
 });
