@@ -288,3 +288,25 @@ def test_the_built_runner_is_current_and_runs_isolated() -> None:
     assert bundle.read_text().startswith("#!/usr/bin/python3 -I\n")
     helped = subprocess.run(["python3", "-I", str(bundle), "--help"], capture_output=True, text=True)
     assert helped.returncode == 0 and "shutdown -h now" in helped.stdout
+
+
+def test_upload_snapshot_survives_rotation_and_skips_a_vanished_checkpoint(tmp_path: Path) -> None:
+    from campaign_runner.sync import CheckpointSync
+
+    local, snaps = tmp_path / "checkpoints", tmp_path / "snapshots"
+    ckpt = local / "checkpoint-4"
+    (ckpt / "sub").mkdir(parents=True)
+    (ckpt / "weights.bin").write_bytes(b"w" * 10)
+    (ckpt / "sub" / "optim.bin").write_bytes(b"o")
+    (ckpt / CHECKPOINT_MARKER).write_text('{"step": 4}')
+    sync = CheckpointSync(aws=None, local_dir=str(local), snapshot_dir=str(snaps), uri="s3://b/c/", keep=2,  # type: ignore[arg-type]
+                          log=lambda m: None, on_uploaded=lambda n, s: None)
+    assert sync.local_complete() == {4}
+    snap = sync.snapshot("checkpoint-4")
+    assert snap is not None
+    import shutil
+
+    shutil.rmtree(ckpt)  # the trainer rotates it away mid-upload
+    assert (Path(snap) / "weights.bin").read_bytes() == b"w" * 10, "hard links keep the files"
+    assert (Path(snap) / "sub" / "optim.bin").exists() and (Path(snap) / CHECKPOINT_MARKER).exists()
+    assert sync.snapshot("checkpoint-4") is None, "a checkpoint already gone is skipped"

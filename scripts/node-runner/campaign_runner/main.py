@@ -44,6 +44,7 @@ from .watchdogs import GpuIdle, MaxRuntime, ProgressStall, busiest_gpu
 
 TICK_SECONDS = 0.2  # the control loop's period: every stop is acted on within this (plus a signal's delivery)
 EXIT_PATH_AWS_TIMEOUT = 120  # a hung network cannot hold the node on the way out
+BACKGROUND_STATUS_TIMEOUT = 60  # a heartbeat never holds up the final status for longer
 # Under this much free space (64 MiB, or 1% of a small volume) the work volume counts as full when a job fails:
 # its own log, on the same volume, may not have been able to say why.
 FULL_DISK_BYTES = 64 * 1024 * 1024
@@ -111,6 +112,10 @@ class Runner:
         self.attempt_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-local"
         self._publisher: Optional[threading.Thread] = None
         self._publish_wanted = threading.Event()
+        # One status upload at a time, and none after the final one: an older status landing after the final
+        # word would leave S3 saying "training" for a node that is gone.
+        self._publish_lock = threading.Lock()
+        self._final_published = False
         self._finished = threading.Event()
         self._shutdown_called = False
 
@@ -166,14 +171,19 @@ class Runner:
                 while not self._finished.is_set():
                     if self._publish_wanted.wait(0.5):
                         self._publish_wanted.clear()
-                        self.publish(self.status.render_bytes())
+                        self.publish(self.status.render_bytes(), timeout=BACKGROUND_STATUS_TIMEOUT)
 
             self._publisher = threading.Thread(target=loop, name="status", daemon=True)
             self._publisher.start()
 
-    def publish(self, data: bytes, timeout: Optional[float] = None) -> bool:
-        """status.json: locally when the disk allows, and to S3 streamed from memory."""
-        for path in (os.path.join(self.work, "status.json"),):
+    def publish(self, data: bytes, timeout: Optional[float] = None, final: bool = False) -> bool:
+        """status.json: locally when the disk allows, and to S3 streamed from memory. After the final status,
+        background publishes are dropped."""
+        with self._publish_lock:
+            if self._final_published:
+                return False
+            self._final_published = final
+            path = os.path.join(self.work, "status.json")
             try:
                 tmp = path + ".tmp"
                 with open(tmp, "wb") as f:
@@ -181,10 +191,10 @@ class Runner:
                 os.replace(tmp, path)
             except OSError as e:
                 self.log("could not write %s (%s); S3 still gets it from memory" % (path, e))
-        res = self.aws.put_bytes(data, self.s.status_uri, "application/json", timeout=timeout)
-        if not res.ok:
-            self.log("status upload to %s failed: %s" % (self.s.status_uri, res.brief()))
-        return res.ok
+            res = self.aws.put_bytes(data, self.s.status_uri, "application/json", timeout=timeout)
+            if not res.ok:
+                self.log("status upload to %s failed: %s" % (self.s.status_uri, res.brief()))
+            return res.ok
 
     def sample_progress(self) -> Optional[int]:
         try:
@@ -552,7 +562,7 @@ class Runner:
         self.status.timings["shutdown"] = utc_now_iso()
         data = self.status.render_bytes()
         # The final status and the logs go up side by side: the node is billed until the shutdown call.
-        uploads = [threading.Thread(target=self.publish, args=(data, EXIT_PATH_AWS_TIMEOUT), name="final-status")]
+        uploads = [threading.Thread(target=self.publish, args=(data, EXIT_PATH_AWS_TIMEOUT, True), name="final-status")]
         uploads += [threading.Thread(target=self._upload_log, args=(path, key), name="log-" + key)
                     for path, key in self._log_uploads()]
         for t in uploads:
