@@ -7,6 +7,6 @@ import { program } from "./components/resources/program";
 import { renderNodeUserData } from "./components/node/userData";
 
 export = program({
-    stateReader: (bucket, campaign, region) => S3CampaignState.forRegion(bucket, campaign, region),
+    stateReader: (bucket, campaign, region, profile) => S3CampaignState.forRegion(bucket, campaign, region, profile),
     renderUserData: renderNodeUserData,
 });

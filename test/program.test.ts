@@ -715,6 +715,32 @@ test("the program reads config and state, and its outputs say where things are, 
     }
 });
 
+test("the stack's aws:profile and aws:assumeRoles reach the campaign's provider, its state reader and its local commands", async () => {
+    const role = { roleArn: `arn:aws:iam::${ACCOUNT}:role/ml-campaigns`, sessionName: "campaign" };
+    pulumi.runtime.setAllConfig({
+        "campaign:preset": "dev",
+        "aws:profile": "ml-team",
+        "aws:assumeRoles": JSON.stringify([role]),
+    });
+    const profiles: Array<string | undefined> = [];
+    await program({
+        name: "creds",
+        renderUserData,
+        stateReader: (_bucket, _campaign, _region, profile) => {
+            profiles.push(profile);
+            return new StaticCampaignState();
+        },
+        opts: { transformations: [recorder] },
+    });
+    for (let i = 0; i < 200 && !ofComponent(registered, "creds").some((r) => r.name === "creds-gate"); i++) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(profiles, ["ml-team"], "the state is read as the stack's profile");
+    const provider = registered.find((r) => r.type === "pulumi:providers:aws" && r.name === "creds-aws")!;
+    assert.equal(provider.inputs.profile, "ml-team");
+    assert.deepEqual(JSON.parse(provider.inputs.assumeRoles), [role]);
+    const gate = ofComponent(registered, "creds").find((r) => r.name === "creds-gate")!;
+    assert.equal(gate.inputs.environment.AWS_PROFILE, "ml-team", "the gate's AWS CLI uses the same profile");
+});
+
 // ---------------------------------------------------------------- pure parts
 
 test("node IAM policy: bad prefixes and bucket ARNs are refused", () => {

@@ -3,8 +3,10 @@
 // a run that failed with unchanged settings is held back (relaunch.ts), and a prep whose content hash
 // already has _SUCCESS is skipped (another campaign's data is reused).
 //
-// The reader is an interface so the tests set the state directly; the S3 reader treats a bucket or key
-// that does not exist (or a 403, which S3 answers for a missing key without s3:ListBucket) as "not yet".
+// The reader is an interface so the tests set the state directly. The S3 reader treats only a bucket or key
+// that does not exist as "not yet". Any other answer (AccessDenied, expired credentials, a throttle) stops
+// `pulumi up`: read as "nothing there", wrong credentials would look like a new campaign and relaunch runs
+// that already succeeded.
 import { GetObjectCommand, HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { phases, type Phase } from "./contract";
 import { datasetSuccessKey, PREP_RUN, runKeys } from "./layout";
@@ -45,13 +47,37 @@ export class StaticCampaignState implements CampaignStateReader {
     }
 }
 
-/** S3 error names and HTTP codes that mean "does not exist yet" for a campaign's objects. */
-const MISSING_NAMES = new Set(["NoSuchBucket", "NoSuchKey", "NotFound", "Forbidden", "AccessDenied"]);
+/** S3 error names and the HTTP code that mean "does not exist yet" for a campaign's objects. */
+const MISSING_NAMES = new Set(["NoSuchBucket", "NoSuchKey", "NotFound"]);
+/** Errors that say the credentials, not the campaign, are the problem. */
+const CREDENTIAL_NAMES = new Set(["AccessDenied", "Forbidden", "ExpiredToken", "ExpiredTokenException", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "TokenRefreshRequired", "CredentialsProviderError"]);
 
-function isMissing(err: unknown): boolean {
-    const e = err as { name?: string; Code?: string; $metadata?: { httpStatusCode?: number } };
-    const code = e?.$metadata?.httpStatusCode;
-    return MISSING_NAMES.has(e?.name ?? "") || MISSING_NAMES.has(e?.Code ?? "") || code === 404 || code === 403;
+interface AwsError {
+    name?: string;
+    Code?: string;
+    message?: string;
+    $metadata?: { httpStatusCode?: number };
+}
+
+export function isMissing(err: unknown): boolean {
+    const e = err as AwsError;
+    return MISSING_NAMES.has(e?.name ?? "") || MISSING_NAMES.has(e?.Code ?? "") || e?.$metadata?.httpStatusCode === 404;
+}
+
+/** The error `pulumi up` stops with when the campaign's state cannot be read: what failed, and what to check. */
+export function stateReadError(uri: string, err: unknown): Error {
+    const e = err as AwsError;
+    const name = e?.name ?? e?.Code ?? "error";
+    const status = e?.$metadata?.httpStatusCode;
+    const credentials = CREDENTIAL_NAMES.has(name) || status === 403 || status === 401;
+    const hint = credentials
+        ? "the credentials of this `pulumi up` cannot read the campaign's bucket: check aws:profile / aws:assumeRoles in the stack " +
+          "config (or AWS_PROFILE), that they have not expired, and that they may s3:ListBucket and s3:GetObject on it"
+        : "S3 did not answer as expected; try again, and check the region (aws:region, campaign region) and the network";
+    return new Error(
+        `reading ${uri}: ${name}${status ? ` (HTTP ${status})` : ""}: ${e?.message ?? String(err)}. Stopped before declaring anything, ` +
+            `because a campaign whose state cannot be read would look new and relaunch runs that already succeeded: ${hint}.`,
+    );
 }
 
 /** Reads the campaign's state from its bucket through the AWS SDK (honours AWS_ENDPOINT_URL, AWS_REGION). */
@@ -62,8 +88,9 @@ export class S3CampaignState implements CampaignStateReader {
         private readonly campaign: string,
     ) {}
 
-    static forRegion(bucket: string, campaign: string, region: string): S3CampaignState {
-        return new S3CampaignState(new S3Client({ region }), bucket, campaign);
+    /** @param profile the stack's aws:profile, so the state is read as the same identity that declares the resources */
+    static forRegion(bucket: string, campaign: string, region: string, profile?: string): S3CampaignState {
+        return new S3CampaignState(new S3Client({ region, ...(profile ? { profile } : {}) }), bucket, campaign);
     }
 
     async prepSucceeded(prepHash: string): Promise<boolean> {
@@ -72,7 +99,7 @@ export class S3CampaignState implements CampaignStateReader {
             return true;
         } catch (err) {
             if (isMissing(err)) return false;
-            throw new Error(`reading s3://${this.bucket}/${datasetSuccessKey(prepHash)}: ${(err as Error).message}`);
+            throw stateReadError(`s3://${this.bucket}/${datasetSuccessKey(prepHash)}`, err);
         }
     }
 
@@ -95,7 +122,7 @@ export class S3CampaignState implements CampaignStateReader {
             return (await out.Body?.transformToString("utf-8")) ?? "";
         } catch (err) {
             if (isMissing(err)) return undefined;
-            throw new Error(`reading s3://${this.bucket}/${key}: ${(err as Error).message}`);
+            throw stateReadError(`s3://${this.bucket}/${key}`, err);
         }
     }
 }

@@ -45,6 +45,19 @@ export interface CampaignArgs {
     readonly renderUserData: UserDataRenderer;
     /** Where data.source paths are resolved. Default: the working directory (the project root under `pulumi up`). */
     readonly projectRoot?: string;
+    /** The stack's AWS credentials settings (aws:profile, aws:assumeRoles): the campaign's provider and its local
+     *  commands use them too, so every call of this `pulumi up` acts as the same identity. Default: none. */
+    readonly credentials?: CampaignCredentials;
+}
+
+export interface CampaignCredentials {
+    readonly profile?: string;
+    readonly assumeRoles?: aws.types.input.ProviderAssumeRole[];
+}
+
+/** The environment of the campaign's local commands (the gate, local prep): the region, and the profile if one is set. */
+export function localCommandEnv(region: string, credentials: CampaignCredentials = {}): Record<string, string> {
+    return { AWS_REGION: region, AWS_DEFAULT_REGION: region, ...(credentials.profile ? { AWS_PROFILE: credentials.profile } : {}) };
 }
 
 export interface NodeSummary {
@@ -133,7 +146,13 @@ export class Campaign extends pulumi.ComponentResource {
         this.prefixes = { campaign: campaignPrefix(experiment.name), dataset: datasetPrefix(prepHash), ...campaignPrefixes(experiment.name) };
 
         // Every child in the experiment's region, whatever aws:region says.
-        const provider = new aws.Provider(`${name}-aws`, { region: experiment.region as aws.Region }, { parent: this });
+        // An explicit provider ignores the stack's aws:* settings unless they are passed on: without this, a
+        // stack that names a profile or a role would create resources as whoever the environment says.
+        const provider = new aws.Provider(
+            `${name}-aws`,
+            { region: experiment.region as aws.Region, profile: args.credentials?.profile, assumeRoles: args.credentials?.assumeRoles },
+            { parent: this },
+        );
         const child: pulumi.ComponentResourceOptions = { parent: this, providers: { aws: provider } };
 
         // Network: the given subnet's VPC, else the default VPC.
@@ -223,6 +242,7 @@ export class Campaign extends pulumi.ComponentResource {
                     storeReady: this.store.ready,
                     keepObjects: keep,
                     region: experiment.region,
+                    awsProfile: args.credentials?.profile,
                     input,
                     maxHours: experiment.prep.maxHours,
                     secretParameters: this.secrets.parameterNames,
@@ -254,7 +274,7 @@ export class Campaign extends pulumi.ComponentResource {
                     create: this.prep?.node
                         ? this.prep.node.instanceId.apply((instanceId) => gateCommand({ ...gateSettings, instanceId }))
                         : gateCommand(gateSettings),
-                    environment: { AWS_REGION: experiment.region, AWS_DEFAULT_REGION: experiment.region },
+                    environment: localCommandEnv(experiment.region, args.credentials),
                     triggers: [bucket.name, prepHash],
                 },
                 { parent: this, dependsOn: prepJob ? [prepJob, this.store] : [this.store] },

@@ -126,6 +126,8 @@ export interface PrepStageArgs {
     /** Keep the spec and input objects on destroy. Default: true. */
     readonly keepObjects?: boolean;
     readonly region: string;
+    /** AWS_PROFILE for the local commands (the input copy, local prep), as the stack's aws:profile says. Default: none. */
+    readonly awsProfile?: string;
     /** data.source of the experiment. */
     readonly input: DataInput;
     /** prep.maxHours: the runner stops the job at this cap. */
@@ -197,6 +199,7 @@ export class PrepStage extends pulumi.ComponentResource {
             );
         }
 
+        const profileEnv: Record<string, string> = args.awsProfile ? { AWS_PROFILE: args.awsProfile } : {};
         if (args.input.kind === "s3" && !inCampaignBucket(args.bucketName, args.input.uri)) {
             // Data in another bucket is copied in with the operator's credentials, so no node's role
             // ever names a bucket other than the campaign's.
@@ -205,7 +208,7 @@ export class PrepStage extends pulumi.ComponentResource {
                     `${name}-input-copy`,
                     {
                         create: inputCopyCommand(args.input.uri, s3Uri(args.bucketName, args.input.key)),
-                        environment: { AWS_REGION: args.region, AWS_DEFAULT_REGION: args.region },
+                        environment: { AWS_REGION: args.region, AWS_DEFAULT_REGION: args.region, ...profileEnv },
                         triggers: [args.input.uri, args.bucketName],
                     },
                     { parent: this, dependsOn: [spec] },
@@ -225,7 +228,7 @@ export class PrepStage extends pulumi.ComponentResource {
 
         switch (args.runOn) {
             case "local": {
-                const env = runnerEnv({ ...base, jobMode: "process" });
+                const env = { ...runnerEnv({ ...base, jobMode: "process" }), ...profileEnv };
                 this.job = new command.local.Command(
                     `${name}-local`,
                     {

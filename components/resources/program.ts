@@ -3,7 +3,7 @@
 // renderer, and set the config.
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { bucketFor, Campaign, estimatedCost, logLinks, nextCommands } from "./campaign";
+import { bucketFor, Campaign, estimatedCost, logLinks, nextCommands, type CampaignCredentials } from "./campaign";
 import { resolveCampaign } from "../campaign/resolve";
 import type { ResolvedCampaign } from "../campaign/types";
 import { readCampaignState, type CampaignStateReader } from "../campaign/state";
@@ -12,8 +12,8 @@ import type { UserDataRenderer } from "../node/userData";
 import { composeExperiment } from "../config/presets";
 
 export interface ProgramDeps {
-    /** The state reader for a bucket (S3CampaignState in index.ts, a static one in tests). */
-    readonly stateReader: (bucket: string, campaign: string, region: string) => CampaignStateReader;
+    /** The state reader for a bucket (S3CampaignState in index.ts, a static one in tests), as the stack's aws:profile. */
+    readonly stateReader: (bucket: string, campaign: string, region: string, profile?: string) => CampaignStateReader;
     readonly renderUserData: UserDataRenderer;
     /** The Campaign component's name. Default: the campaign's name. */
     readonly name?: string;
@@ -28,6 +28,13 @@ export function campaignFromConfig(config: pulumi.Config, stack: string): Resolv
     return resolveCampaign(composeExperiment({ preset, experiment }), `Pulumi.${stack}.yaml`);
 }
 
+/** The stack's AWS credential settings (aws:profile, aws:assumeRoles), which an explicit provider does not inherit. */
+export function credentialsFromConfig(config: pulumi.Config): CampaignCredentials {
+    const profile = config.get("profile");
+    const assumeRoles = config.getObject<aws.types.input.ProviderAssumeRole[]>("assumeRoles");
+    return { ...(profile ? { profile } : {}), ...(assumeRoles?.length ? { assumeRoles } : {}) };
+}
+
 export async function program(deps: ProgramDeps): Promise<Record<string, unknown>> {
     const stack = pulumi.getStack();
     const config = new pulumi.Config("campaign");
@@ -38,7 +45,11 @@ export async function program(deps: ProgramDeps): Promise<Record<string, unknown
     const identity = await aws.getCallerIdentity({});
     const bucket = bucketFor(campaign, stack, identity.accountId);
     // Read before declaring: a succeeded run is not declared again, a prepared dataset is reused.
-    const state = await readCampaignState(deps.stateReader(bucket.name, x.name, x.region), campaign);
+    const credentials = credentialsFromConfig(new pulumi.Config("aws"));
+    if (credentials.assumeRoles) {
+        pulumi.log.warn("aws:assumeRoles: the resources are created as the assumed role; the campaign's state and the gate are read with the base credentials (profile or environment), which need s3:ListBucket and s3:GetObject on the campaign's bucket");
+    }
+    const state = await readCampaignState(deps.stateReader(bucket.name, x.name, x.region, credentials.profile), campaign);
 
     const c = new Campaign(
         deps.name ?? x.name,
@@ -50,6 +61,7 @@ export async function program(deps: ProgramDeps): Promise<Record<string, unknown
             hfToken: config.getSecret("hfToken"),
             wandbKey: config.getSecret("wandbKey"),
             renderUserData: deps.renderUserData,
+            credentials,
         },
         deps.opts,
     );
