@@ -162,6 +162,27 @@ def _part(v: str | None, parts: int) -> tuple[str, ...] | None:
     return tuple(v.split("+")[0].split(".")[:parts]) if v else None
 
 
+def load_on_indexed_cpu_devices() -> None:
+    """Lets torch.load map storages to "cpu:<n>", the device the Trainer passes when resuming on several CPU processes.
+
+    With more than one process the Trainer loads optimizer.pt with map_location=args.device (trainer.py,
+    _load_optimizer_and_scheduler), and accelerate gives each CPU process torch.device("cpu", index)
+    (accelerate/state.py, PartialState.set_device), but torch's CPU deserializer accepts only the location "cpu"
+    (torch/serialization.py, _cpu_deserialize). This registers, through torch's public
+    torch.serialization.register_package, a deserializer that keeps such storages on the CPU. Only the
+    multi-process CPU path (the tests' torchrun on gloo) needs it; GPU ranks load onto "cuda:<n>".
+    """
+    import torch
+
+    def tag(_storage: Any) -> None:
+        return None  # saving is unchanged
+
+    def keep_on_cpu(storage: Any, location: str) -> Any:
+        return storage if re.fullmatch(r"cpu:\d+", location) else None
+
+    torch.serialization.register_package(100, tag, keep_on_cpu)
+
+
 def is_final(path: Path) -> bool:
     """Whether the checkpoint is the run's last step (global_step has reached max_steps in trainer_state.json)."""
     state_file = path / "trainer_state.json"

@@ -134,7 +134,7 @@ def apply_method(model: Any, spec: dict[str, Any], adapter_from: Path | None = N
     if share > lora["maxTrainableFraction"]:
         raise ConfigError(
             f"{share:.2%} of the parameters are trainable ({trainable:,} of {total:,}), above method.lora.maxTrainableFraction "
-            f"{lora['maxTrainableFraction']:.2%}: LoRA should train a small share (a too-broad targetModules can make half the model trainable). "
+            f"{lora['maxTrainableFraction']:.2%}: LoRA should train a small share (the SocratiQ campaign trained 46% by accident). "
             "Check targetModules, or raise the bound if this is intended."
         )
     return model, {"trainable": trainable, "total": total, "share": share}

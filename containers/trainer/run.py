@@ -349,6 +349,7 @@ def build_trainer(spec: dict[str, Any], loaded: LoadedModel, model: Any, splits:
 
 
 def train(spec: dict[str, Any], paths: Paths, manifest: dict[str, Any], resume: Path | None, stop: StopRequest) -> int:
+    import torch
     from transformers import TrainerState, set_seed
 
     from trainer.progress import ProgressFile
@@ -356,6 +357,8 @@ def train(spec: dict[str, Any], paths: Paths, manifest: dict[str, Any], resume: 
     t = spec["training"]
     set_seed(t["seed"])
     bf16, fp16 = precision(t["precision"])
+    if resume is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+        checkpoints.load_on_indexed_cpu_devices()
     # A run that reached its last step before its output was uploaded (a node lost at the very end) is not
     # resumed: the Trainer would take one step past max_steps. Its weights are loaded and the output written.
     final = resume if resume is not None and checkpoints.is_final(resume) else None
