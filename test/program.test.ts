@@ -321,6 +321,10 @@ function assertSafe(g: Graph): void {
         assert.equal(r.inputs.tags.stack, "test");
     }
 
+    // Logs live in S3 (each job's logs/ folder): no log group that nothing writes to, and no role may write one.
+    assert.equal(byType(g, "aws:cloudwatch/logGroup:LogGroup").length, 0, `${label}: a log group nothing writes to`);
+    for (const rp of byType(g, "aws:iam/rolePolicy:RolePolicy")) assert.doesNotMatch(rp.inputs.policy, /"logs:/, `${label}: ${rp.name} may write CloudWatch Logs`);
+
     // Instances: terminate on shutdown, IMDSv2, encrypted gp3 root, spot exactly when asked.
     for (const i of byType(g, INSTANCE)) {
         // Never replaced while it trains: the AMI and the user data are fixed at creation; a replacement deletes first.

@@ -51,8 +51,3 @@ export function campaignBucketName(campaign: string, stack: string, accountId: s
 export function parameterPrefix(campaign: string, stack: string): string {
     return `/campaign/${campaign}/${stack}/`;
 }
-
-/** The CloudWatch Logs group of a campaign's nodes. */
-export function logGroupName(campaign: string, stack: string): string {
-    return `/campaign/${campaign}/${stack}`;
-}

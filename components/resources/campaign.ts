@@ -1,6 +1,6 @@
 // Campaign: the whole experiment of a stack, composed from the components in this folder.
 //
-//   ArtifactStore -> Secrets, Image, log group
+//   ArtifactStore -> Secrets, Image (logs: the runner uploads them to each job's logs/ folder in S3)
 //   the node runner, uploaded once to runs/<campaign>/runner/ when any node is declared
 //   PrepStage (CPU node or local command; skipped when datasets/<hash>/_SUCCESS exists)
 //   gate (waits for _SUCCESS; fails fast on a failed prep)
@@ -19,7 +19,7 @@ import { Guardrails } from "./guardrails";
 import { Image, type JobImage } from "./image";
 import type { RunnerUpload } from "./jobNode";
 import { campaignPrefix, campaignPrefixes, datasetPrefix, PREP_RUN, runKeys, s3Uri } from "../campaign/layout";
-import { campaignBucketName, campaignTags, logGroupName, parameterPrefix, type TagContext } from "../campaign/naming";
+import { campaignBucketName, campaignTags, parameterPrefix, type TagContext } from "../campaign/naming";
 import { buildPlan } from "../plan/plan";
 import { gateCommand } from "../campaign/gate";
 import type { UserDataRenderer } from "../node/userData";
@@ -103,13 +103,11 @@ export function nextCommands(stack: string, bucket: string, campaign: string, ru
     };
 }
 
-/** Console links to the campaign's logs: the S3 logs folders and the CloudWatch log group. */
-export function logLinks(region: string, bucket: string, campaign: string, runs: readonly string[], logGroup: string): Record<string, string> {
+/** Console links to the campaign's logs: the S3 logs folders, where every node's runner uploads runner.log and job.log. */
+export function logLinks(region: string, bucket: string, campaign: string, runs: readonly string[]): Record<string, string> {
     const s3 = (prefix: string) => `https://s3.console.aws.amazon.com/s3/buckets/${bucket}?region=${region}&prefix=${encodeURIComponent(prefix)}`;
     const links: Record<string, string> = { [PREP_RUN]: s3(runKeys(campaign, PREP_RUN).logs) };
     for (const run of runs) links[run] = s3(runKeys(campaign, run).logs);
-    // The console's log-group path is URL-encoded twice ('/' becomes $252F).
-    links.cloudwatch = `https://${region}.console.aws.amazon.com/cloudwatch/home?region=${region}#logsV2:log-groups/log-group/${encodeURIComponent(encodeURIComponent(logGroup)).replace(/%/g, "$")}`;
     return links;
 }
 
@@ -178,8 +176,6 @@ export class Campaign extends pulumi.ComponentResource {
 
         this.secrets = new Secrets(`${name}-secrets`, { parameterPrefix: parameterPrefix(experiment.name, args.stack), hfToken: args.hfToken, wandbKey: args.wandbKey, tags: campaignTags(ctx, "secrets") }, child);
 
-        const logGroup = new aws.cloudwatch.LogGroup(`${name}-logs`, { name: logGroupName(experiment.name, args.stack), retentionInDays: 30, tags: campaignTags(ctx, "logs") }, { parent: this, provider });
-
         // Images: only those this update needs; none for a given URI or a custom job's image.
         const needPrepNode = declared.prep === "run" && experiment.prep.runOn === "ec2";
         const jobs: JobImage[] = [];
@@ -219,7 +215,6 @@ export class Campaign extends pulumi.ComponentResource {
             subnetId: experiment.compute.subnetId,
             availabilityZone,
             parameterArns: this.secrets.parameterArns,
-            logGroupArn: logGroup.arn,
             ecrRepositoryArns: ecrArns,
         };
 

@@ -4,7 +4,7 @@
 //
 // Safety defaults: IMDSv2 required, no inbound rules (SSM Session Manager for access), encrypted gp3
 // volumes, an IAM role that reaches only the campaign's bucket prefixes (and the runner object), its own
-// SSM parameters (and the key that decrypts them, through SSM only), its log group and Session Manager.
+// SSM parameters (and the key that decrypts them, through SSM only) and Session Manager.
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 
@@ -45,8 +45,6 @@ export interface JobNodeArgs {
     readonly runner: RunnerUpload;
     /** SSM parameters the node may read (its secrets). Default: none. */
     readonly parameterArns?: pulumi.Input<string>[];
-    /** The log group the node may write to. Default: none. */
-    readonly logGroupArn?: pulumi.Input<string>;
     /** ECR repositories the node may pull from. Default: none (a public or pre-pulled image). */
     readonly ecrRepositoryArns?: pulumi.Input<string>[];
     /** Allow cloudwatch:PutMetricData in the CWAgent namespace (the GPU-idle alarm's metric). Default: role is train. */
@@ -74,7 +72,6 @@ export interface NodePolicyInputs {
     /** The runner object's key (exact, no wildcard): s3:GetObject on it alone. Default: none. */
     readonly runnerKey?: string;
     readonly parameterArns: readonly string[];
-    readonly logGroupArn?: string;
     readonly ecrRepositoryArns: readonly string[];
     readonly publishMetrics: boolean;
 }
@@ -184,15 +181,6 @@ export function nodePolicyDocument(p: NodePolicyInputs): PolicyDocument {
         statements.push({ Sid: "ReadOwnSecrets", Effect: "Allow", Action: ["ssm:GetParameter", "ssm:GetParameters"], Resource: [...p.parameterArns] });
         statements.push(ssmDecryptStatement(p.parameterArns));
     }
-    if (p.logGroupArn) {
-        const group = p.logGroupArn.replace(/:\*$/, "");
-        statements.push({
-            Sid: "WriteLogs",
-            Effect: "Allow",
-            Action: ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-            Resource: [group, `${group}:*`],
-        });
-    }
     if (p.ecrRepositoryArns.length > 0) {
         statements.push(
             { Sid: "EcrLogin", Effect: "Allow", Action: ["ecr:GetAuthorizationToken"], Resource: "*" },
@@ -279,8 +267,8 @@ export class JobNode extends pulumi.ComponentResource {
             {
                 role: this.role.id,
                 policy: pulumi
-                    .all([pulumi.all(args.parameterArns ?? []), pulumi.output(args.logGroupArn), pulumi.all(args.ecrRepositoryArns ?? [])])
-                    .apply(([parameterArns, logGroupArn, ecrRepositoryArns]) =>
+                    .all([pulumi.all(args.parameterArns ?? []), pulumi.all(args.ecrRepositoryArns ?? [])])
+                    .apply(([parameterArns, ecrRepositoryArns]) =>
                         JSON.stringify(
                             nodePolicyDocument({
                                 bucketArn: args.bucketArn,
@@ -289,7 +277,6 @@ export class JobNode extends pulumi.ComponentResource {
                                 readUris: args.s3ReadUris ?? [],
                                 runnerKey: args.runner.key,
                                 parameterArns,
-                                logGroupArn,
                                 ecrRepositoryArns,
                                 publishMetrics: args.publishMetrics ?? args.role === "train",
                             }),

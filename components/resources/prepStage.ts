@@ -146,7 +146,6 @@ export interface PrepStageArgs {
         readonly subnetId?: string;
         readonly availabilityZone?: pulumi.Input<string>;
         readonly parameterArns: pulumi.Input<string>[];
-        readonly logGroupArn?: pulumi.Input<string>;
         readonly ecrRepositoryArns: pulumi.Input<string>[];
         /** The node runner in the campaign's bucket (uploaded once by the Campaign); the node fetches it at boot. */
         readonly runner: RunnerUpload;
@@ -260,7 +259,6 @@ export class PrepStage extends pulumi.ComponentResource {
                         s3ReadWritePrefixes: prefixes.readWrite,
                         s3ReadPrefixes: prefixes.read,
                         parameterArns: node.parameterArns,
-                        logGroupArn: node.logGroupArn,
                         ecrRepositoryArns: node.ecrRepositoryArns,
                         publishMetrics: false,
                         vpcId: node.vpcId,

@@ -7,7 +7,6 @@ import { bucketFor, Campaign, estimatedCost, logLinks, nextCommands, type Campai
 import { resolveCampaign } from "../campaign/resolve";
 import type { ResolvedCampaign } from "../campaign/types";
 import { readCampaignState, type CampaignStateReader } from "../campaign/state";
-import { logGroupName } from "../campaign/naming";
 import type { UserDataRenderer } from "../node/userData";
 import { composeExperiment } from "../config/presets";
 
@@ -75,7 +74,7 @@ export async function program(deps: ProgramDeps): Promise<Record<string, unknown
         prep: c.declared.prep,
         estimatedCost: estimatedCost(campaign),
         afterDestroy: c.kept,
-        logs: logLinks(x.region, c.bucketName, x.name, runNames, logGroupName(x.name, stack)),
+        logs: logLinks(x.region, c.bucketName, x.name, runNames),
         commands: nextCommands(stack, c.bucketName, x.name, runNames),
     };
 }

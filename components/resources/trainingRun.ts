@@ -94,7 +94,6 @@ export interface TrainingRunArgs {
     readonly amiParameter: string;
     readonly secretParameters: Readonly<Record<string, string>>;
     readonly parameterArns: pulumi.Input<string>[];
-    readonly logGroupArn?: pulumi.Input<string>;
     readonly ecrRepositoryArns: pulumi.Input<string>[];
     readonly vpcId: pulumi.Input<string>;
     readonly subnetId?: string;
@@ -165,7 +164,6 @@ export class TrainingRun extends pulumi.ComponentResource {
                 s3ReadPrefixes: prefixes.read,
                 s3ReadUris: prefixes.readUris,
                 parameterArns: args.parameterArns,
-                logGroupArn: args.logGroupArn,
                 ecrRepositoryArns: args.ecrRepositoryArns,
                 publishMetrics: true,
                 vpcId: args.vpcId,
