@@ -1,6 +1,7 @@
 // npm run campaign -- <command> --stack <name> [options]
 //
-//   up       the plan summary, a confirmation (--yes skips it), then `pulumi up`
+//   preflight  whether AWS will give the campaign what it declares (quotas, zones, AMI, network, bucket), one line a check
+//   up       the plan summary, the preflight, a confirmation (--yes skips it), then `pulumi up`
 //   watch    progress bars per run from status.json, and the tail of the logs, until every run has ended
 //   status   one table of the campaign's jobs and nodes, then each run's task metrics beside the base model's
 //   run      up, watch, then a reconciling up that removes finished nodes; --destroy also destroys the stack
@@ -23,8 +24,10 @@ import { ConfigError } from "../components/config/problems";
 import { readEvaluations, renderEvaluation } from "./cli/evaluation";
 import { isTerminal, renderProgress, renderStatusTable, type JobView } from "./cli/progress";
 import { readStatus, readText } from "./cli/s3Read";
+import { runPreflight, sdkReads } from "./cli/preflight";
+import { preflightExitCode, renderPreflight } from "../components/plan/preflight";
 
-export const commands = ["up", "watch", "status", "run", "down"] as const;
+export const commands = ["preflight", "up", "watch", "status", "run", "down"] as const;
 export type Command = (typeof commands)[number];
 
 export interface CliArgs {
@@ -36,7 +39,8 @@ export interface CliArgs {
 }
 
 export const usage = `usage: npm run campaign -- <${commands.join("|")}> --stack <name> [--yes] [--destroy] [--interval <seconds>]
-  up      plan, confirm, pulumi up          watch   progress until every run has ended
+  preflight  quotas, zones, AMI, network, bucket in AWS, one line a check (exit 1 on a failure)
+  up      plan, preflight, confirm, pulumi up   watch   progress until every run has ended
   status  one table of jobs and nodes       run     up + watch + reconciling up (--destroy: then destroy)
   down    pulumi destroy (artifacts kept as the config says)`;
 
@@ -181,6 +185,14 @@ async function main(argv: readonly string[]): Promise<number> {
     const { campaign, source } = loaded;
     const plan = buildPlan(campaign);
 
+    // Preflight asks AWS only: it needs no Pulumi CLI, and up/run run it before asking to create anything.
+    const preflight = async (): Promise<boolean> => {
+        const results = await runPreflight(campaign, args.stack, sdkReads({ region: campaign.experiment.region }));
+        console.log(renderPreflight(results, `Preflight for campaign "${campaign.experiment.name}" in ${campaign.experiment.region}:`));
+        return preflightExitCode(results) === 0;
+    };
+    if (args.command === "preflight") return (await preflight()) ? 0 : 1;
+
     const missing = pulumiCliProblem();
     if (missing) {
         console.error(missing);
@@ -201,6 +213,11 @@ async function main(argv: readonly string[]): Promise<number> {
     // before it decides what to declare again (an interrupted run's new node, a finished run's removal).
     const up = async (): Promise<boolean> => {
         console.log(renderPlan(plan, source));
+        console.log("");
+        if (!(await preflight())) {
+            console.error("Preflight failed; nothing was created. Fix the failures above, then run this again.");
+            return false;
+        }
         if (!args.yes && !(await confirm(`\nCreate these resources for "${campaign.experiment.name}" (worst case $${plan.totals.worstCaseUsd.toFixed(2)})? [y/N] `))) {
             console.error("Not confirmed; nothing was created. Pass --yes to skip the question.");
             return false;

@@ -19,7 +19,7 @@ test("arguments: commands, flags and the errors that name them", () => {
     assert.deepEqual(parseArgs(["run", "--stack", "dev", "--yes", "--destroy"]), { command: "run", stack: "dev", yes: true, destroy: true, intervalSeconds: 15 });
     assert.deepEqual(parseArgs(["watch", "-s", "dev", "--interval", "5"]).intervalSeconds, 5);
     assert.throws(() => parseArgs([]), /usage: npm run campaign/);
-    assert.throws(() => parseArgs(["launch", "--stack", "dev"]), /unknown command "launch"; commands: up, watch, status, run, down/);
+    assert.throws(() => parseArgs(["launch", "--stack", "dev"]), /unknown command "launch"; commands: preflight, up, watch, status, run, down/);
     assert.throws(() => parseArgs(["up"]), /--stack is required/);
     assert.throws(() => parseArgs(["up", "--stack"]), /--stack needs a value/);
     assert.throws(() => parseArgs(["up", "--stack", "dev", "--force"]), /unknown option "--force"/);

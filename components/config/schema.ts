@@ -344,6 +344,16 @@ export const compute = z
          *  node, found by the runner by its volume id, formatted once, mounted, and the dataset staged on it. */
         dataVolumeGb: z.number().int().positive().max(16_384).optional(),
         availabilityZone: z.string().regex(/^[a-z]{2}-[a-z]+-\d[a-z]$/, "an availability zone such as us-east-1a").optional(),
+        /** Zones to try, in order of preference: `campaign preflight` checks each offers the instance type (and its spot
+         *  price), and the nodes launch in the first one (availabilityZone, when also given, must be that one). */
+        availabilityZones: z
+            .array(z.string().regex(/^[a-z]{2}-[a-z]+-\d[a-z]$/, "an availability zone such as us-east-1a"))
+            .min(1)
+            .refine((zones) => new Set(zones).size === zones.length, "each zone once")
+            .optional(),
+        /** A capacity reservation (cr-...) the GPU nodes launch into: an On-Demand Capacity Reservation or a Capacity
+         *  Block for ML, which is how p4de/p5/p5e capacity is usually obtained. */
+        capacityReservationId: z.string().regex(/^cr-[0-9a-f]+$/, "a capacity reservation id such as cr-0abc123").optional(),
         subnetId: z.string().regex(/^subnet-[0-9a-f]+$/, "a subnet id such as subnet-0abc123").optional(),
         /** Public SSM parameter of the GPU AMI (Deep Learning Base OSS NVIDIA Driver, Ubuntu 22.04). */
         amiParameter: z.string().default("/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"),
