@@ -5,7 +5,6 @@
 //   node --import tsx --test test/evaluation.test.ts
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { resolveCampaign } from "../components/campaign/resolve";
@@ -15,6 +14,7 @@ import { mergeConfig, loadPreset } from "../components/config/presets";
 import { ConfigError } from "../components/config/problems";
 import { startMoto } from "../scripts/local/moto";
 import { bestRun, readEvaluations, renderEvaluation } from "../scripts/cli/evaluation";
+import { rehearseCampaign } from "../scripts/rehearse";
 import { S3Helper } from "./helpers/aws";
 
 const root = path.join(__dirname, "..");
@@ -127,17 +127,30 @@ test("campaign status reads each run's eval.json and the baseline's from S3, and
     }
 });
 
-function rehearse(stack: string): { out: string; mirror: string } {
-    const tsx = path.join(root, "node_modules", ".bin", "tsx");
-    const run = spawnSync(tsx, ["scripts/rehearse.ts", "--stack", stack, "--max-steps", "4"], { cwd: root, encoding: "utf8", timeout: 880_000 });
-    assert.equal(run.status, 0, `${run.stdout}\n${run.stderr}`);
-    return { out: run.stdout, mirror: path.join(root, ".rehearsal", stack, "s3", "campaign-rehearsal") };
+/** A preset rehearsed in the short form npm test uses, in a work dir of its own (.rehearsal/evaluation-<preset>/). */
+async function rehearse(preset: string): Promise<{ out: string; mirror: string }> {
+    const stack = `evaluation-${preset}`;
+    const campaign = resolveCampaign(loadPreset(preset), `stacks/${preset}.yaml`);
+    const lines: string[] = [];
+    const log = console.log;
+    console.log = (...args: unknown[]) => {
+        lines.push(args.map(String).join(" "));
+    };
+    let code: number;
+    try {
+        code = await rehearseCampaign(campaign, `stacks/${preset}.yaml`, { stack, maxSteps: 2, maxBatch: 4 });
+    } finally {
+        console.log = log;
+    }
+    const out = lines.join("\n");
+    assert.equal(code, 0, out);
+    return { out, mirror: path.join(root, ".rehearsal", stack, "s3", "campaign-rehearsal") };
 }
 
 const readJson = (file: string) => JSON.parse(fs.readFileSync(file, "utf8"));
 
-test("the socratiq-t5-lora rehearsal ends with ROUGE-L for every run and its base model", { timeout: 900_000 }, () => {
-    const { out, mirror } = rehearse("socratiq-t5-lora");
+test("the socratiq-t5-lora rehearsal ends with ROUGE-L for every run and its base model", { timeout: 900_000 }, async () => {
+    const { out, mirror } = await rehearse("socratiq-t5-lora");
     const campaign = resolveCampaign(loadPreset("socratiq-t5-lora"));
     for (const run of campaign.runs) {
         const own = readJson(path.join(mirror, evaluationKeys("socratiq-t5", run.name).metrics));
@@ -156,8 +169,8 @@ test("the socratiq-t5-lora rehearsal ends with ROUGE-L for every run and its bas
     assert.match(out, /best run: (flan-t5-small|flan-t5-base|t5-base) \(rougeL \d\.\d{4}/);
 });
 
-test("the agnews-qwen7b-full rehearsal ends with the accuracy of the JSON label, beside the base model's", { timeout: 900_000 }, () => {
-    const { out, mirror } = rehearse("agnews-qwen7b-full");
+test("the agnews-qwen7b-full rehearsal ends with the accuracy of the JSON label, beside the base model's", { timeout: 900_000 }, async () => {
+    const { out, mirror } = await rehearse("agnews-qwen7b-full");
     const own = readJson(path.join(mirror, evaluationKeys("agnews-qwen7b", "main").metrics));
     const base = readJson(path.join(mirror, baselineEvaluationKeys("agnews-qwen7b", "main").metrics));
     for (const r of [own, base]) {

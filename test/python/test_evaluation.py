@@ -186,3 +186,38 @@ def test_a_dataset_without_evaluation_rows_is_refused_before_training(tmp_path: 
     res = run_job(TRAINER, **train_env(tmp_path, spec, data))
     assert res.rc == 65, str(res)
     assert "has no evaluation rows" in res.out
+
+
+def test_a_stop_during_generation_exits_75_and_leaves_no_result(tmp_path: Path, tiny_causal: Path) -> None:
+    from common.jobspec import ExitCode
+    from trainer import evaluate
+
+    data, prep, res = prepare(tmp_path / "prep", "alpaca", {**NUMBER_EVAL})
+    assert res.rc == 0, str(res)
+    spec = train_spec(str(tiny_causal), "causal-lm", prep["prepHash"], evaluation=scoring({"shape": "number"}, ["exact_match"], True))
+    manifest = json.loads((data / "manifest.json").read_text())
+    out = tmp_path / "output"
+    code = evaluate.run_evaluation(spec, data, None, out, manifest, stopped=lambda: True)
+    assert code == ExitCode.INTERRUPTED
+    assert not (out / "baseline" / "eval.json").exists() and not (out / "eval.json").exists()
+
+
+def test_a_new_node_after_an_interrupted_evaluation_evaluates_without_training(tmp_path: Path, tiny_causal: Path) -> None:
+    data, prep, res = prepare(tmp_path / "prep", "alpaca", {**NUMBER_EVAL})
+    assert res.rc == 0, str(res)
+    spec = train_spec(
+        str(tiny_causal), "causal-lm", prep["prepHash"], training={"maxSteps": 2, "saveSteps": 2, "evalSteps": 2},
+        evaluation=scoring({"shape": "number"}, ["exact_match"], False),
+    )
+    env = train_env(tmp_path, spec, data)
+    assert run_job(TRAINER, **env).rc == 0
+    first = json.loads((tmp_path / "output" / "eval.json").read_text())
+    # A node lost during the evaluation: its output never reached S3; the final checkpoint did.
+    import shutil
+
+    shutil.rmtree(tmp_path / "output")
+    res = run_job(TRAINER, **env)
+    assert res.rc == 0, str(res)
+    assert "nothing left to train" in res.out and "evaluation: the trained model" in res.out
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["checkpoint-2"]
+    assert json.loads((tmp_path / "output" / "eval.json").read_text())["metrics"] == first["metrics"]
