@@ -61,6 +61,10 @@ pulumi.runtime.setMocks(
                 state.repositoryUrl = `${ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com/${args.inputs.name}`;
                 state.registryId = ACCOUNT;
             }
+            if (args.type === "docker:index/image:Image") {
+                // As the docker provider reports a pushed image: repository@sha256:<digest of the manifest>.
+                state.repoDigest = `${String(args.inputs.imageName).split(":")[0]}@sha256:${createHash("sha256").update(args.name).digest("hex")}`;
+            }
             if (args.type === "aws:iam/role:Role" || args.type === "aws:iam/instanceProfile:InstanceProfile") state.name = args.name;
             if (args.type === "aws:cloudwatch/metricAlarm:MetricAlarm") state.name = args.name;
             return { id: args.type === "aws:ec2/instance:Instance" ? `i-${args.name}` : `${args.name}-id`, state };
@@ -99,7 +103,7 @@ import { gateCommand } from "../components/campaign/gate";
 import type { UserDataRenderer } from "../components/node/userData";
 import { listPresets, loadPreset, mergeConfig } from "../components/config/presets";
 import { program } from "../components/resources/program";
-import { loadRunnerScript, renderNodeUserData, runnerObject, RUNNER_FETCH_PATH, RUNNER_PATH, RUNNER_UNIT, USER_DATA_LIMIT_BYTES } from "../components/node/userData";
+import { loadRunnerScript, renderNodeUserData, runnerObject, RUNNER_ENV_PATH, RUNNER_FETCH_PATH, RUNNER_PATH, RUNNER_UNIT, USER_DATA_LIMIT_BYTES } from "../components/node/userData";
 import { lifecycleRules } from "../components/resources/artifactStore";
 import { contentTag } from "../components/resources/image";
 
@@ -512,6 +516,13 @@ for (const preset of presets) {
         const builds = byType(g, "docker:index/image:Image");
         assert.equal(builds.length, 1 + (ec2Prep ? 1 : 0));
         for (const b of builds) assert.match(b.inputs.imageName, /:(trainer|prep)-[0-9a-f]{16}$/);
+        // Every node pulls the image it was built for by digest, never by the mutable tag.
+        for (const i of byType(g, INSTANCE)) {
+            const env = (YAML.parse(i.inputs.userData) as { write_files: Array<{ path: string; content: string }> }).write_files.find((f) => f.path === RUNNER_ENV_PATH)!.content;
+            const image = /^CAMPAIGN_IMAGE='([^']*)'$/m.exec(env)?.[1];
+            assert.ok(image, `${i.name}: no CAMPAIGN_IMAGE in its settings`);
+            if (builds.length > 0) assert.match(image, /^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com\/[^@:]+@sha256:[0-9a-f]{64}$/, `${i.name} pulls ${image}`);
+        }
         assert.equal(byType(g, "aws:ecr/repository:Repository").length, 1);
         // The gate's command names the bucket, the prep hash and the prep cap.
         const gate = g.resources.find((r) => r.name === `${g.name}-gate`)!;

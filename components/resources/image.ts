@@ -73,7 +73,7 @@ export function ecrRepositoryArn(uri: string): string | undefined {
 }
 
 export class Image extends pulumi.ComponentResource {
-    /** Image URI per job: the built, content-tagged image or the given one. */
+    /** Image reference per job: the built image by digest (repository@sha256:...), or the given URI. */
     public readonly uris: Readonly<Partial<Record<JobImage, pulumi.Output<string>>>>;
     /** ECR repositories the nodes must be able to pull from. */
     public readonly repositoryArns: pulumi.Output<string>[];
@@ -136,7 +136,9 @@ export class Image extends pulumi.ComponentResource {
                     { parent: this },
                 );
                 builds[job] = image;
-                uris[job] = image.imageName;
+                // Nodes pull by digest: the tag is mutable in ECR, the digest names exactly the bytes pushed.
+                // https://www.pulumi.com/registry/packages/docker/api-docs/image/ (repoDigest)
+                uris[job] = image.repoDigest;
             }
             arns.push(repository.arn);
             this.repository = repository;
