@@ -48,7 +48,7 @@ export interface RunnerOptions {
     readonly env?: Readonly<Record<string, string>>;
     /** A fresh temp dir when absent; reuse one to run "on the same node" again. */
     readonly baseDir?: string;
-    /** Killed (SIGKILL) after this long; default 120 s. */
+    /** Killed (SIGKILL) after this long; default 600 s (a loaded machine makes every AWS CLI call seconds long). */
     readonly timeoutMs?: number;
     /** Directories put on PATH right after the recorders (e.g. a failing stand-in for a tool, a venv). */
     readonly pathPrepend?: readonly string[];
@@ -108,7 +108,8 @@ export function runnerProcessEnv(options: RunnerOptions, baseDir: string): NodeJ
         CAMPAIGN_STATUS_INTERVAL_SECONDS: "1",
         CAMPAIGN_SPOT_POLL_SECONDS: "1",
         CAMPAIGN_STOP_GRACE_SECONDS: "20",
-        CAMPAIGN_SPOT_GRACE_SECONDS: "20",
+        // The node's own spot grace: a real trainer (the rehearsal) on a loaded machine needs it to save.
+        CAMPAIGN_SPOT_GRACE_SECONDS: "80",
         RECORDER_DIR: join(baseDir, "rec"),
         CAMPAIGN_METRICS_AGENT_CTL: agentCtlRecorder,
         ...runnerEnv(options.settings),
@@ -131,7 +132,7 @@ export function runRunner(options: RunnerOptions): Promise<RunnerResult> {
         let output = "";
         child.stdout.on("data", (c: Buffer) => (output += c.toString()));
         child.stderr.on("data", (c: Buffer) => (output += c.toString()));
-        const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 120_000);
+        const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 600_000);
         child.on("error", reject);
         if (child.pid !== undefined) options.onStart?.(child.pid);
         child.on("close", (code) => {

@@ -85,7 +85,7 @@ class MetricsAgent:
             self._problem("stopping the CloudWatch agent failed: %s; the GPU-idle alarm may see the final upload"
                           % tail_brief(res.stdout.decode("utf-8", "replace")))
             return False
-        self.log("CloudWatch agent stopped (the job ended; the final upload runs at 0%% GPU)")
+        self.log("CloudWatch agent stopped (the job ended; the final upload runs at 0% GPU)")
         return True
 
     def _problem(self, message: str) -> None:
