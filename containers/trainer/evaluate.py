@@ -209,7 +209,8 @@ def generation_config(spec: dict[str, Any], tokenizer: Any) -> Any:
         num_beams=1,
         temperature=sampling["temperature"] if sampling else 1.0,
         top_p=sampling["topP"] if sampling else 1.0,
-        top_k=0,
+        # sampling: top-p only (top_k 0 is off); greedy: the library default, which greedy search ignores
+        top_k=0 if sampling else 50,
         repetition_penalty=1.0,
         pad_token_id=tokenizer.pad_token_id,
     )

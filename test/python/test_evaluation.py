@@ -221,3 +221,31 @@ def test_a_new_node_after_an_interrupted_evaluation_evaluates_without_training(t
     assert "nothing left to train" in res.out and "evaluation: the trained model" in res.out
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["checkpoint-2"]
     assert json.loads((tmp_path / "output" / "eval.json").read_text())["metrics"] == first["metrics"]
+
+
+def test_greedy_generation_ignores_the_models_own_sampling_defaults(tiny_causal: Path) -> None:
+    """Qwen2.5-Instruct ships do_sample, temperature and a repetition penalty in generation_config.json; greedy
+    evaluation must not pick them up, and sampling only when the spec asks for it."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainer import evaluate
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_causal)
+    model = AutoModelForCausalLM.from_pretrained(tiny_causal).eval()
+    spec = train_spec(str(tiny_causal), "causal-lm", "0" * 16, evaluation=scoring({"shape": "text"}, ["exact_match"], False))
+    prompts = ["<|im_start|>user\nPredict answer 3<|im_end|>\n<|im_start|>assistant\n", "<|im_start|>user\nage 7<|im_end|>\n<|im_start|>assistant\n"]
+    plain = evaluate.generate(model, tokenizer, prompts, spec, stopped=lambda: False)
+    model.generation_config.do_sample = True
+    model.generation_config.temperature = 0.7
+    model.generation_config.repetition_penalty = 3.0
+    torch.manual_seed(0)
+    assert evaluate.generate(model, tokenizer, prompts, spec, stopped=lambda: False) == plain
+    config = evaluate.generation_config(spec, tokenizer)
+    assert (config.do_sample, config.num_beams, config.repetition_penalty) == (False, 1, 1.0)
+    sampling = {**spec, "evaluation": {**spec["evaluation"], "generation": {**spec["evaluation"]["generation"], "sampling": {"temperature": 0.5, "topP": 0.9, "seed": 1}}}}
+    config = evaluate.generation_config(sampling, tokenizer)
+    assert (config.do_sample, config.temperature, config.top_p, config.top_k) == (True, 0.5, 0.9, 0)
+    # Decoder-only prompts are padded on the left: the batch of two different lengths generates as each alone.
+    alone = [evaluate.generate(model, tokenizer, [p], spec, stopped=lambda: False)[0] for p in prompts]
+    assert plain == alone
