@@ -756,6 +756,32 @@ test("the stack's aws:profile and aws:assumeRoles reach the campaign's provider,
     assert.equal(gate.inputs.environment.AWS_PROFILE, "ml-team", "the gate's AWS CLI uses the same profile");
 });
 
+test("an existing bucket that cannot work stops the program before anything is declared; a warning does not", async () => {
+    pulumi.runtime.setAllConfig({ "campaign:preset": "dev", "campaign:experiment": JSON.stringify({ storage: { existingBucket: "team-kms" } }) });
+    const checked: string[] = [];
+    let stateRead = false;
+    const run = (problems: Array<{ severity: "error" | "warning"; message: string }>, name: string) =>
+        program({
+            name,
+            renderUserData,
+            bucketCheck: async (bucket, accountId) => {
+                checked.push(`${bucket}@${accountId}`);
+                return problems;
+            },
+            stateReader: () => {
+                stateRead = true;
+                return new StaticCampaignState();
+            },
+            opts: { transformations: [recorder] },
+        });
+    await assert.rejects(run([{ severity: "error", message: "storage.existingBucket (team-kms) encrypts new objects with the customer-managed KMS key k" }], "badbucket"), /customer-managed KMS key k/);
+    assert.deepEqual(checked, [`team-kms@${ACCOUNT}`]);
+    assert.equal(stateRead, false, "nothing read or declared after a failed bucket check");
+    assert.equal(ofComponent(declared, "badbucket").length, 0);
+    await run([{ severity: "warning", message: "in another region" }], "warnbucket");
+    assert.equal(stateRead, true);
+});
+
 // ---------------------------------------------------------------- pure parts
 
 test("node IAM policy: bad prefixes and bucket ARNs are refused", () => {

@@ -8,12 +8,15 @@ import { resolveCampaign } from "../campaign/resolve";
 import type { ResolvedCampaign } from "../campaign/types";
 import { readCampaignState, type CampaignStateReader } from "../campaign/state";
 import type { UserDataRenderer } from "../node/userData";
+import type { BucketProblem } from "../campaign/existingBucket";
 import { composeExperiment } from "../config/presets";
 
 export interface ProgramDeps {
     /** The state reader for a bucket (S3CampaignState in index.ts, a static one in tests), as the stack's aws:profile. */
     readonly stateReader: (bucket: string, campaign: string, region: string, profile?: string) => CampaignStateReader;
     readonly renderUserData: UserDataRenderer;
+    /** Checks storage.existingBucket before anything is declared (checkExistingBucket in index.ts). Default: no check. */
+    readonly bucketCheck?: (bucket: string, accountId: string, region: string, profile?: string) => Promise<BucketProblem[]>;
     /** The Campaign component's name. Default: the campaign's name. */
     readonly name?: string;
     /** Options for the Campaign component (the tests pass transformations). */
@@ -47,6 +50,12 @@ export async function program(deps: ProgramDeps): Promise<Record<string, unknown
     const credentials = credentialsFromConfig(new pulumi.Config("aws"));
     if (credentials.assumeRoles) {
         pulumi.log.warn("aws:assumeRoles: the resources are created as the assumed role; the campaign's state and the gate are read with the base credentials (profile or environment), which need s3:ListBucket and s3:GetObject on the campaign's bucket");
+    }
+    if (bucket.existing && deps.bucketCheck) {
+        const problems = await deps.bucketCheck(bucket.name, identity.accountId, x.region, credentials.profile);
+        for (const p of problems.filter((p) => p.severity === "warning")) pulumi.log.warn(p.message);
+        const errors = problems.filter((p) => p.severity === "error");
+        if (errors.length > 0) throw new Error(errors.map((p) => p.message).join("\n"));
     }
     const state = await readCampaignState(deps.stateReader(bucket.name, x.name, x.region, credentials.profile), campaign);
 
