@@ -116,6 +116,7 @@ class Runner:
         # word would leave S3 saying "training" for a node that is gone.
         self._publish_lock = threading.Lock()
         self._final_published = False
+        self._final_pass_done = False
         self._finished = threading.Event()
         self._shutdown_called = False
 
@@ -521,10 +522,13 @@ class Runner:
         return Outcome("succeeded", None)
 
     def final_checkpoint_sync(self) -> None:
-        if self.sync is None:
+        """The newest checkpoints up before the final status names them; pruning waits for `finish`, where it
+        runs beside the status and log uploads."""
+        if self.sync is None or self._final_pass_done:
             return
+        self._final_pass_done = True
         self.sync.stop()
-        self.sync.sync_once()
+        self.sync.sync_once(prune=False)
 
     def finish(self, outcome: Outcome, noop: bool) -> int:
         """The one way out: never raises, ends in exactly one `shutdown -h now`."""
@@ -565,11 +569,20 @@ class Runner:
         uploads = [threading.Thread(target=self.publish, args=(data, EXIT_PATH_AWS_TIMEOUT, True), name="final-status")]
         uploads += [threading.Thread(target=self._upload_log, args=(path, key), name="log-" + key)
                     for path, key in self._log_uploads()]
+        if self.sync is not None and self.job.started:
+            uploads.append(threading.Thread(target=self._prune_quietly, name="prune"))
         for t in uploads:
             t.start()
         for t in uploads:
             t.join(EXIT_PATH_AWS_TIMEOUT + 10)
         self.log("final status %s%s; shutting down" % (self.status.phase.value, ": %s" % self.status.reason if self.status.reason else ""))
+
+    def _prune_quietly(self) -> None:
+        assert self.sync is not None
+        try:
+            self.sync.prune()
+        except Exception as e:  # the next node prunes what is left
+            self.log("pruning checkpoints on the way out failed: %r" % e)
 
     def _log_uploads(self) -> List["tuple[str, str]"]:
         """runner.log and job.log under CAMPAIGN_LOGS_URI, and both again under attempts/<start>-<instance>/, so

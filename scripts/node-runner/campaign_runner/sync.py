@@ -50,11 +50,17 @@ class CheckpointSync:
                 steps.add(step)
         return steps
 
-    def sync_once(self, cancel: Optional[threading.Event] = None) -> None:
+    def sync_once(self, cancel: Optional[threading.Event] = None, prune: bool = True) -> None:
+        """One pass: uploads, then (unless the caller prunes later, beside other uploads) pruning."""
         with self._lock:
             for step in checkpoints.upload_order(self.local_complete(), self.uploaded, self.keep):
                 if not self._upload(step, cancel):
                     return
+            if prune:
+                self._prune()
+
+    def prune(self) -> None:
+        with self._lock:
             self._prune()
 
     def snapshot(self, name: str) -> Optional[str]:
