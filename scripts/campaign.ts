@@ -187,7 +187,7 @@ async function main(argv: readonly string[]): Promise<number> {
 
     // Preflight asks AWS only: it needs no Pulumi CLI, and up/run run it before asking to create anything.
     const preflight = async (): Promise<boolean> => {
-        const results = await runPreflight(campaign, args.stack, sdkReads({ region: campaign.experiment.region }));
+        const results = await runPreflight(campaign, args.stack, sdkReads({ region: campaign.experiment.region, ...(process.env.AWS_ENDPOINT_URL ? { endpoint: process.env.AWS_ENDPOINT_URL } : {}) }));
         console.log(renderPreflight(results, `Preflight for campaign "${campaign.experiment.name}" in ${campaign.experiment.region}:`));
         return preflightExitCode(results) === 0;
     };

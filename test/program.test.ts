@@ -342,12 +342,18 @@ function assertSafe(g: Graph): void {
         assert.equal(i.inputs.rootBlockDevice?.volumeType, "gp3");
         for (const v of i.inputs.ebsBlockDevices ?? []) assert.equal(v.encrypted, true, `${label}: ${i.name} data volume encrypted`);
         for (const key of ["campaign", "run", "stack", "role"]) assert.ok(i.inputs.rootBlockDevice?.tags?.[key], `${label}: ${i.name} root volume tag ${key}`);
-        const spot = i.inputs.tags.role === "train" && x.compute.market === "spot";
+        const train = i.inputs.tags.role === "train";
+        const spot = train && x.compute.market === "spot";
         if (spot) {
             assert.deepEqual(i.inputs.instanceMarketOptions, { marketType: "spot", spotOptions: { spotInstanceType: "one-time", instanceInterruptionBehavior: "terminate" } }, `${label}: ${i.name} spot options`);
+        } else if (train && x.compute.capacityBlock) {
+            assert.deepEqual(i.inputs.instanceMarketOptions, { marketType: "capacity-block" }, `${label}: ${i.name} launches into its Capacity Block`);
         } else {
             assert.equal(i.inputs.instanceMarketOptions, undefined, `${label}: ${i.name} must be on-demand`);
         }
+        // A capacity reservation: the configured one, on GPU nodes only.
+        const reservation = train && x.compute.capacityReservationId ? { capacityReservationTarget: { capacityReservationId: x.compute.capacityReservationId } } : undefined;
+        assert.deepEqual(i.inputs.capacityReservationSpecification, reservation, `${label}: ${i.name} capacity reservation`);
     }
     for (const v of byType(g, "aws:ebs/volume:Volume")) assert.equal(v.inputs.encrypted, true, `${label}: volume ${v.name} encrypted`);
 
@@ -686,6 +692,24 @@ test("a budget, a dataset volume and a given subnet", async () => {
     assert.equal(gpu.inputs.subnetId, "subnet-0abc123");
     assert.equal(gpu.inputs.availabilityZone, undefined);
     for (const sg of byType(g, "aws:ec2/securityGroup:SecurityGroup")) assert.equal(sg.inputs.vpcId, "vpc-0given");
+});
+
+test("ordered zones: nodes and the dataset volume in the first one; a Capacity Block: the GPU node launches into it, prep does not", async () => {
+    const zones = await build("zones", resolved("dev", { compute: { availabilityZones: ["us-east-1b", "us-east-1a"], dataVolumeGb: 100 } }));
+    assertSafe(zones);
+    assert.equal(gpuInstances(zones)[0].inputs.availabilityZone, "us-east-1b");
+    assert.equal(byType(zones, "aws:ebs/volume:Volume")[0].inputs.availabilityZone, "us-east-1b");
+    const block = await build("block", resolved("socsci210-qwen14b-qlora", { compute: { availabilityZone: null, availabilityZones: ["us-east-1c"], capacityReservationId: "cr-0abc123", capacityBlock: true } }));
+    assertSafe(block);
+    const gpu = gpuInstances(block)[0];
+    assert.deepEqual(gpu.inputs.instanceMarketOptions, { marketType: "capacity-block" });
+    assert.deepEqual(gpu.inputs.capacityReservationSpecification, { capacityReservationTarget: { capacityReservationId: "cr-0abc123" } });
+    assert.equal(gpu.inputs.availabilityZone, "us-east-1c");
+    const prep = byType(block, INSTANCE).filter((r) => r.inputs.tags?.role === "prep");
+    assert.equal(prep.length, 1);
+    assert.equal(prep[0].inputs.capacityReservationSpecification, undefined);
+    // Spot cannot launch into a reservation: the config refuses it before any resource.
+    assert.throws(() => resolved("dev", { compute: { capacityReservationId: "cr-0abc123" } }), /compute\.capacityReservationId: .*set compute\.market: on-demand/);
 });
 
 // ---------------------------------------------------------------- the program, as index.ts runs it

@@ -5,6 +5,7 @@ import type { Problem } from "../config/problems";
 import { getInstance, isGpuInstance } from "../plan/catalog";
 import { findModel } from "../plan/models";
 import { runEstimates } from "../plan/runEstimates";
+import { capacityProblems } from "../plan/capacity";
 
 function at(run: ResolvedRun, field: string): string {
     return run.path ? `${run.path}.${field}` : field;
@@ -189,6 +190,8 @@ export function checkCampaign(experiment: Experiment, runs: readonly ResolvedRun
     if (experiment.storage.existingBucket && !experiment.storage.keepOnDestroy) {
         problems.push(warning("storage.keepOnDestroy", `false has no effect on an existing bucket (${experiment.storage.existingBucket}): the campaign never deletes a bucket it did not create`));
     }
+    // Zones and capacity reservations (components/plan/capacity.ts).
+    problems.push(...capacityProblems(experiment));
     if (experiment.customJob && experiment.compute.market === "spot") {
         problems.push(warning("customJob", "on spot, your command must save checkpoints under $CAMPAIGN_CHECKPOINT_DIR (with _COMPLETE.json last) and exit on SIGTERM, or an interruption loses its work"));
     }

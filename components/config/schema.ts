@@ -354,6 +354,8 @@ export const compute = z
         /** A capacity reservation (cr-...) the GPU nodes launch into: an On-Demand Capacity Reservation or a Capacity
          *  Block for ML, which is how p4de/p5/p5e capacity is usually obtained. */
         capacityReservationId: z.string().regex(/^cr-[0-9a-f]+$/, "a capacity reservation id such as cr-0abc123").optional(),
+        /** The reservation is a Capacity Block for ML: the nodes launch with the capacity-block market type, as EC2 requires. */
+        capacityBlock: z.boolean().optional(),
         subnetId: z.string().regex(/^subnet-[0-9a-f]+$/, "a subnet id such as subnet-0abc123").optional(),
         /** Public SSM parameter of the GPU AMI (Deep Learning Base OSS NVIDIA Driver, Ubuntu 22.04). */
         amiParameter: z.string().default("/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"),

@@ -6,6 +6,7 @@ import { getInstance, type InstanceSpec } from "./catalog";
 import { estimateCost } from "./estimate";
 import type { Problem } from "../config/problems";
 import { runEstimates, prepEstimate, storageEstimate } from "./runEstimates";
+import { capacityNotes } from "./capacity";
 
 export interface PrepStagePlan {
     readonly stage: "prep";
@@ -63,6 +64,8 @@ export interface Plan {
         readonly storedGb: number;
         readonly monthlyUsd: number;
     };
+    /** Where the GPU nodes launch (zones, reservation) and what to do when a zone has no capacity. */
+    readonly capacity: readonly string[];
     readonly assumptions: readonly string[];
     readonly warnings: readonly Problem[];
 }
@@ -150,6 +153,7 @@ export function buildPlan(campaign: ResolvedCampaign): Plan {
             estimatedHours: prep.estimatedHours + runs.reduce((sum, r) => sum + (r.estimatedHours ?? 0), 0),
         },
         afterDestroy: { keepArtifacts: keep, kept, storedGb: keep ? storage.keptGb : 0, monthlyUsd: cost.storageUsdPerMonth },
+        capacity: capacityNotes(campaign),
         assumptions: [...assumptions],
         warnings: campaign.warnings,
     };
@@ -222,6 +226,9 @@ export function renderPlan(plan: Plan, source: string): string {
                 `trainable ${count(m.trainableParams)} of ${count(m.totalParams)} (${((100 * m.trainableParams) / m.totalParams).toFixed(2)}%)`,
         );
     }
+    out.push("");
+    out.push("Capacity:");
+    for (const line of plan.capacity) out.push(`   - ${line}`);
     out.push("");
     out.push(`Estimated total: ${usd(plan.totals.estimatedUsd)} over about ${hrs(plan.totals.estimatedHours)} of node time`);
     out.push(`Worst case allowed by the max-hours caps: ${usd(plan.totals.worstCaseUsd)}`);

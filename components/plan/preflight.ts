@@ -94,8 +94,8 @@ export function checkQuota(demand: QuotaDemand, region: string, value: number | 
     const check = `quota ${demand.quota.code}`;
     const request =
         `request ${demand.vcpus} or more: aws service-quotas request-service-quota-increase --region ${region} --service-code ec2 ` +
-        `--quota-code ${demand.quota.code} --desired-value ${demand.vcpus} (or the Service Quotas console, EC2, "${demand.quota.name}"); ` +
-        "increases for G and P are reviewed by AWS and can take days";
+        `--quota-code ${demand.quota.code} --desired-value ${demand.vcpus} (or the Service Quotas console, EC2, "${demand.quota.name}")` +
+        (/ (G and VT|P) /.test(` ${demand.quota.name} `) ? "; AWS reviews G and P increases, which can take days" : "");
     if (typeof value !== "number") {
         return { check, status: "warn", detail: `could not read "${demand.quota.name}" (${value.error}); the nodes need ${demand.vcpus} vCPUs: ${demand.nodes}`, fix: `check it in the Service Quotas console; ${request}` };
     }

@@ -27,6 +27,7 @@ import { dataInput, PrepStage } from "./prepStage";
 import { Secrets } from "./secrets";
 import { TrainingRun } from "./trainingRun";
 import { campaignRunnerObject } from "../node/userData";
+import { nodeZone, reservationTarget } from "../plan/capacity";
 
 
 export interface CampaignArgs {
@@ -156,7 +157,8 @@ export class Campaign extends pulumi.ComponentResource {
         // Network: the given subnet's VPC, else the default VPC.
         const subnet = experiment.compute.subnetId ? aws.ec2.getSubnetOutput({ id: experiment.compute.subnetId }, { parent: this, provider }) : undefined;
         const vpcId = subnet ? subnet.vpcId : aws.ec2.getVpcOutput({ default: true }, { parent: this, provider }).id;
-        const availabilityZone: pulumi.Input<string> | undefined = experiment.compute.availabilityZone ?? subnet?.availabilityZone;
+        // The first of compute.availabilityZones (their order is the user's preference; campaign preflight checks them).
+        const availabilityZone: pulumi.Input<string> | undefined = nodeZone(experiment.compute) ?? subnet?.availabilityZone;
 
         this.store = new ArtifactStore(
             `${name}-store`,
@@ -305,6 +307,7 @@ export class Campaign extends pulumi.ComponentResource {
                         secretParameters: this.secrets.parameterNames,
                         ...nodeCommon,
                         dataVolumeId: single ? this.store.dataVolume?.id : undefined,
+                        capacityReservation: reservationTarget(experiment.compute),
                         runner: runnerUpload(),
                         renderUserData: args.renderUserData,
                         tags: campaignTags(ctx, "train", run.name),

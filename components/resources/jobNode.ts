@@ -20,6 +20,12 @@ export interface RunnerUpload {
 }
 export type Market = "spot" | "on-demand";
 
+/** A capacity reservation (cr-...) to launch into; a Capacity Block for ML also needs the capacity-block market type. */
+export interface CapacityReservation {
+    readonly capacityReservationId: string;
+    readonly capacityBlock: boolean;
+}
+
 export interface JobNodeArgs {
     /** prep (CPU) or train (GPU): GPU nodes may publish GPU metrics to CloudWatch. */
     readonly role: NodeRole;
@@ -57,6 +63,8 @@ export interface JobNodeArgs {
     readonly availabilityZone?: pulumi.Input<string>;
     /** An EBS volume to attach at /dev/sdf (the ArtifactStore's dataset volume). Default: none. */
     readonly dataVolumeId?: pulumi.Input<string>;
+    /** Launch into this capacity reservation or Capacity Block (on demand only). Default: none. */
+    readonly capacityReservation?: CapacityReservation;
     /** Tags for the instance, its volumes, role, profile and security group. */
     readonly tags: Readonly<Record<string, string>>;
 }
@@ -230,6 +238,20 @@ export const EC2_ASSUME_ROLE_POLICY = JSON.stringify({
     Statement: [{ Effect: "Allow", Principal: { Service: "ec2.amazonaws.com" }, Action: "sts:AssumeRole" }],
 });
 
+/**
+ * The instance's market and reservation: a Capacity Block launches with the capacity-block market type and targets
+ * its id; an On-Demand Capacity Reservation only targets its id; spot cannot use either (the config refuses it).
+ * https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/capacity-blocks-launch.html
+ */
+export function capacityOptions(market: Market, reservation: CapacityReservation | undefined): Pick<aws.ec2.InstanceArgs, "instanceMarketOptions" | "capacityReservationSpecification"> {
+    if (!reservation) return { instanceMarketOptions: marketOptions(market) };
+    if (market === "spot") throw new Error(`capacity reservation ${reservation.capacityReservationId}: a reservation runs on-demand instances, not spot (set compute.market: on-demand)`);
+    return {
+        instanceMarketOptions: reservation.capacityBlock ? { marketType: "capacity-block" } : undefined,
+        capacityReservationSpecification: { capacityReservationTarget: { capacityReservationId: reservation.capacityReservationId } },
+    };
+}
+
 /** Spot as a one-time request that terminates on interruption; undefined (on-demand) otherwise. */
 export function marketOptions(market: Market): aws.types.input.ec2.InstanceInstanceMarketOptions | undefined {
     switch (market) {
@@ -318,7 +340,7 @@ export class JobNode extends pulumi.ComponentResource {
                 // IMDSv2 only; hop limit 2 so the job's container can reach it through the docker bridge.
                 metadataOptions: { httpEndpoint: "enabled", httpTokens: "required", httpPutResponseHopLimit: 2, instanceMetadataTags: "disabled" },
                 rootBlockDevice: { volumeType: "gp3", volumeSize: args.rootVolumeGb, encrypted: true, deleteOnTermination: true, tags },
-                instanceMarketOptions: marketOptions(args.market ?? "on-demand"),
+                ...capacityOptions(args.market ?? "on-demand", args.capacityReservation),
                 tags,
             },
             {

@@ -5,7 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { ResolvedRun } from "../campaign/types";
 import type { TrainSpec } from "../campaign/jobSpec";
 import { datasetPrefix, modelPrefix, runKeys, s3Uri } from "../campaign/layout";
-import { JobNode, mergeDependsOn, type Market, type RunnerUpload } from "./jobNode";
+import { JobNode, mergeDependsOn, type CapacityReservation, type Market, type RunnerUpload } from "./jobNode";
 import type { UserDataRenderer } from "../node/userData";
 import type { RunnerSettings } from "../node/runnerSettings";
 
@@ -100,6 +100,8 @@ export interface TrainingRunArgs {
     readonly availabilityZone?: pulumi.Input<string>;
     /** The ArtifactStore's dataset volume, attached at /dev/sdf. Default: none. */
     readonly dataVolumeId?: pulumi.Input<string>;
+    /** compute.capacityReservationId (and whether it is a Capacity Block): the GPU node launches into it. Default: none. */
+    readonly capacityReservation?: CapacityReservation;
     /** The node runner in the campaign's bucket (uploaded once by the Campaign); the node fetches it at boot. */
     readonly runner: RunnerUpload;
     readonly renderUserData: UserDataRenderer;
@@ -170,6 +172,7 @@ export class TrainingRun extends pulumi.ComponentResource {
                 subnetId: args.subnetId,
                 availabilityZone: args.availabilityZone,
                 dataVolumeId: args.dataVolumeId,
+                capacityReservation: args.capacityReservation,
                 runner: args.runner,
                 tags: args.tags,
             },
