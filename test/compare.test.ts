@@ -39,18 +39,20 @@ for (const preset of listPresets()) {
                 else assert.ok(Math.abs(listed.typicalSpotUsd! - e.time.hours * (instance.typicalSpotUsdPerHour + volumeUsdPerHour)) < 1e-6);
                 assert.equal(listed.overCap, e.time.hours > experiment.compute.maxHours);
             }
-            // The ranking: ascending on-demand totals; the cheapest is the first, the fastest the fewest hours.
+            // The ranking: ascending on-demand totals; cheapest and fastest named among the options that finish
+            // within compute.maxHours (all of them when none does).
             for (let k = 1; k < r.options.length; k++) assert.ok(r.options[k - 1]!.onDemandUsd <= r.options[k]!.onDemandUsd, `${preset}/${r.run}: sorted at ${k}`);
-            assert.equal(r.cheapest, r.options[0]!.instanceType);
-            const minHours = Math.min(...r.options.map((o) => o.hours));
+            const finishing = r.options.some((o) => !o.overCap) ? r.options.filter((o) => !o.overCap) : r.options;
+            assert.equal(r.cheapest, finishing[0]!.instanceType);
+            const minHours = Math.min(...finishing.map((o) => o.hours));
             assert.equal(r.options.find((o) => o.instanceType === r.fastest)!.hours, minHours);
             // The configured type fits (the checks refuse a preset otherwise) and is marked once.
             assert.deepEqual(r.options.filter((o) => o.configured).map((o) => o.instanceType), [run.instanceType]);
         });
         const text = renderComparison(comparison, `stacks/${preset}.yaml`);
         for (const r of comparison.runs) {
-            assert.match(text, new RegExp(`cheapest: ${r.cheapest!.replace(/\./g, "\\.")} `));
-            assert.match(text, new RegExp(`fastest: +${r.fastest!.replace(/\./g, "\\.")} `));
+            assert.match(text, new RegExp(`cheapest( within compute\\.maxHours)?: ${r.cheapest!.replace(/\./g, "\\.")} `));
+            assert.match(text, new RegExp(`fastest( within compute\\.maxHours)?: +${r.fastest!.replace(/\./g, "\\.")} `));
             assert.match(text, new RegExp(`\\*  ${r.configured.replace(/\./g, "\\.")} `), "the configured type is marked");
         }
     });
@@ -78,13 +80,16 @@ test("the 8x A100 presets list p5.48xlarge: the same tokens at H100 speed, price
     }
 });
 
-test("SocSci210 on the comparison: p5 is the fastest and 1x H100 runs past the 36 h cap", () => {
+test("SocSci210 on the comparison: 1x H100 is the lowest total but runs past the 36 h cap, so p5.48xlarge is named cheapest and fastest", () => {
     const r = compareInstances(resolveCampaign(loadPreset("socsci210-qwen14b-qlora"))).runs[0]!;
     assert.ok(r.rejected.some((x) => x.instanceType === "p4d.24xlarge"), "QLoRA 14B at batch 8 does not fit 40 GB");
     const fastest = r.options!.find((o) => o.instanceType === r.fastest)!;
     assert.equal(fastest.hours, Math.min(...r.options!.filter((o) => o.instanceType !== "p5en.48xlarge").map((o) => o.hours)));
     const single = r.options!.find((o) => o.instanceType === "p5.4xlarge");
     assert.ok(single && single.overCap && single.hours > 36);
+    assert.equal(r.options![0]!.instanceType, "p5.4xlarge", "ranked by total, it comes first");
+    assert.equal(r.cheapest, "p5.48xlarge");
+    assert.equal(r.fastest, "p5.48xlarge");
 });
 
 test("npm run plan -- --compare prints the table; --json gives it to machines", () => {

@@ -31,6 +31,7 @@ export interface RunComparison {
     readonly options: readonly InstanceOption[] | null;
     /** GPU types whose memory does not fit the run, with the GiB per GPU it would need there. */
     readonly rejected: readonly { readonly instanceType: string; readonly memoryGiB: number; readonly gpuMemoryGiB: number }[];
+    /** Among the options that finish within compute.maxHours, when any does. */
     readonly cheapest: string | null;
     readonly fastest: string | null;
 }
@@ -74,14 +75,16 @@ function compareRun(experiment: Experiment, run: ResolvedRun): RunComparison {
     }
     // Cheapest first by the on-demand total (the price every type has); ties go to the faster one.
     options.sort((a, b) => a.onDemandUsd - b.onDemandUsd || a.hours - b.hours);
-    const fastest = options.reduce<InstanceOption | null>((best, o) => (best === null || o.hours < best.hours ? o : best), null);
+    // Named among the options that finish within compute.maxHours (the runner stops a run at its cap); all when none does.
+    const finishing = options.some((o) => !o.overCap) ? options.filter((o) => !o.overCap) : options;
+    const fastest = finishing.reduce<InstanceOption | null>((best, o) => (best === null || o.hours < best.hours ? o : best), null);
     return {
         run: run.name,
         model: run.model.id,
         configured: run.instanceType,
         options,
         rejected,
-        cheapest: options[0]?.instanceType ?? null,
+        cheapest: finishing[0]?.instanceType ?? null,
         fastest: fastest?.instanceType ?? null,
     };
 }
@@ -136,10 +139,11 @@ export function renderComparison(c: Comparison, source: string): string {
                 ]);
             }
             out.push(...table(rows).map((l) => `   ${l}`));
-            const cheapest = r.options[0]!;
+            const cheapest = r.options.find((o) => o.instanceType === r.cheapest)!;
             const fastest = r.options.find((o) => o.instanceType === r.fastest)!;
-            out.push(`   cheapest: ${cheapest.instanceType} (${usd(cheapest.onDemandUsd)} on demand, ${hrs(cheapest.hours)})`);
-            out.push(`   fastest:  ${fastest.instanceType} (${hrs(fastest.hours)}, ${usd(fastest.onDemandUsd)} on demand)`);
+            const capNote = r.options.some((o) => o.overCap) && r.options.some((o) => !o.overCap) ? " within compute.maxHours" : "";
+            out.push(`   cheapest${capNote}: ${cheapest.instanceType} (${usd(cheapest.onDemandUsd)} on demand, ${hrs(cheapest.hours)})`);
+            out.push(`   fastest${capNote}:  ${fastest.instanceType} (${hrs(fastest.hours)}, ${usd(fastest.onDemandUsd)} on demand)`);
             if (!r.options.some((o) => o.configured)) out.push(`   the configured ${r.configured} does not fit this run's memory estimate`);
         }
         if (r.rejected.length) out.push(`   does not fit: ${r.rejected.map((x) => `${x.instanceType} (${x.memoryGiB.toFixed(1)}/${x.gpuMemoryGiB.toFixed(1)} GiB)`).join(", ")}`);
