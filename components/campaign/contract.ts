@@ -88,6 +88,20 @@ export const manifest = z
             .loose(),
         splits: z.object({ train: splitFiles, validation: splitFiles, test: splitFiles }),
         contentHash: z.string(),
+        /** The rows the trainer evaluates (containers/prep/evaluation.py); null when the spec asks for no evaluation. */
+        evaluation: z
+            .object({
+                split: z.enum(["validation", "test"]),
+                rows: z.number().int().positive(),
+                ofRows: z.number().int().positive(),
+                seed: z.number().int(),
+                groupBy: z.string().nullable(),
+                columns: z.array(z.string()).min(2),
+                files: z.array(z.object({ path: z.string(), rows: z.number().int().min(0) }).loose()).min(1),
+            })
+            .strict()
+            .nullable()
+            .optional(),
     })
     .loose();
 export type Manifest = z.output<typeof manifest>;
