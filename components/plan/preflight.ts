@@ -130,8 +130,9 @@ export function checkCredentials(campaign: ResolvedCampaign, facts: CredentialFa
     const who = `account ${facts.account} as ${facts.arn}`;
     if (!facts.expiration) return { check, status: "pass", detail: `${who} (long-term credentials)` };
     const { experiment } = campaign;
-    const prepHours = experiment.prep.runOn === "ec2" ? prepEstimate(experiment).hours : 0;
-    const capHours = experiment.prep.runOn === "ec2" ? experiment.prep.maxHours : 0;
+    // Local or on a node, pulumi up runs prep and then waits on the gate for up to prep.maxHours.
+    const prepHours = prepEstimate(experiment).hours;
+    const capHours = experiment.prep.maxHours;
     const left = (facts.expiration.getTime() - now.getTime()) / 3_600_000;
     const until = `expire at ${facts.expiration.toISOString()}`;
     const fix =
