@@ -11,8 +11,8 @@ import type { ResolvedCampaign } from "../components/campaign/types";
 import { campaignBucketName } from "../components/campaign/naming";
 import { loadPreset, mergeConfig } from "../components/config/presets";
 import type { ExperimentInput } from "../components/config/schema";
-import { checkCredentials, preflightExitCode, quotaDemand, quotaFor, renderPreflight, type CheckResult } from "../components/plan/preflight";
-import { runPreflight, sdkReads, type AwsReads } from "../scripts/cli/preflight";
+import { checkBucket, checkCredentials, checkOffered, checkSpotPrices, preflightExitCode, quotaDemand, quotaFor, renderPreflight, type CheckResult } from "../components/plan/preflight";
+import { runPreflight, s3RouteOf, sdkReads, type AwsReads } from "../scripts/cli/preflight";
 import { fakeAwsEnv, startMoto, type Moto } from "../scripts/local/moto";
 import { S3Helper } from "./helpers/aws";
 
@@ -202,4 +202,22 @@ test("quota families: G/VT, P and standard, by market", () => {
     assert.equal(quotaFor("p4de.24xlarge", "spot").code, "L-7212CCBC");
     assert.equal(quotaFor("c6i.2xlarge", "on-demand").code, "L-1216C47A");
     assert.throws(() => quotaFor("inf2.xlarge", "spot"), /no vCPU quota known for instance family "inf2"/);
+});
+
+test("the rules without AWS: a bucket of another account, an existing bucket that is missing, routes that do not reach S3", () => {
+    assert.equal(checkBucket("b", false, "taken").status, "fail");
+    assert.match(checkBucket("b", false, "taken").fix!, /rename the campaign or the stack .* or set storage\.existingBucket/);
+    assert.match(checkBucket("team", true, "free").detail, /storage\.existingBucket s3:\/\/team does not exist/);
+    assert.equal(checkBucket("team", true, "ours").status, "pass");
+    const table = (routes: object[]) => ({ RouteTableId: "rtb-1", Routes: routes }) as never;
+    assert.equal(s3RouteOf(table([{ DestinationCidrBlock: "0.0.0.0/0", GatewayId: "igw-1", State: "blackhole" }]), []), undefined, "a blackhole route reaches nothing");
+    assert.equal(s3RouteOf(table([{ DestinationCidrBlock: "10.0.0.0/8", GatewayId: "igw-1" }]), []), undefined, "not the default route");
+    assert.equal(s3RouteOf(table([{ DestinationCidrBlock: "0.0.0.0/0", NatGatewayId: "nat-1" }]), []), "NAT gateway nat-1");
+    assert.equal(s3RouteOf(table([]), [{ id: "vpce-1", routeTables: ["rtb-2"] }]), undefined, "an endpoint on another route table");
+    assert.equal(s3RouteOf(table([]), [{ id: "vpce-1", routeTables: ["rtb-1"] }]), "S3 gateway endpoint vpce-1");
+    // Spot: no price in the configured zones is a warning with the way out.
+    assert.equal(checkSpotPrices("p5.48xlarge", 55.04, { "us-east-1a": 20 }, ["us-east-1b"]).status, "warn");
+    assert.match(checkSpotPrices("p5.48xlarge", 55.04, {}, ["us-east-1b"]).fix!, /compute\.market: on-demand/);
+    // A type offered nowhere in the region fails whatever the zones.
+    assert.equal(checkOffered("p5en.48xlarge", "eu-west-3", { configured: [], all: ["eu-west-3a"] }, []).status, "fail");
 });
