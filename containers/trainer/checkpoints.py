@@ -128,7 +128,10 @@ def check_same_run(path: Path, meta: dict[str, Any], spec: dict[str, Any]) -> No
             "it comes from another run or an edited config and is not loaded. Use a new run name, or delete the "
             "run's checkpoints to start afresh."
         )
-    theirs = Layout(**meta["layout"])
+    try:
+        theirs = Layout(**{k: int(meta["layout"][k]) for k in ("gpus", "perDeviceBatch", "gradientAccumulation", "zeroStage")})
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConfigError(f"{path / CHECKPOINT_MARKER} has an unreadable layout ({err}); remove {path} or start the run afresh") from err
     if theirs.global_batch != ours.global_batch:
         raise ConfigError(
             f"{path.name} was trained with {theirs.describe()}; this run has {ours.describe()}. A step would mean "

@@ -14,8 +14,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from conftest import ROOT, TRAINER, job_env, run_job, write_spec
-from specs import train_spec
+from conftest import PREP, ROOT, TRAINER, job_env, run_job, short_rows, write_spec
+from specs import prep_spec, train_spec
 
 PROGRESS_SCHEMA = json.loads((ROOT / "containers" / "schemas" / "progress.schema.json").read_text())
 
@@ -84,6 +84,26 @@ def test_a_node_lost_after_the_last_checkpoint_writes_the_output_without_another
     assert metrics["steps"] == 6 and metrics["train"] == {"resumedAtLastStep": 6}
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["checkpoint-3", "checkpoint-6"]
     assert (tmp_path / "output" / "adapter_model.safetensors").is_file()
+
+
+def test_packed_data_trains_with_each_example_kept_apart(tmp_path: Path, tiny_causal: Path) -> None:
+    """Prep packs tokenized rows; the trainer lays them out for its attention (sdpa here: block-diagonal masks)."""
+    raw = short_rows(tmp_path / "raw.jsonl", 120)
+    prep = prep_spec(str(raw), data={"tokenize": {"enabled": True, "maxLength": 64, "packing": True}, "split": {"kind": "random", "seed": 3, "ratios": {"train": 0.9, "validation": 0.1, "test": 0}}},
+                     tokenizer={"id": str(tiny_causal), "revision": "main", "family": "causal-lm"})
+    res = run_job(PREP, CAMPAIGN_SPEC=write_spec(tmp_path / "prep.json", prep), CAMPAIGN_OUTPUT_DIR=tmp_path / "data")
+    assert res.rc == 0, str(res)
+    assert json.loads((tmp_path / "data" / "manifest.json").read_text())["packing"] is True
+    run = tmp_path / "run"
+    run.mkdir()
+    spec = train_spec(str(tiny_causal), "causal-lm", prep["prepHash"], data={"tokenized": True, "packing": True, "maxLength": 64}, training={"maxSteps": 3, "saveSteps": 3, "evalSteps": 3, "maxSeqLength": 64})
+    res = run_job(TRAINER, **trainer_env(run, spec, tmp_path / "data"))
+    assert res.rc == 0, str(res)
+    assert "packed examples kept apart by block-diagonal causal masks built from position_ids (sdpa)" in res.out
+    metrics = json.loads((run / "output" / "metrics.json").read_text())
+    assert metrics["model"]["packing"] == "block-mask" and metrics["steps"] == 3 and "eval_loss" in metrics["eval"]
+    progress = json.loads((run / "progress.json").read_text())
+    assert progress["tokensPerSec"] and progress["tokensPerSec"] > 0  # counted from input_ids without an attention mask
 
 
 def test_seq2seq_lora_trains_and_evaluates_with_masked_labels(tmp_path: Path, tiny_t5: Path, prepared: Any) -> None:
