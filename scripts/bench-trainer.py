@@ -53,6 +53,9 @@ def main() -> int:
     import torch
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        print("no CUDA device here: the GPU cases need one (run without --device for the CPU cases)", file=sys.stderr)
+        return 2
     cases = [benchmark.case(n) for n in args.case] if args.case else [c for c in benchmark.CASES if c.device == device]
     steps = args.steps or (20 if device == "cuda" else 8)
     where = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
