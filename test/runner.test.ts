@@ -61,7 +61,7 @@ interface Scenario {
 /** A train run of its own campaign, with its spec and secret in the emulator. */
 /** Switches the spot notice on once the job has made `step` steps (read from its local progress file). */
 async function spotNoticeAtStep(meta: FakeImds, progressFile: string, step: number): Promise<void> {
-    const deadline = Date.now() + 60_000;
+    const deadline = Date.now() + 600_000; // staging on a loaded machine can take minutes
     while (Date.now() < deadline) {
         try {
             if ((JSON.parse(readFileSync(progressFile, "utf8")) as { step: number }).step >= step) break;
@@ -304,7 +304,7 @@ describe("node runner", () => {
         const progressFile = join(base, "work", "job", "progress.json");
         let pid = 0;
         const kill = (async () => {
-            const deadline = Date.now() + 60_000;
+            const deadline = Date.now() + 600_000; // staging on a loaded machine can take minutes
             while (Date.now() < deadline) {
                 try {
                     if ((JSON.parse(readFileSync(progressFile, "utf8")) as { step: number }).step >= 2) break;

@@ -150,9 +150,10 @@ class AwsCli:
            stdin: Optional[bytes] = None) -> Result:
         return self.run(["s3", *args, "--only-show-errors"], cancel=cancel, timeout=timeout, stdin=stdin)
 
-    def put_bytes(self, data: bytes, uri: str, content_type: str, timeout: Optional[float] = None) -> Result:
+    def put_bytes(self, data: bytes, uri: str, content_type: str, timeout: Optional[float] = None,
+                  cancel: Optional[threading.Event] = None) -> Result:
         """Streams `data` from memory (`aws s3 cp - URI`): nothing touches the local disk, which may be full."""
-        return self.s3("cp", "-", uri, "--content-type", content_type, stdin=data, timeout=timeout)
+        return self.s3("cp", "-", uri, "--content-type", content_type, stdin=data, timeout=timeout, cancel=cancel)
 
     def list_objects(self, prefix_uri: str, cancel: Optional[threading.Event] = None) -> "tuple[Result, List[tuple]]":
         """(result, [(key relative to the prefix, size)]) for every object under the prefix."""

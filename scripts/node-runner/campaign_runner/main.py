@@ -117,6 +117,7 @@ class Runner:
         self._publish_lock = threading.Lock()
         self._final_published = False
         self._final_pass_done = False
+        self._heartbeat_cancel = threading.Event()
         self._finished = threading.Event()
         self._shutdown_called = False
 
@@ -172,12 +173,17 @@ class Runner:
                 while not self._finished.is_set():
                     if self._publish_wanted.wait(0.5):
                         self._publish_wanted.clear()
-                        self.publish(self.status.render_bytes(), timeout=BACKGROUND_STATUS_TIMEOUT)
+                        try:
+                            self.publish(self.status.render_bytes(), timeout=BACKGROUND_STATUS_TIMEOUT,
+                                         cancel=self._heartbeat_cancel)
+                        except Cancelled:
+                            return  # the final status takes over
 
             self._publisher = threading.Thread(target=loop, name="status", daemon=True)
             self._publisher.start()
 
-    def publish(self, data: bytes, timeout: Optional[float] = None, final: bool = False) -> bool:
+    def publish(self, data: bytes, timeout: Optional[float] = None, final: bool = False,
+                cancel: Optional[threading.Event] = None) -> bool:
         """status.json: locally when the disk allows, and to S3 streamed from memory. After the final status,
         background publishes are dropped."""
         with self._publish_lock:
@@ -192,7 +198,7 @@ class Runner:
                 os.replace(tmp, path)
             except OSError as e:
                 self.log("could not write %s (%s); S3 still gets it from memory" % (path, e))
-            res = self.aws.put_bytes(data, self.s.status_uri, "application/json", timeout=timeout)
+            res = self.aws.put_bytes(data, self.s.status_uri, "application/json", timeout=timeout, cancel=cancel)
             if not res.ok:
                 self.log("status upload to %s failed: %s" % (self.s.status_uri, res.brief()))
             return res.ok
@@ -472,6 +478,7 @@ class Runner:
         self.log.open_file(self.runner_log)
         self.read_identity()
         self.attempt_id = "%s-%s" % (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), self.status.instance_id or "local")
+        self.link_attempt_logs()
         self.log("campaign %s run %s role %s mode %s on %s %s" % (self.s.campaign, self.s.run, self.s.role, self.s.job_mode,
                                                                    self.status.instance_type or "unknown", self.status.instance_id or ""))
         threading.Thread(target=self.watch_spot, name="spot-watcher", daemon=True).start()
@@ -565,11 +572,12 @@ class Runner:
             outcome.phase, ": %s" % outcome.reason if outcome.reason else ""))
         self.status.timings["shutdown"] = utc_now_iso()
         data = self.status.render_bytes()
+        self._heartbeat_cancel.set()  # a heartbeat still uploading gives way to the final word
         # The final status and the logs go up side by side: the node is billed until the shutdown call.
         uploads = [threading.Thread(target=self.publish, args=(data, EXIT_PATH_AWS_TIMEOUT, True), name="final-status")]
-        uploads += [threading.Thread(target=self._upload_log, args=(path, key), name="log-" + key)
-                    for path, key in self._log_uploads()]
-        if self.sync is not None and self.job.started:
+        uploads.append(threading.Thread(target=self.upload_logs, name="logs"))
+        # On a spot interruption the two minutes go to the checkpoint and the final word; the next node prunes.
+        if self.sync is not None and self.job.started and outcome.phase != "interrupted":
             uploads.append(threading.Thread(target=self._prune_quietly, name="prune"))
         for t in uploads:
             t.start()
@@ -584,20 +592,27 @@ class Runner:
         except Exception as e:  # the next node prunes what is left
             self.log("pruning checkpoints on the way out failed: %r" % e)
 
-    def _log_uploads(self) -> List["tuple[str, str]"]:
-        """runner.log and job.log under CAMPAIGN_LOGS_URI, and both again under attempts/<start>-<instance>/, so
-        an interrupted attempt's logs survive the attempt that resumes it. Straight from the files: no copy on a
-        disk that may be full."""
-        pairs = []
-        for name, path in (("runner.log", self.runner_log), ("job.log", self.job_log)):
-            if os.path.exists(path):
-                pairs += [(path, name), (path, "attempts/%s/%s" % (self.attempt_id, name))]
-        return pairs
+    def link_attempt_logs(self) -> None:
+        """logs/attempts/<start>-<instance>/ holds hard links to runner.log and job.log, made now while the disk
+        has room: the same files, so one upload at the end carries both copies and a full disk costs nothing."""
+        attempt = os.path.join(self.log_dir, "attempts", self.attempt_id)
+        try:
+            os.makedirs(attempt, exist_ok=True)
+            for path in (self.runner_log, self.job_log):
+                target = os.path.join(attempt, os.path.basename(path))
+                if os.path.exists(path) and not os.path.exists(target):
+                    os.link(path, target)
+        except OSError as e:
+            self.log("could not link this attempt's logs under %s (%s): they go up only as runner.log and job.log" % (attempt, e))
 
-    def _upload_log(self, path: str, key: str) -> None:
-        res = self.aws.s3("cp", path, self.s.logs_uri.rstrip("/") + "/" + key, timeout=EXIT_PATH_AWS_TIMEOUT)
+    def upload_logs(self) -> None:
+        """runner.log and job.log under CAMPAIGN_LOGS_URI, and the same under attempts/<start>-<instance>/, so an
+        interrupted attempt's logs survive the attempt that resumes it: one call."""
+        res = self.aws.s3("cp", "--recursive", self.log_dir, self.s.logs_uri.rstrip("/") + "/", "--exclude", "*",
+                          "--include", "runner.log", "--include", "job.log", "--include", "attempts/%s/*" % self.attempt_id,
+                          timeout=EXIT_PATH_AWS_TIMEOUT)
         if not res.ok:
-            self.log("log upload of %s to %s failed: %s" % (key, self.s.logs_uri, res.brief()))
+            self.log("log upload to %s failed: %s" % (self.s.logs_uri, res.brief()))
 
     def shutdown(self) -> None:
         if self._shutdown_called:
