@@ -157,9 +157,12 @@ class Runner:
             self._finished.wait(self.s.spot_poll_seconds)
 
     def watch_max_runtime(self) -> None:
+        """Counted from the runner's start and acted on once the job runs (then within a tick, whatever is
+        uploading). Staging is not cut short: a slow but healthy staging still hands the job its checkpoint
+        save, and a staging that hangs is ended by the user data's `shutdown -h +N` backstop."""
         limit = MaxRuntime(self.started, self.s.max_runtime_seconds)
         while not self._finished.wait(TICK_SECONDS):
-            if limit.reached(time.monotonic()):
+            if self.job.started and limit.reached(time.monotonic()):
                 self.request_stop(StopDetail(StopKind.MAX_RUNTIME, max_runtime_seconds=self.s.max_runtime_seconds))
                 return
 
