@@ -1,9 +1,12 @@
-// The prep gate (scripts/wait-for-prep.sh) and the S3 state reader, for real against a local S3 emulator.
+// The prep gate (scripts/gate.ts, deciding with components/campaign/gate.ts) and the S3 state reader, for real
+// against a local S3 and EC2 emulator, and a local endpoint that refuses every request like S3 does for bad credentials.
 //
 //   node --import tsx --test --test-concurrency=1 test/gate.test.ts
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import * as http from "node:http";
+import { DescribeImagesCommand, EC2Client, RunInstancesCommand, TerminateInstancesCommand } from "@aws-sdk/client-ec2";
 import * as path from "node:path";
 import { S3CampaignState } from "../components/campaign/state";
 import { datasetSuccessKey, runKeys } from "../components/campaign/layout";
@@ -25,13 +28,13 @@ after(async () => {
     await moto?.stop();
 });
 
-function gate(bucket: string, campaign: string, maxSeconds: number, extra: string[] = []): Promise<{ code: number; out: string; seconds: number }> {
+function gate(bucket: string, campaign: string, maxSeconds: number, extra: string[] = [], endpoint?: string): Promise<{ code: number; out: string; seconds: number }> {
     const started = Date.now();
     return new Promise((resolve) => {
         const command = `${gateCommand({ bucket, prepHash: HASH, campaign, maxHours: maxSeconds / 3600 })} --max-seconds ${maxSeconds} --interval 1 ${extra.map(shellQuote).join(" ")}`;
         const child = spawn("bash", ["-c", command], {
             cwd: root,
-            env: { ...process.env, ...fakeAwsEnv, AWS_ENDPOINT_URL: moto.endpoint, CAMPAIGN_GATE_LOG_LINES: "3" },
+            env: { ...process.env, ...fakeAwsEnv, AWS_ENDPOINT_URL: endpoint ?? moto.endpoint, CAMPAIGN_GATE_LOG_LINES: "3" },
         });
         let out = "";
         child.stdout.on("data", (c: Buffer) => (out += c.toString()));
@@ -57,7 +60,7 @@ test("the gate fails fast with the prep's last log lines when prep failed", asyn
     await s3.put(`s3://gate-fail/${keys.logs}job.log`, "line 1\nline 2\nline 3\nline 4\nTraceback: too many malformed rows\n");
     const result = await gate("gate-fail", "c2", 600);
     assert.equal(result.code, 1);
-    assert.ok(result.seconds < 30, `took ${result.seconds}s`);
+    assert.doesNotMatch(result.out, /waiting for the prepared dataset/, "decided on the first poll, without waiting");
     assert.match(result.out, /prep failed/);
     assert.match(result.out, /too many malformed rows/);
     assert.doesNotMatch(result.out, /line 1/, "only the last lines");
@@ -74,8 +77,8 @@ test("the gate fails with the prep's reason when prep refused an empty dataset",
     await s3.put(`s3://gate-empty/${keys.status}`, JSON.stringify({ phase: "failed", exitCode: 65, reason }, null, 2));
     const result = await gate("gate-empty", "c6", 600);
     assert.equal(result.code, 1, result.out);
-    const verdict = result.out.split("\n").find((l) => l.startsWith("wait-for-prep: prep failed"));
-    assert.equal(verdict, `wait-for-prep: prep failed: ${reason} (s3://gate-empty/${keys.status}); no GPU node was requested. Fix the cause and run pulumi up --refresh`);
+    const verdict = result.out.split("\n").find((l) => l.startsWith("gate: prep failed"));
+    assert.equal(verdict, `gate: prep failed: ${reason} (s3://gate-empty/${keys.status}); no GPU node was requested. Fix the cause and run pulumi up --refresh`);
 });
 
 test("an earlier prep node's failure does not close the gate for the new node", async () => {
@@ -100,14 +103,62 @@ test("the gate gives up at the cap", async () => {
     const result = await gate("gate-slow", "c3", 2);
     assert.equal(result.code, 1);
     assert.match(result.out, /after 2s \(the prep cap\)/);
+    assert.match(result.out, /waiting for the prepared dataset: \d+s of at most 2s, prep not started/, "progress while it waits");
 });
 
-test("the gate refuses bad arguments", async () => {
+test("the gate refuses bad arguments, naming the flag", async () => {
+    let out = "";
     const result = await new Promise<number>((resolve) => {
-        spawn("bash", ["scripts/wait-for-prep.sh", "--marker", "b/datasets/x/_SUCCESS", "--status", "s3://b/runs/c/prep/status.json", "--logs", "s3://b/runs/c/prep/logs/", "--max-seconds", "1"], { cwd: root }).on("close", (c) => resolve(c ?? -1));
+        const child = spawn("npx", ["tsx", "scripts/gate.ts", "--marker", "b/datasets/x/_SUCCESS", "--status", "s3://b/runs/c/prep/status.json", "--logs", "s3://b/runs/c/prep/logs/", "--max-seconds", "1"], { cwd: root });
+        child.stderr.on("data", (c: Buffer) => (out += c.toString()));
+        child.on("close", (c) => resolve(c ?? -1));
     });
-    assert.equal(result, 1);
+    assert.equal(result, 2);
+    assert.match(out, /--marker must be an s3:\/\/bucket\/key URI, got 'b\/datasets\/x\/_SUCCESS'/);
 });
+
+test("the gate fails at once when the prep node is terminated without the marker, with its last status", async () => {
+    const ec2 = new EC2Client({ endpoint: moto.endpoint, region: fakeAwsEnv.AWS_REGION, credentials: { accessKeyId: fakeAwsEnv.AWS_ACCESS_KEY_ID, secretAccessKey: fakeAwsEnv.AWS_SECRET_ACCESS_KEY } });
+    const image = (await ec2.send(new DescribeImagesCommand({}))).Images![0]!.ImageId!;
+    const instanceId = (await ec2.send(new RunInstancesCommand({ ImageId: image, InstanceType: "c6i.2xlarge", MinCount: 1, MaxCount: 1 }))).Instances![0]!.InstanceId!;
+    await s3.createBucket("gate-dead");
+    await s3.put(`s3://gate-dead/${runKeys("c7", "prep").status}`, JSON.stringify({ phase: "preparing", instanceId }));
+    const running = gate("gate-dead", "c7", 600, ["--instance-id", instanceId]);
+    await new Promise((r) => setTimeout(r, 1500));
+    await ec2.send(new TerminateInstancesCommand({ InstanceIds: [instanceId] }));
+    const result = await running;
+    assert.equal(result.code, 1, result.out);
+    assert.match(result.out, new RegExp(`gate: the prep node ${instanceId} is (shutting-down|terminated) and s3://gate-dead/datasets/${HASH}/_SUCCESS does not exist \\(last status: preparing\\)`));
+});
+
+/** A local endpoint that answers every request as S3 does for refused credentials. */
+async function refusingEndpoint(code: string, status: number): Promise<{ url: string; close: () => void; requests: () => number }> {
+    let requests = 0;
+    const server = http.createServer((_req, res) => {
+        requests++;
+        res.writeHead(status, { "content-type": "application/xml" });
+        res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>refused by the test endpoint</Message><RequestId>1</RequestId></Error>`);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as { port: number };
+    return { url: `http://127.0.0.1:${port}`, close: () => server.close(), requests: () => requests };
+}
+
+for (const [code, status] of [["AccessDenied", 403], ["ExpiredToken", 400]] as const) {
+    test(`the gate gives up after a few polls answered ${code}, naming the credentials`, async () => {
+        const endpoint = await refusingEndpoint(code, status);
+        try {
+            const result = await gate("gate-creds", "c8", 600, [], endpoint.url);
+            assert.equal(result.code, 1, result.out);
+            assert.match(result.out, /gate: the credentials of this pulumi up cannot read s3:\/\/gate-creds\/datasets\/[0-9a-f]{16}\/_SUCCESS \(3 attempts\)/);
+            assert.match(result.out, new RegExp(code));
+            assert.match(result.out, /aws:profile \/ aws:assumeRoles/);
+            assert.ok(endpoint.requests() >= 3);
+        } finally {
+            endpoint.close();
+        }
+    });
+}
 
 test("the S3 state reader: a missing bucket or key is a new campaign; a status is read", async () => {
     const client = s3Client(moto.endpoint);

@@ -1,7 +1,9 @@
-// The prep gate's command line: what `pulumi up` runs (a command.local.Command) before it requests any GPU
-// node. It watches exactly the keys that layout.ts names, passed as s3:// URIs, so the gate script never
-// builds an S3 key itself.
-import { datasetSuccessKey, runKeys, s3Uri, PREP_RUN } from "./layout";
+// The prep gate: what `pulumi up` runs (a command.local.Command) before it requests any GPU node. It opens
+// when the prepared dataset's _SUCCESS marker exists, and fails as soon as it knows the marker will never
+// come: the prep reported failed or interrupted, the prep node is gone, the credentials cannot read the
+// bucket, or the prep cap passed. The decision is this file's pure function; scripts/gate.ts observes S3
+// and EC2 and prints. It watches exactly the keys layout.ts names, passed as s3:// URIs.
+import { datasetSuccessKey, PREP_RUN, runKeys, s3Uri } from "./layout";
 import { shellQuote } from "./shell";
 
 export interface GateSettings {
@@ -10,27 +12,100 @@ export interface GateSettings {
     readonly campaign: string;
     /** prep.maxHours: the gate gives up when the prep cap has passed. */
     readonly maxHours: number;
-    /** The prep node's instance: only its status counts (an earlier attempt's failure is ignored). */
+    /** The prep node's instance: only its status counts (an earlier attempt's failure is ignored), and its end without the marker fails the gate. */
     readonly instanceId?: string;
 }
 
-/** Minutes the gate waits past the prep cap: the prep node boots and pulls its image before the cap starts. */
+/** Seconds the gate waits past the prep cap: the prep node boots and pulls its image before the cap starts. */
 export const GATE_BOOT_ALLOWANCE_SECONDS = 600;
 
-/**
- * The gate's command: scripts/wait-for-prep.sh polls for datasets/<hash>/_SUCCESS, fails fast with the
- * prep's last log lines when its status says failed, and gives up at the prep cap plus the boot allowance.
- */
+/** Consecutive polls answered AccessDenied or expired credentials before the gate gives up. */
+export const GATE_CREDENTIAL_ATTEMPTS = 3;
+
+/** The gate's command line, as the Campaign runs it from the project root. */
 export function gateCommand(g: GateSettings): string {
     if (!/^[0-9a-f]{16}$/.test(g.prepHash)) throw new Error(`not a prep hash: ${g.prepHash}`);
     const prep = runKeys(g.campaign, PREP_RUN);
     const maxSeconds = Math.round(g.maxHours * 3600) + GATE_BOOT_ALLOWANCE_SECONDS;
     return [
-        "bash scripts/wait-for-prep.sh",
+        "npx tsx scripts/gate.ts",
         `--marker ${shellQuote(s3Uri(g.bucket, datasetSuccessKey(g.prepHash)))}`,
         `--status ${shellQuote(s3Uri(g.bucket, prep.status))}`,
         `--logs ${shellQuote(s3Uri(g.bucket, prep.logs))}`,
         `--max-seconds ${maxSeconds}`,
         ...(g.instanceId ? [`--instance-id ${shellQuote(g.instanceId)}`] : []),
     ].join(" ");
+}
+
+/** The prep's status.json as far as the gate reads it. */
+export interface PrepStatus {
+    readonly phase?: string;
+    readonly reason?: string | null;
+    readonly instanceId?: string | null;
+    readonly progress?: { readonly step?: number; readonly totalSteps?: number } | null;
+}
+
+/** One poll's observations, taken in this order: the prep node's state, then the marker, then the status. */
+export interface GateObservation {
+    readonly elapsedSeconds: number;
+    /** EC2's state name of the prep node (pending, running, shutting-down, terminated, stopping, stopped), read before the marker. */
+    readonly instanceState?: string;
+    readonly markerExists: boolean;
+    /** The prep's status.json; undefined when there is none yet. */
+    readonly status?: PrepStatus;
+    /** Consecutive polls whose reads were refused for the credentials (AccessDenied, expired, invalid key). */
+    readonly credentialFailures: number;
+    /** The last such refusal, as AWS worded it. */
+    readonly credentialError?: string;
+}
+
+export interface GateLimits {
+    readonly maxSeconds: number;
+    readonly instanceId?: string;
+    readonly markerUri: string;
+    readonly statusUri: string;
+}
+
+export type GateVerdict =
+    | { readonly kind: "open"; readonly message: string }
+    | { readonly kind: "wait"; readonly message: string }
+    | { readonly kind: "fail"; readonly message: string; readonly showLogs: boolean };
+
+const ENDED = new Set(["shutting-down", "terminated", "stopping", "stopped"]);
+const NO_GPU = "no GPU node was requested";
+
+export function gateVerdict(o: GateObservation, limits: GateLimits): GateVerdict {
+    if (o.markerExists) return { kind: "open", message: `prepared dataset ready after ${Math.round(o.elapsedSeconds)}s` };
+    if (o.credentialFailures >= GATE_CREDENTIAL_ATTEMPTS) {
+        return {
+            kind: "fail",
+            showLogs: false,
+            message:
+                `the credentials of this pulumi up cannot read ${limits.markerUri} (${o.credentialFailures} attempts): ${o.credentialError ?? "access denied"}. ` +
+                `Check aws:profile / aws:assumeRoles in the stack config (or AWS_PROFILE) and that they have not expired; ${NO_GPU}`,
+        };
+    }
+    // Only the current prep node's status counts: an earlier attempt's failure must not close the gate for a retry.
+    const ours = o.status && (!limits.instanceId || o.status.instanceId === limits.instanceId) ? o.status : undefined;
+    const lastWord = ours?.phase ? `${ours.phase}${ours.reason ? `: ${ours.reason}` : ""}` : "no status";
+    if (ours?.phase === "failed" || ours?.phase === "interrupted") {
+        return { kind: "fail", showLogs: true, message: `prep ${lastWord} (${limits.statusUri}); ${NO_GPU}. Fix the cause and run pulumi up --refresh` };
+    }
+    if (ours?.phase === "succeeded") {
+        return { kind: "fail", showLogs: true, message: `prep says succeeded but ${limits.markerUri} is missing; ${NO_GPU}` };
+    }
+    if (limits.instanceId && o.instanceState && ENDED.has(o.instanceState)) {
+        // The state was read before the marker: a node that ended before the marker was missing will not write it.
+        return {
+            kind: "fail",
+            showLogs: true,
+            message: `the prep node ${limits.instanceId} is ${o.instanceState} and ${limits.markerUri} does not exist (last status: ${lastWord}); ${NO_GPU}. Read its logs below, fix the cause and run pulumi up --refresh`,
+        };
+    }
+    if (o.elapsedSeconds >= limits.maxSeconds) {
+        return { kind: "fail", showLogs: true, message: `no ${limits.markerUri} after ${limits.maxSeconds}s (the prep cap); last status: ${lastWord}; ${NO_GPU}` };
+    }
+    const step = ours?.progress?.step !== undefined && ours.progress.totalSteps ? `, step ${ours.progress.step}/${ours.progress.totalSteps}` : "";
+    const node = limits.instanceId ? `, node ${limits.instanceId} ${o.instanceState ?? "state unknown"}` : "";
+    return { kind: "wait", message: `waiting for the prepared dataset: ${Math.round(o.elapsedSeconds)}s of at most ${limits.maxSeconds}s, prep ${ours?.phase ?? "not started"}${step}${node}` };
 }
