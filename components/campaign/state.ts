@@ -145,7 +145,11 @@ export function failuresOf(body: string): number {
     try {
         const status = JSON.parse(body) as { phase?: unknown; events?: unknown };
         const events = Array.isArray(status.events) ? status.events : [];
-        const failed = events.filter((e) => (e as { phase?: unknown } | null)?.phase === "failed").length;
+        // Only transitions count: a warning event carries the phase it happened in, not a new failure.
+        const failed = events.filter((e) => {
+            const event = e as { kind?: unknown; phase?: unknown } | null;
+            return event?.phase === "failed" && (event.kind === undefined || event.kind === "phase");
+        }).length;
         return status.phase === "failed" ? Math.max(1, failed) : failed;
     } catch {
         return 0;
