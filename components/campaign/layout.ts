@@ -12,6 +12,8 @@
 //   runs/<campaign>/<run>/output/baseline/ eval.json + predictions.jsonl of the base model, in the run that
 //                                          computes it (components/campaign/baseline.ts)
 //   runs/<campaign>/<run>/logs/...
+//   runs/<campaign>/image/<tag>/context.tar.gz  the regional image build's context (images.buildOn: region)
+//   runs/<campaign>/image/logs/...              the image builds' logs
 import { evaluationFiles, markers } from "./contract";
 
 /** The prep job's place under runs/<campaign>/; no training run may take this name. */
@@ -20,12 +22,31 @@ export const PREP_RUN = "prep";
 /** Where the node runner script is uploaded under runs/<campaign>/; no training run may take this name either. */
 export const RUNNER_FOLDER = "runner";
 
+/** Where the regional image build reads its context and writes its logs under runs/<campaign>/; no run may take it. */
+export const IMAGE_FOLDER = "image";
+
 /** Run names that would collide with the campaign's own folders. */
-export const RESERVED_RUN_NAMES: readonly string[] = [PREP_RUN, RUNNER_FOLDER];
+export const RESERVED_RUN_NAMES: readonly string[] = [PREP_RUN, RUNNER_FOLDER, IMAGE_FOLDER];
 
 /** The node runner, content-addressed by its sha256, so a node fetches exactly the script it was rendered for. */
 export function runnerKey(campaign: string, sha256: string): string {
     return `${campaignPrefix(campaign)}${RUNNER_FOLDER}/run-job-${sha256.slice(0, 16)}.sh`;
+}
+
+/** The folder of one image build's context (its tag is content-addressed, so an unchanged image reuses it). */
+export function imageBuildPrefix(campaign: string, tag: string): string {
+    if (!/^[a-z0-9][a-z0-9._-]*$/.test(tag)) throw new Error(`not an image tag: ${tag}`);
+    return `${campaignPrefix(campaign)}${IMAGE_FOLDER}/${tag}/`;
+}
+
+/** The build context of the regional image build: the files the Dockerfile copies, as a gzipped tar. */
+export function imageContextKey(campaign: string, tag: string): string {
+    return `${imageBuildPrefix(campaign, tag)}context.tar.gz`;
+}
+
+/** Where the image builds write their logs (the build service's S3 logs). */
+export function imageLogsPrefix(campaign: string): string {
+    return `${campaignPrefix(campaign)}${IMAGE_FOLDER}/logs/`;
 }
 
 /** Written last into a prepared dataset; its presence means the whole dataset is there. */

@@ -6,7 +6,7 @@ import { parseExperiment } from "../config/experiment";
 import { JOB_SPEC_VERSION, shortHash, trainSpec as trainSpecSchema, type EvaluationSet, type PrepSpec, type TrainEvaluation, type TrainSpec } from "./jobSpec";
 import { baselineOwners, type BaselineOwner } from "./baseline";
 import { checkEvaluation } from "./evaluationChecks";
-import { PREP_RUN, RESERVED_RUN_NAMES } from "./layout";
+import { IMAGE_FOLDER, PREP_RUN, RESERVED_RUN_NAMES } from "./layout";
 import { mergeConfig } from "../config/presets";
 import { ConfigError, joinPath, problemsFromZod, type Problem } from "../config/problems";
 import { checkRun, checkCampaign } from "./checks";
@@ -73,7 +73,7 @@ function expandRuns(experiment: Experiment, problems: Problem[]): ResolvedRun[] 
     const seen = new Map<string, number>();
     runs.forEach((run, i) => {
         if (RESERVED_RUN_NAMES.includes(run.name)) {
-            problems.push({ severity: "error", path: `${run.path || "runs"}.name`, message: `"${run.name}" is reserved for the campaign's own folder runs/<campaign>/${run.name}/ (${run.name === PREP_RUN ? "the prep job" : "the node runner"}); choose another run name` });
+            problems.push({ severity: "error", path: `${run.path || "runs"}.name`, message: `"${run.name}" is reserved for the campaign's own folder runs/<campaign>/${run.name}/ (${run.name === PREP_RUN ? "the prep job" : run.name === IMAGE_FOLDER ? "the image build" : "the node runner"}); choose another run name` });
         }
         const first = seen.get(run.name);
         if (first !== undefined) problems.push({ severity: "error", path: `${run.path || "runs"}.name`, message: `run name "${run.name}" is used twice (runs ${first + 1} and ${i + 1}); names must be unique` });
