@@ -17,7 +17,7 @@ test("every preset plans: prep first, one GPU node per run, money adds up", () =
         const plan = buildPlan(campaign);
         assert.equal(plan.runs.length, campaign.runs.length, name);
         const sumRuns = plan.runs.reduce((s, r) => s + (r.estimatedUsd ?? 0), 0);
-        assert.ok(Math.abs(plan.totals.estimatedUsd - (plan.prep.estimatedUsd + sumRuns)) < 1e-9, name);
+        assert.ok(Math.abs(plan.totals.estimatedUsd - (plan.prep.estimatedUsd + plan.image.estimatedUsd + sumRuns)) < 1e-9, name);
         for (const r of plan.runs) {
             const instance = getInstance(r.instanceType);
             assert.ok(r.memory, `${name}/${r.run}: every preset model is in the catalog`);
@@ -83,4 +83,24 @@ test("npm run plan prints a plan, --json is machine-readable, a bad stack exits 
     const bad = spawnSync(tsx, ["scripts/plan.ts", "--stack", "socratiq-t5-lra"], { cwd: root, encoding: "utf8" });
     assert.equal(bad.status, 1);
     assert.match(bad.stderr, /did you mean "socratiq-t5-lora"\?/);
+});
+
+test("the image build is in the plan: beside prep, priced per build minute in the region, nothing when local or given", () => {
+    const dev = buildPlan(resolveCampaign(loadPreset("dev")));
+    assert.equal(dev.image.buildOn, "region");
+    assert.deepEqual(dev.image.jobs, ["trainer"], "dev prepares locally: only the trainer image is built");
+    assert.ok(Math.abs(dev.image.estimatedUsd - dev.image.estimatedMinutes * dev.image.usdPerMinute) < 1e-9);
+    assert.ok(dev.image.worstCaseUsd > dev.image.estimatedUsd);
+    const text = renderPlan(dev, "x");
+    assert.match(text, /beside it, image build \(trainer\) in us-east-1 with CodeBuild BUILD_GENERAL1_MEDIUM: about \d+ min, \$0\.\d\d \(timeouts = \$\d/);
+    assert.ok(text.indexOf("image build") < text.indexOf("2. Training"), "the build is before training");
+    const ec2 = buildPlan(resolveCampaign(mergeConfig(loadPreset("dev"), { prep: { runOn: "ec2", instanceType: "c6i.2xlarge" } })));
+    assert.deepEqual(ec2.image.jobs, ["trainer", "prep"]);
+    assert.ok(ec2.image.estimatedUsd > dev.image.estimatedUsd);
+    const local = buildPlan(resolveCampaign(mergeConfig(loadPreset("dev"), { images: { buildOn: "local" } })));
+    assert.equal(local.image.estimatedUsd, 0);
+    assert.match(renderPlan(local, "x"), /with this machine's Docker, pushed to ECR \(images\.buildOn: local\)/);
+    const given = buildPlan(resolveCampaign(mergeConfig(loadPreset("dev"), { images: { trainer: "123456789012.dkr.ecr.us-east-1.amazonaws.com/t@sha256:" + "a".repeat(64) } })));
+    assert.deepEqual([given.image.jobs, given.image.estimatedUsd], [[], 0]);
+    assert.ok(Math.abs(dev.totals.worstCaseUsd - (local.totals.worstCaseUsd + dev.image.worstCaseUsd)) < 1e-9, "the build's worst case is in the total");
 });

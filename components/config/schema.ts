@@ -394,9 +394,13 @@ export const images = z
         /** A pushed trainer image; no build when given (machines without Docker). */
         trainer: z.string().min(1).optional(),
         prep: z.string().min(1).optional(),
+        /** Where an image that is not given is built: region (default) builds it in the campaign's region with
+         *  CodeBuild, next to ECR and the nodes, and needs no Docker here; local builds it with this machine's
+         *  Docker engine and pushes it (a workstation or CI runner with Docker and a fast uplink). */
+        buildOn: z.enum(["region", "local"]).default("region"),
     })
     .strict()
-    .default({});
+    .default({ buildOn: "region" });
 
 export const tracking = z
     .object({ wandbProject: z.string().min(1).optional() })

@@ -7,6 +7,7 @@ import { estimateCost } from "./estimate";
 import type { Problem } from "../config/problems";
 import { runEstimates, prepEstimate, storageEstimate } from "./runEstimates";
 import { capacityNotes } from "./capacity";
+import { imageBuildPlan, type ImageBuildPlan } from "./imageBuild";
 
 export interface PrepStagePlan {
     readonly stage: "prep";
@@ -56,6 +57,8 @@ export interface Plan {
     readonly campaign: string;
     readonly region: string;
     readonly prep: PrepStagePlan;
+    /** The image builds, beside prep: the GPU nodes also wait for them. */
+    readonly image: ImageBuildPlan;
     readonly runs: readonly TrainStagePlan[];
     readonly totals: { readonly estimatedUsd: number; readonly worstCaseUsd: number; readonly estimatedHours: number };
     readonly afterDestroy: {
@@ -101,6 +104,8 @@ export function buildPlan(campaign: ResolvedCampaign): Plan {
         keptS3Gb: keep ? storage.keptGb : 0,
     });
     add(cost.assumptions);
+    const image = imageBuildPlan(experiment);
+    add(image.assumptions);
 
     const prep: PrepStagePlan = {
         stage: "prep",
@@ -146,10 +151,11 @@ export function buildPlan(campaign: ResolvedCampaign): Plan {
         campaign: experiment.name,
         region: experiment.region,
         prep,
+        image,
         runs,
         totals: {
-            estimatedUsd: cost.usd,
-            worstCaseUsd: cost.worstCaseUsd,
+            estimatedUsd: cost.usd + image.estimatedUsd,
+            worstCaseUsd: cost.worstCaseUsd + image.worstCaseUsd,
             estimatedHours: prep.estimatedHours + runs.reduce((sum, r) => sum + (r.estimatedHours ?? 0), 0),
         },
         afterDestroy: { keepArtifacts: keep, kept, storedGb: keep ? storage.keptGb : 0, monthlyUsd: cost.storageUsdPerMonth },
@@ -193,13 +199,21 @@ export function renderPlan(plan: Plan, source: string): string {
     const out: string[] = [];
     out.push(`Plan for campaign "${plan.campaign}" (${source}, ${plan.region})`);
     out.push("");
-    out.push("1. Prep (CPU only; no GPU exists until its data is ready)");
+    out.push("1. Prep and the image (CPU only; no GPU exists until the data and the image are ready)");
     const p = plan.prep;
     out.push(
         p.runOn === "local"
             ? `   on this machine (prep.runOn: local): about ${hrs(p.estimatedHours)}, $0 in AWS; dataset datasets/${p.prepHash}/`
             : `   ${p.instanceType} at ${usd(p.usdPerHour)}/h: about ${hrs(p.estimatedHours)}, ${usd(p.estimatedUsd)} (cap ${p.maxHours} h = ${usd(p.worstCaseUsd)}); dataset datasets/${p.prepHash}/`,
     );
+    const img = plan.image;
+    if (img.jobs.length > 0) {
+        out.push(
+            img.buildOn === "region"
+                ? `   beside it, image build${img.jobs.length === 1 ? "" : "s"} (${img.jobs.join(", ")}) in ${plan.region} with CodeBuild ${img.computeType}: about ${img.estimatedMinutes} min, ${usd(img.estimatedUsd)} (timeouts = ${usd(img.worstCaseUsd)}); $0 when the content tag is already in ECR`
+                : `   image build${img.jobs.length === 1 ? "" : "s"} (${img.jobs.join(", ")}) with this machine's Docker, pushed to ECR (images.buildOn: local)`,
+        );
+    }
     out.push("");
     out.push(`2. Training: ${plan.runs.length} run${plan.runs.length === 1 ? "" : "s"}, one GPU node each, started only after prep succeeded`);
     const rows = [["run", "model", "method", "node", "$/h", "memory/GPU", "steps", "time", "cost", "cap"]];
