@@ -6,7 +6,7 @@
 //      many files and in one file. The emulator is the bottleneck here; on AWS expect far more.
 //
 //   npx tsx scripts/bench-runner.ts [--mb 200] [--files 200] [--repeat 3] [--skip-staging]
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { datasetPrefix, runKeys, s3Uri } from "../components/campaign/layout";
@@ -122,16 +122,11 @@ async function main(): Promise<void> {
             const campaign = `bench-exit-${i}`;
             await s3.put(s3Uri(BUCKET, runKeys(campaign, "r1").spec), JSON.stringify({ kind: "train" }));
             const base = runnerBaseDir("campaign-bench-");
-            const bin = join(base, "stamp-bin");
-            mkdirSync(bin);
-            writeFileSync(join(bin, "shutdown"), `#!/bin/sh\ndate +%s.%N > "${join(base, "shutdown.at")}"\necho "$*" >> "$RECORDER_DIR/shutdown.calls"\n`);
-            chmodSync(join(bin, "shutdown"), 0o755);
             const result = await runRunner({
                 settings: settings(campaign, small),
                 awsEndpoint: moto.endpoint,
                 imdsEndpoint: imds.endpoint,
                 baseDir: base,
-                pathPrepend: [bin],
                 env: {
                     FAKE_STEPS: "2",
                     FAKE_STEP_SECONDS: "0.5",
@@ -144,7 +139,8 @@ async function main(): Promise<void> {
             });
             if (result.code !== 0) throw new Error(`runner failed:\n${result.output}`);
             const exit = Number(readFileSync(join(base, "job.exit"), "utf8"));
-            const shut = Number(readFileSync(join(base, "shutdown.at"), "utf8"));
+            // The `shutdown` recorder (scripts/local/bin) notes when it was called.
+            const shut = Number(readFileSync(join(base, "rec", "shutdown.times"), "utf8").split("\n")[0]);
             latencies.push(shut - exit);
             console.log(`  run ${i + 1}: ${(shut - exit).toFixed(2)} s`);
         }
