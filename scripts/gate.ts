@@ -2,27 +2,33 @@
 //
 //   npx tsx scripts/gate.ts --marker s3://B/datasets/H/_SUCCESS --status s3://B/runs/C/prep/status.json \
 //       --logs s3://B/runs/C/prep/logs/ --max-seconds N [--instance-id I] [--interval S]
+//       [--image-repository R --image-tag T [--build-id ID]]
 //
-// Exits 0 when the marker exists; 1 with the reason (and the prep's last log lines) when it never will; 2 on
+// With an image (images.buildOn: region) it also waits for R:T in ECR and watches the CodeBuild build that
+// makes it (scripts/image-build.ts started it); a failed build fails the gate with the build's last log lines.
+// Exits 0 when the marker (and the image) exist; 1 with the reason (and the prep's last log lines) when it never will; 2 on
 // bad arguments. Uses the AWS SDK with the standard credential chain (AWS_PROFILE, which the Campaign sets from
 // aws:profile) and honours AWS_ENDPOINT_URL (the tests use a local emulator). Environment:
 // CAMPAIGN_GATE_INTERVAL (seconds between polls, default 15), CAMPAIGN_GATE_LOG_LINES (default 50).
 import { DescribeInstancesCommand, EC2Client } from "@aws-sdk/client-ec2";
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
-import { gateVerdict, type GateLimits, type PrepStatus } from "../components/campaign/gate";
+import { CodeBuildClient, type Build } from "@aws-sdk/client-codebuild";
+import { ECRClient } from "@aws-sdk/client-ecr";
+import { gateVerdict, type GateLimits, type ImageObservation, type PrepStatus } from "../components/campaign/gate";
+import { buildLogTail, describeBuild, imageDigest } from "./image-build";
 
 interface Args extends GateLimits {
     readonly logsUri: string;
     readonly intervalSeconds: number;
 }
 
-const USAGE = "usage: gate.ts --marker s3://B/K --status s3://B/K --logs s3://B/P/ --max-seconds N [--instance-id I] [--interval S]";
+const USAGE = "usage: gate.ts --marker s3://B/K --status s3://B/K --logs s3://B/P/ --max-seconds N [--instance-id I] [--interval S] [--image-repository R --image-tag T [--build-id ID]]";
 
 export function parseArgs(argv: readonly string[]): Args {
     const values = new Map<string, string>();
     for (let i = 0; i < argv.length; i += 2) {
         const flag = argv[i]!;
-        if (!["--marker", "--status", "--logs", "--max-seconds", "--instance-id", "--interval"].includes(flag)) throw new Error(`unknown argument ${flag}; ${USAGE}`);
+        if (!["--marker", "--status", "--logs", "--max-seconds", "--instance-id", "--interval", "--image-repository", "--image-tag", "--build-id"].includes(flag)) throw new Error(`unknown argument ${flag}; ${USAGE}`);
         if (argv[i + 1] === undefined) throw new Error(`${flag} needs a value; ${USAGE}`);
         values.set(flag, argv[i + 1]!);
     }
@@ -39,6 +45,11 @@ export function parseArgs(argv: readonly string[]): Args {
     const intervalSeconds = whole("--interval", process.env.CAMPAIGN_GATE_INTERVAL ?? "15");
     if (intervalSeconds < 1) throw new Error(`--interval must be at least 1 second; ${USAGE}`);
     const instanceId = values.get("--instance-id");
+    const repository = values.get("--image-repository");
+    const tag = values.get("--image-tag");
+    if ((repository === undefined) !== (tag === undefined)) throw new Error(`--image-repository and --image-tag go together; ${USAGE}`);
+    if (values.has("--build-id") && !repository) throw new Error(`--build-id needs --image-repository and --image-tag; ${USAGE}`);
+    const buildId = values.get("--build-id");
     return {
         markerUri: uri("--marker"),
         statusUri: uri("--status"),
@@ -46,6 +57,7 @@ export function parseArgs(argv: readonly string[]): Args {
         maxSeconds: whole("--max-seconds"),
         intervalSeconds,
         ...(instanceId ? { instanceId } : {}),
+        ...(repository && tag ? { image: { repository, tag, ...(buildId ? { buildId } : {}) } } : {}),
     };
 }
 
@@ -59,7 +71,7 @@ interface AwsError {
     message?: string;
     $metadata?: { httpStatusCode?: number };
 }
-const CREDENTIAL_ERRORS = new Set(["AccessDenied", "Forbidden", "ExpiredToken", "ExpiredTokenException", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "UnrecognizedClientException", "AuthFailure", "CredentialsProviderError"]);
+const CREDENTIAL_ERRORS = new Set(["AccessDenied", "AccessDeniedException", "Forbidden", "ExpiredToken", "ExpiredTokenException", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "UnrecognizedClientException", "AuthFailure", "CredentialsProviderError"]);
 const isCredentialError = (e: AwsError) => CREDENTIAL_ERRORS.has(e.name ?? "") || e.$metadata?.httpStatusCode === 403 || e.$metadata?.httpStatusCode === 401;
 const isMissing = (e: AwsError) => e.name === "NoSuchKey" || e.$metadata?.httpStatusCode === 404;
 const say = (line: string) => process.stdout.write(`gate: ${line}\n`);
@@ -125,22 +137,40 @@ async function printLogs(s3: S3Client, logsUri: string, lines: number): Promise<
     }
 }
 
+/** The image's tag in ECR, and the build that makes it (its last state kept for the logs). */
+async function observeImage(ecr: ECRClient, codebuild: CodeBuildClient, image: NonNullable<Args["image"]>): Promise<{ observation: ImageObservation; build?: Build }> {
+    const digest = await imageDigest(ecr, image.repository, image.tag);
+    if (digest || !image.buildId) return { observation: { exists: digest !== undefined } };
+    const build = await describeBuild(codebuild, image.buildId);
+    return { observation: { exists: false, buildStatus: build.buildStatus, buildPhase: build.currentPhase }, build };
+}
+
 export async function runGate(args: Args): Promise<number> {
     const { s3, ec2 } = clients();
+    // ECR and CodeBuild read AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_ECR / _CODEBUILD) themselves.
+    const ecr = new ECRClient({});
+    const codebuild = new CodeBuildClient({});
+    let lastBuild: Build | undefined;
     const logLines = Number(process.env.CAMPAIGN_GATE_LOG_LINES ?? "50");
     const started = Date.now();
     let credentialFailures = 0;
     let credentialError: string | undefined;
-    say(`waiting for ${args.markerUri} (at most ${args.maxSeconds}s)`);
+    say(`waiting for ${args.markerUri}${args.image ? ` and ${args.image.repository}:${args.image.tag}` : ""} (at most ${args.maxSeconds}s)`);
     for (;;) {
         let state: string | undefined;
         let marker = false;
         let status: PrepStatus | undefined;
+        let image: ImageObservation | undefined;
         try {
             // The node's state first: if it had ended before the marker was looked for, the marker will not come.
             if (args.instanceId) state = await instanceState(ec2, args.instanceId);
             marker = await markerExists(s3, args.markerUri);
             if (!marker) status = await readStatus(s3, args.statusUri);
+            if (args.image) {
+                const seen = await observeImage(ecr, codebuild, args.image);
+                image = seen.observation;
+                lastBuild = seen.build ?? lastBuild;
+            }
             credentialFailures = 0;
         } catch (err) {
             const e = err as AwsError;
@@ -152,7 +182,7 @@ export async function runGate(args: Args): Promise<number> {
             }
         }
         const verdict = gateVerdict(
-            { elapsedSeconds: (Date.now() - started) / 1000, instanceState: state, markerExists: marker, status, credentialFailures, credentialError },
+            { elapsedSeconds: (Date.now() - started) / 1000, instanceState: state, markerExists: marker, status, credentialFailures, credentialError, ...(image ? { image } : {}) },
             args,
         );
         switch (verdict.kind) {
@@ -161,6 +191,7 @@ export async function runGate(args: Args): Promise<number> {
                 return 0;
             case "fail":
                 if (verdict.showLogs) await printLogs(s3, args.logsUri, logLines);
+                if (verdict.showBuildLogs && lastBuild) process.stderr.write(`${await buildLogTail(s3, lastBuild, logLines)}\n`);
                 process.stderr.write(`gate: ${verdict.message}\n`);
                 return 1;
             case "wait":

@@ -43,3 +43,40 @@ test("the gate's command names the exact URIs of the layout, the cap plus the bo
     );
     assert.throws(() => gateCommand({ bucket: "b", prepHash: "nothex", campaign: "c", maxHours: 1 }), /not a prep hash/);
 });
+
+// ---------------------------------------------------------------- with the trainer image built in the region
+
+const imageLimits = { ...limits, image: { repository: "campaign-dev-test", tag: "trainer-0123456789abcdef", buildId: "campaign-dev-test-trainer:b1" } };
+const imageTable: Array<[string, Partial<GateObservation>, "open" | "wait" | "fail", RegExp]> = [
+    ["data and image ready", { markerExists: true, image: { exists: true, buildStatus: "SUCCEEDED" } }, "open", /prepared dataset and image ready after 30s/],
+    ["data ready, image building", { markerExists: true, image: { exists: false, buildStatus: "IN_PROGRESS", buildPhase: "BUILD" } }, "wait", /prepared dataset ready; waiting for the image: 30s of at most 600s; image build IN_PROGRESS \(BUILD\)/],
+    ["image ready, data not yet", { image: { exists: true } }, "wait", /waiting for the prepared dataset: .*; image ready/],
+    ["the build failed, data ready", { markerExists: true, image: { exists: false, buildStatus: "FAILED", buildPhase: "BUILD" } }, "fail", /image build campaign-dev-test-trainer:b1 ended FAILED in phase BUILD without pushing campaign-dev-test:trainer-0123456789abcdef/],
+    ["the build failed while prep runs", { image: { exists: false, buildStatus: "FAULT" } }, "fail", /ended FAULT/],
+    ["the build timed out", { image: { exists: false, buildStatus: "TIMED_OUT" } }, "fail", /ended TIMED_OUT/],
+    ["the build succeeded but no tag", { markerExists: true, image: { exists: false, buildStatus: "SUCCEEDED" } }, "fail", /says SUCCEEDED but ECR has no/],
+    ["data ready, the image past the cap", { markerExists: true, elapsedSeconds: 600, image: { exists: false, buildStatus: "IN_PROGRESS" } }, "fail", /no image .* after 600s/],
+    ["prep failed while the image builds", { status: { phase: "failed", instanceId: "i-new" }, image: { exists: false, buildStatus: "IN_PROGRESS" } }, "fail", /^prep failed/],
+];
+
+for (const [what, observed, kind, message] of imageTable) {
+    test(`gate with an image build: ${what} -> ${kind}`, () => {
+        const verdict = gateVerdict({ ...base, ...observed }, imageLimits);
+        assert.equal(verdict.kind, kind);
+        assert.match(verdict.message, message);
+        if (verdict.kind === "fail") assert.match(verdict.message, /no GPU node was requested/);
+        if (verdict.kind === "fail" && /image build/.test(verdict.message)) assert.equal(verdict.showBuildLogs, true, "a failed build prints its last lines");
+    });
+}
+
+test("an image that existed when the step ran but is gone now fails the gate instead of waiting forever", () => {
+    const verdict = gateVerdict({ ...base, markerExists: true, image: { exists: false } }, { ...limits, image: { repository: "r", tag: "trainer-0123456789abcdef" } });
+    assert.equal(verdict.kind, "fail");
+    assert.match(verdict.message, /no build was started for it/);
+});
+
+test("the gate's command names the image and its build, and waits at least the build's timeout", () => {
+    const command = gateCommand({ bucket: "b", prepHash: "0123456789abcdef", campaign: "dev", maxHours: 0.5, image: { repository: "campaign-dev-test", tag: "trainer-0123456789abcdef", buildId: "p:1", timeoutMinutes: 90 } });
+    assert.match(command, / --max-seconds 6000 --image-repository 'campaign-dev-test' --image-tag 'trainer-0123456789abcdef' --build-id 'p:1'$/);
+    assert.throws(() => gateCommand({ bucket: "b", prepHash: "0123456789abcdef", campaign: "dev", maxHours: 1, image: { repository: "r", tag: "Bad Tag", timeoutMinutes: 1 } }), /not an image tag/);
+});

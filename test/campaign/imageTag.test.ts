@@ -30,7 +30,10 @@ const table: Array<[string, (dir: string) => void, Record<ImageJob, boolean>]> =
     ["the base image changes", (d) => edit(d, "trainer/Dockerfile", (t) => t.replace("nvcr.io/nvidia/pytorch:25.11-py3", "nvcr.io/nvidia/pytorch:25.12-py3")), { trainer: true, prep: false }],
     ["the context's README changes (not copied)", (d) => edit(d, "README.md", (t) => `${t}\nmore words\n`), { trainer: false, prep: false }],
     ["the CPU requirements for local runs change (not copied)", (d) => edit(d, "requirements-cpu.txt", (t) => `${t}\nrich==13.9.4\n`), { trainer: false, prep: false }],
-    ["a compiled cache appears", (d) => fs.mkdirSync(path.join(d, "trainer", "__pycache__")) || fs.writeFileSync(path.join(d, "trainer", "__pycache__", "data.cpython-311.pyc"), "x"), { trainer: false, prep: false }],
+    ["a compiled cache appears", (d) => {
+            fs.mkdirSync(path.join(d, "trainer", "__pycache__"), { recursive: true });
+            fs.writeFileSync(path.join(d, "trainer", "__pycache__", "data.cpython-311.pyc"), "x");
+        }, { trainer: false, prep: false }],
 ];
 
 for (const [what, change, expected] of table) {
