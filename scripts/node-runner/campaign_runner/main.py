@@ -538,7 +538,8 @@ class Runner:
             return
         self._final_pass_done = True
         self.sync.stop()
-        self.sync.sync_once(prune=False)
+        spot = self.stop is not None and self.stop.kind is StopKind.SPOT
+        self.sync.sync_once(prune=False, newest_only=spot)
 
     def finish(self, outcome: Outcome, noop: bool) -> int:
         """The one way out: never raises, ends in exactly one `shutdown -h now`."""
@@ -584,8 +585,11 @@ class Runner:
             uploads.append(threading.Thread(target=self._prune_quietly, name="prune"))
         for t in uploads:
             t.start()
+        deadline = time.monotonic() + EXIT_PATH_AWS_TIMEOUT + 10
         for t in uploads:
-            t.join(EXIT_PATH_AWS_TIMEOUT + 10)
+            t.join(max(deadline - time.monotonic(), 0))
+        # Nothing of this runner outlives it: an upload still running now is cut off before the shutdown.
+        self.aws.kill_all()
         self.log("final status %s%s; shutting down" % (self.status.phase.value, ": %s" % self.status.reason if self.status.reason else ""))
 
     def _prune_quietly(self) -> None:

@@ -50,10 +50,12 @@ class CheckpointSync:
                 steps.add(step)
         return steps
 
-    def sync_once(self, cancel: Optional[threading.Event] = None, prune: bool = True) -> None:
-        """One pass: uploads, then (unless the caller prunes later, beside other uploads) pruning."""
+    def sync_once(self, cancel: Optional[threading.Event] = None, prune: bool = True, newest_only: bool = False) -> None:
+        """One pass: uploads, then (unless the caller prunes later, beside other uploads) pruning. newest_only: the
+        one checkpoint a resume needs, when time is short (a spot notice leaves two minutes)."""
         with self._lock:
-            for step in checkpoints.upload_order(self.local_complete(), self.uploaded, self.keep):
+            order = checkpoints.upload_order(self.local_complete(), self.uploaded, 1 if newest_only else self.keep)
+            for step in order:
                 if not self._upload(step, cancel):
                     return
             if prune:
