@@ -45,6 +45,7 @@ from .watchdogs import GpuIdle, MaxRuntime, ProgressStall, busiest_gpu
 TICK_SECONDS = 0.2  # the control loop's period: every stop is acted on within this (plus a signal's delivery)
 EXIT_PATH_AWS_TIMEOUT = 120  # a hung network cannot hold the node on the way out
 BACKGROUND_STATUS_TIMEOUT = 60  # a heartbeat never holds up the final status for longer
+JOB_STARTUP_SECONDS = 60  # how long a watchdog stop waits for a just-started job to come up before SIGTERM
 # Under this much free space (64 MiB, or 1% of a small volume) the work volume counts as full when a job fails:
 # its own log, on the same volume, may not have been able to say why.
 FULL_DISK_BYTES = 64 * 1024 * 1024
@@ -106,6 +107,7 @@ class Runner:
         self._stop_lock = threading.Lock()
         self.spot_notice: Optional[str] = None
         self.restored_step = 0
+        self.job_started_at: Optional[float] = None
         self.secret_env: Dict[str, str] = {}
         self.pull: Optional[subprocess.Popen] = None
         self.sync: Optional[CheckpointSync] = None
@@ -359,6 +361,7 @@ class Runner:
         else:
             argv = list(self.s.job_argv)
         self.job.start(argv, self.job_env(), job_log)  # type: ignore[arg-type]
+        self.job_started_at = time.monotonic()
 
     def gpu_utilisation(self) -> Optional[float]:
         try:
@@ -398,6 +401,8 @@ class Runner:
         """SIGTERM (the job saves a checkpoint and exits 75), then SIGKILL after `grace` seconds."""
         if not self.job.alive():
             return
+        if self.stop is not None and self.stop.kind is StopKind.MAX_RUNTIME:
+            self.await_job_up()  # a limit that passed during staging meets a job that is still starting
         if self.spot_notice is None and not self.job.term_sent:
             self.log("sending SIGTERM to the job; waiting up to %d s for its checkpoint" % grace)
             self.status.note("SIGTERM sent to the job (%s)" % (self.stop.kind.value if self.stop else "runner exit"))
@@ -409,6 +414,19 @@ class Runner:
         if self.job.alive():
             self.log("the job did not stop within %d s: SIGKILL" % grace)
             self.job.kill()
+
+    def await_job_up(self) -> None:
+        """A job signalled before it installed its SIGTERM handler dies with 143 instead of saving and exiting 75.
+        Until its first progress file (written once it is up), a stop waits up to JOB_STARTUP_SECONDS from its
+        start. Only the max runtime needs it (it can pass during staging); a spot notice or systemd's stop cannot
+        wait, and a job that just started has nothing to save."""
+        progress = self.layout.dir_of("CAMPAIGN_PROGRESS_FILE")
+        if os.path.exists(progress) or self.job_started_at is None:
+            return
+        self.log("the job has written no progress yet: waiting up to %d s from its start before signalling it" % JOB_STARTUP_SECONDS)
+        while (self.job.alive() and not os.path.exists(progress)
+               and time.monotonic() - self.job_started_at < JOB_STARTUP_SECONDS):
+            time.sleep(TICK_SECONDS)
 
     def reap_job(self) -> Optional[int]:
         if not self.job.started or self.status.exit_code is not None:
