@@ -33,6 +33,8 @@ interface Declared {
 }
 const registered: Registered[] = [];
 const declared: Declared[] = [];
+/** repository:tag of every digest the program asked ECR for. */
+const imageLookups: string[] = [];
 
 function arnOf(type: string, name: string, inputs: Record<string, any>): string | undefined {
     switch (type) {
@@ -65,6 +67,10 @@ pulumi.runtime.setMocks(
                 // As the docker provider reports a pushed image: repository@sha256:<digest of the manifest>.
                 state.repoDigest = `${String(args.inputs.imageName).split(":")[0]}@sha256:${createHash("sha256").update(args.name).digest("hex")}`;
             }
+            if (args.type === "command:local:Command" && args.name.endsWith("-build-start")) {
+                // What scripts/image-build.ts prints when it starts the build (the tag is not in ECR yet).
+                state.stdout = formatBuildStart({ kind: "started", buildId: `${args.name}:0f1e2d3c-0000-4000-8000-000000000000` });
+            }
             if (args.type === "aws:iam/role:Role" || args.type === "aws:iam/instanceProfile:InstanceProfile") state.name = args.name;
             if (args.type === "aws:cloudwatch/metricAlarm:MetricAlarm") state.name = args.name;
             return { id: args.type === "aws:ec2/instance:Instance" ? `i-${args.name}` : `${args.name}-id`, state };
@@ -79,6 +85,10 @@ pulumi.runtime.setMocks(
                     return { id: "vpc-0default", default: true };
                 case "aws:ec2/getSubnet:getSubnet":
                     return { id: args.inputs.id, vpcId: "vpc-0given", availabilityZone: "us-east-1b" };
+                case "aws:ecr/getImage:getImage":
+                    // ECR's digest of the pushed tag, as DescribeImages reports it.
+                    imageLookups.push(`${args.inputs.repositoryName}:${args.inputs.imageTag}`);
+                    return { repositoryName: args.inputs.repositoryName, imageTag: args.inputs.imageTag, imageDigest: `sha256:${createHash("sha256").update(String(args.inputs.imageTag)).digest("hex")}`, id: "x", imageTags: [args.inputs.imageTag], imagePushedAt: 0, imageSizeInBytes: 1, imageUri: "x", registryId: ACCOUNT };
                 case "aws:ecr/getAuthorizationToken:getAuthorizationToken":
                     return { userName: "AWS", password: "ecr-password", proxyEndpoint: `https://${ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com`, authorizationToken: "x" };
                 default:
@@ -106,6 +116,9 @@ import { program } from "../components/resources/program";
 import { loadRunnerScript, renderNodeUserData, runnerObject, RUNNER_ENV_PATH, RUNNER_FETCH_PATH, RUNNER_PATH, RUNNER_UNIT, USER_DATA_LIMIT_BYTES } from "../components/node/userData";
 import { lifecycleRules } from "../components/resources/artifactStore";
 import { contentTag } from "../components/resources/image";
+import { buildPolicyDocument, codebuildAssumeRolePolicy } from "../components/resources/imageBuild";
+import { BUILDSPEC, formatBuildStart, imageSource } from "../components/campaign/imageTag";
+import { imageContextKey, imageLogsPrefix } from "../components/campaign/layout";
 
 /** The program's own renderer, as index.ts passes it: #cloud-config that fetches the runner from the bucket. */
 const renderUserData: UserDataRenderer = renderNodeUserData;
@@ -242,6 +255,7 @@ const TAGGABLE = new Set([
     "aws:cloudwatch/metricAlarm:MetricAlarm",
     "aws:ecr/repository:Repository",
     "aws:budgets/budget:Budget",
+    "aws:codebuild/project:Project",
 ]);
 /** Types that take no tags in AWS (settings of another resource, or not AWS resources). */
 const UNTAGGABLE = new Set([
@@ -296,7 +310,7 @@ function assertRunner(g: Graph, bucket: string): Registered | undefined {
         assert.equal(fetched.sha256, sha256, `${label}: ${i.name} checks the uploaded content's sha256`);
         assert.ok(g.deps.get(i.name)?.has(upload.name), `${label}: ${i.name} does not name the runner upload in dependsOn`);
     }
-    const policies = byType(g, ROLE_POLICY);
+    const policies = byType(g, ROLE_POLICY).filter((rp) => isNodePolicy(g, rp));
     assert.equal(policies.length, instances.length, `${label}: a policy per node`);
     const target = `${bucketArn}/${key}`;
     const covers = (r: string) => r === target || (r.endsWith("*") && target.startsWith(r.slice(0, -1)));
@@ -307,6 +321,63 @@ function assertRunner(g: Graph, bucket: string): Registered | undefined {
         assert.deepEqual([grants[0].Sid, grants[0].Action, grants[0].Resource], ["FetchRunner", ["s3:GetObject"], [target]], `${label}: ${rp.name} reads the runner and only it, in the campaign's bucket`);
     }
     return upload;
+}
+
+/** A node's role policy (its instance is <node>-instance); the other role policies are the image builds'. */
+function isNodePolicy(g: Graph, rp: Registered): boolean {
+    return byType(g, INSTANCE).some((i) => i.name === rp.name.replace(/-policy$/, "-instance"));
+}
+
+/**
+ * The regional image builds (images.buildOn: region): one per image the campaign builds, none otherwise; no docker
+ * build unless buildOn is local. Each build's context is uploaded under runs/<campaign>/image/<tag>/, its CodeBuild
+ * project is privileged and logs to the campaign's bucket only, its role may read that context, write its log
+ * and push to the campaign's repository, and nothing else; its step waits for the project, the context and the
+ * role's policy; the gate waits for the trainer's step, and every GPU node for the gate.
+ */
+function assertImageBuilds(g: Graph, bucket: string): void {
+    const x = g.campaign.experiment;
+    const label = g.name;
+    const bucketArn = `arn:aws:s3:::${bucket}`;
+    const projects = byType(g, "aws:codebuild/project:Project");
+    const dockerBuilds = g.resources.filter((r) => r.type.startsWith("docker:"));
+    const repos = byType(g, "aws:ecr/repository:Repository");
+    if (x.images.buildOn === "region") assert.equal(dockerBuilds.length, 0, `${label}: a docker resource without buildOn: local`);
+    else assert.equal(projects.length, 0, `${label}: a CodeBuild project with buildOn: local`);
+    const expected = [...(gpuInstances(g).length > 0 && !x.images.trainer && !x.customJob ? ["trainer"] : []), ...(prepInstances(g).length > 0 && !x.images.prep ? ["prep"] : [])];
+    const built = x.images.buildOn === "region" ? projects.map((p) => p.name.replace(/^.*-image-(trainer|prep)-build-project$/, "$1")) : dockerBuilds.map((d) => d.name.replace(/^.*-image-/, ""));
+    assert.deepEqual(built.sort(), [...expected].sort(), `${label}: the images built`);
+    if (x.images.buildOn !== "region") return;
+    for (const project of projects) {
+        const job = project.name.replace(/^.*-image-(trainer|prep)-build-project$/, "$1") as "trainer" | "prep";
+        const prefix = project.name.replace(/-project$/, "");
+        const tag = imageSource("containers", job).tag;
+        assert.deepEqual([project.inputs.source.type, project.inputs.source.buildspec, project.inputs.artifacts.type], ["NO_SOURCE", BUILDSPEC, "NO_ARTIFACTS"], `${label}: ${project.name} source`);
+        assert.equal(project.inputs.environment.privilegedMode, true, `${label}: ${project.name} runs Docker`);
+        const vars = Object.fromEntries((project.inputs.environment.environmentVariables as Array<{ name: string; value: string }>).map((v) => [v.name, v.value]));
+        assert.deepEqual(vars, { REPOSITORY_URI: `${ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com/${repos[0].inputs.name}`, IMAGE_TAG: tag, CONTEXT_URI: `s3://${bucket}/${imageContextKey(x.name, tag)}`, DOCKERFILE: `${job}/Dockerfile` }, `${label}: ${project.name} builds the content tag`);
+        assert.deepEqual(project.inputs.logsConfig, { cloudwatchLogs: { status: "DISABLED" }, s3Logs: { status: "ENABLED", location: `${bucket}/${imageLogsPrefix(x.name).slice(0, -1)}`, encryptionDisabled: true } }, `${label}: ${project.name} logs to the campaign's bucket only`);
+        const context = g.resources.find((r) => r.name === `${prefix}-context`)!;
+        assert.deepEqual([context.inputs.bucket, context.inputs.key, context.inputs.serverSideEncryption], [bucket, imageContextKey(x.name, tag), "AES256"], `${label}: ${prefix} context`);
+        assert.equal(repos[0].inputs.imageTagMutability, "IMMUTABLE", `${label}: a content tag names one image`);
+        // The role: CodeBuild of this account only; the policy: exactly the pure document.
+        const role = g.resources.find((r) => r.name === `${prefix}-role`)!;
+        assert.equal(role.inputs.assumeRolePolicy, codebuildAssumeRolePolicy(ACCOUNT));
+        const policy = g.resources.find((r) => r.name === `${prefix}-policy`)!;
+        assert.deepEqual(
+            JSON.parse(policy.inputs.policy),
+            buildPolicyDocument({ bucketArn, contextPrefix: `runs/${x.name}/image/${tag}/`, logsPrefix: imageLogsPrefix(x.name), repositoryArn: `arn:aws:ecr:${REGION}:${ACCOUNT}:repository/${repos[0].inputs.name}` }),
+            `${label}: ${prefix} policy`,
+        );
+        const start = `${prefix}-start`;
+        for (const dep of [project.name, context.name]) assert.ok(g.deps.get(start)?.has(dep), `${label}: ${start} does not wait for ${dep}`);
+        assert.ok(waitsFor(g, start, policy.name), `${label}: ${start} does not wait for its role's policy`);
+        assert.match(g.resources.find((r) => r.name === start)!.inputs.create, new RegExp(`^npx tsx scripts/image-build\\.ts --project '[^']+' --repository '${repos[0].inputs.name}' --tag '${tag}'${job === "prep" ? " --wait" : "$"}`));
+        if (job === "trainer") {
+            assert.ok(g.deps.get(`${g.name}-gate`)?.has(start), `${label}: the gate does not name the trainer's build step`);
+            for (const gpu of gpuInstances(g)) assert.ok(waitsFor(g, gpu.name, start), `${label}: ${gpu.name} does not wait for the image build`);
+        }
+    }
 }
 
 /** Every assertion the issue lists, for one built graph. */
@@ -443,10 +514,17 @@ function assertSafe(g: Graph): void {
             assert.ok(statements.some((st) => st.Sid === "EcrLogin" && st.Resource === "*" && st.Action.join() === "ecr:GetAuthorizationToken"), `${label}: ${rp.name} can log in to ECR`);
         }
         const repos = byType(g, "aws:ecr/repository:Repository");
+        if (!isNodePolicy(g, rp)) {
+            // Not a node's: an image build's (checked statement by statement in assertImageBuilds).
+            assert.match(rp.name, new RegExp(`^${g.name}-image-(trainer|prep)-build-policy$`), `${label}: ${rp.name} is neither a node's nor an image build's`);
+            assert.equal(pull, undefined, `${label}: ${rp.name} pulls images`);
+            continue;
+        }
         if (repos.length > 0) assert.deepEqual(pull?.Resource, [`arn:aws:ecr:${REGION}:${ACCOUNT}:repository/${repos[0].inputs.name}`], `${label}: ${rp.name} pulls from the campaign's repository`);
     }
 
     assertRunner(g, bucket);
+    assertImageBuilds(g, bucket);
 
     // Secrets: parameters are SecureStrings; no value in user data, specs, commands or any other input.
     const params = byType(g, "aws:ssm/parameter:Parameter");
@@ -518,10 +596,11 @@ for (const preset of presets) {
             assert.equal(local[0].inputs.environment.CAMPAIGN_JOB_MODE, "process");
         }
         for (const gpu of gpuInstances(g)) assert.equal(gpu.inputs.instanceType, campaign.runs.find((r) => r.name === gpu.inputs.tags.run)!.instanceType);
-        // Images are built (content-tagged) when no URI is given.
-        const builds = byType(g, "docker:index/image:Image");
+        // Images are built (content-tagged) when no URI is given: in the region by default, no docker build here.
+        const builds = byType(g, "aws:codebuild/project:Project");
         assert.equal(builds.length, 1 + (ec2Prep ? 1 : 0));
-        for (const b of builds) assert.match(b.inputs.imageName, /:(trainer|prep)-[0-9a-f]{16}$/);
+        assert.equal(g.resources.filter((r) => r.type.startsWith("docker:")).length, 0, "no docker resource with buildOn: region");
+        for (const b of builds) assert.match(b.inputs.environment.environmentVariables.find((v: { name: string }) => v.name === "IMAGE_TAG").value, /^(trainer|prep)-[0-9a-f]{16}$/);
         // Every node pulls the image it was built for by digest, never by the mutable tag.
         for (const i of byType(g, INSTANCE)) {
             const env = (YAML.parse(i.inputs.userData) as { write_files: Array<{ path: string; content: string }> }).write_files.find((f) => f.path === RUNNER_ENV_PATH)!.content;
@@ -530,7 +609,15 @@ for (const preset of presets) {
             if (builds.length > 0) assert.match(image, /^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com\/[^@:]+@sha256:[0-9a-f]{64}$/, `${i.name} pulls ${image}`);
         }
         assert.equal(byType(g, "aws:ecr/repository:Repository").length, 1);
-        // The gate's command names the bucket, the prep hash and the prep cap.
+        // Each node's digest is the one ECR reports for its content tag, asked for after the image exists.
+        for (const job of ["trainer", ...(ec2Prep ? ["prep"] : [])]) {
+            const tag = imageSource("containers", job as "trainer" | "prep").tag;
+            const digest = createHash("sha256").update(tag).digest("hex");
+            assert.ok(imageLookups.includes(`campaign-${campaign.experiment.name}-test:${tag}`), `ECR asked for ${tag}`);
+            const nodes = job === "trainer" ? gpuInstances(g) : prepInstances(g);
+            for (const n of nodes) assert.ok(n.inputs.userData.includes(`@sha256:${digest}'`), `${n.name} pulls the ${job} image by ECR's digest`);
+        }
+        // The gate's command names the bucket, the prep hash, the prep cap and the trainer image with its build.
         const gate = g.resources.find((r) => r.name === `${g.name}-gate`)!;
         const prepNode = prepInstances(g)[0];
         assert.equal(
@@ -541,8 +628,22 @@ for (const preset of presets) {
                 campaign: campaign.experiment.name,
                 maxHours: campaign.experiment.prep.maxHours,
                 ...(prepNode ? { instanceId: `i-${prepNode.name}` } : {}),
+                image: { repository: `campaign-${campaign.experiment.name}-test`, tag: imageSource("containers", "trainer").tag, buildId: `${g.name}-image-trainer-build-start:0f1e2d3c-0000-4000-8000-000000000000`, timeoutMinutes: 150 },
             }),
         );
+    });
+
+    test(`${preset}: images.buildOn local builds with docker here, and nothing in CodeBuild`, async () => {
+        const campaign = resolved(preset, { images: { buildOn: "local" } });
+        const g = await build(`local-img-${preset}`, campaign);
+        assertSafe(g);
+        const builds = byType(g, "docker:index/image:Image");
+        assert.equal(builds.length, 1 + (campaign.experiment.prep.runOn === "ec2" ? 1 : 0));
+        for (const b of builds) assert.match(b.inputs.imageName, /:(trainer|prep)-[0-9a-f]{16}$/);
+        assert.equal(byType(g, "aws:codebuild/project:Project").length, 0);
+        assert.equal(byType(g, "aws:ecr/repository:Repository")[0].inputs.imageTagMutability, "MUTABLE");
+        const gate = g.resources.find((r) => r.name === `${g.name}-gate`)!;
+        assert.doesNotMatch(gate.inputs.create, /--image-repository/, "the docker build finished before the gate: nothing to wait for");
     });
 
     test(`${preset}: the runner is uploaded once, where every node's user data fetches it, with the sha256 it checks`, async () => {
@@ -568,6 +669,7 @@ for (const preset of presets) {
         const g = await build(`img-${preset}`, resolved(preset, { images: { trainer, prep } }));
         assertSafe(g);
         assert.equal(byType(g, "docker:index/image:Image").length, 0, "no docker build");
+        assert.equal(byType(g, "aws:codebuild/project:Project").length, 0, "no regional build");
         assert.equal(byType(g, "aws:ecr/repository:Repository").length, 0, "no repository");
         for (const gpu of gpuInstances(g)) assert.ok(gpu.inputs.userData.includes(trainer));
         for (const p of prepInstances(g)) assert.ok(p.inputs.userData.includes(prep));
@@ -615,6 +717,7 @@ test("a campaign where every run succeeded declares no compute at all", async ()
     assert.equal(byType(g, INSTANCE).length, 0);
     assert.equal(byType(g, "command:local:Command").length, 0);
     assert.equal(byType(g, "docker:index/image:Image").length, 0);
+    assert.equal(byType(g, "aws:codebuild/project:Project").length, 0);
 });
 
 test("an interrupted run is declared again (it resumes from its checkpoint)", async () => {
@@ -909,4 +1012,25 @@ test("a model at s3://other-bucket/weights/ is readable by its node, and by noth
         "list and read that folder only, never write",
     );
     for (const rp of policies.filter((p) => !p.name.includes("-run-"))) assert.deepEqual(grants(rp), [], `${rp.name} reaches the other bucket`);
+});
+
+test("image build IAM policy: read its context, write its log, push to one repository; bad inputs refused", () => {
+    const base = { bucketArn: "arn:aws:s3:::b-123", contextPrefix: "runs/c/image/trainer-0123456789abcdef/", logsPrefix: "runs/c/image/logs/", repositoryArn: `arn:aws:ecr:${REGION}:${ACCOUNT}:repository/campaign-c-s` };
+    const doc = buildPolicyDocument(base);
+    assert.deepEqual(
+        doc.Statement.map((st) => [st.Sid, st.Action, st.Resource]),
+        [
+            ["ReadBuildContext", ["s3:GetObject"], ["arn:aws:s3:::b-123/runs/c/image/trainer-0123456789abcdef/*"]],
+            ["WriteBuildLog", ["s3:PutObject"], ["arn:aws:s3:::b-123/runs/c/image/logs/*"]],
+            ["BuildLogBucket", ["s3:GetBucketAcl", "s3:GetBucketLocation"], "arn:aws:s3:::b-123"],
+            ["EcrLogin", ["ecr:GetAuthorizationToken"], "*"],
+            ["PushCampaignImage", ["ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload", "ecr:PutImage", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], [base.repositoryArn]],
+        ],
+    );
+    assert.ok(!JSON.stringify(doc).match(/"(s3:\*|s3:DeleteObject|s3:ListBucket|ecr:\*|logs:[A-Za-z]+|iam:[A-Za-z]+)"/), "no wider action");
+    assert.throws(() => buildPolicyDocument({ ...base, contextPrefix: "runs/*" }), /context prefix must be a non-empty folder/);
+    assert.throws(() => buildPolicyDocument({ ...base, logsPrefix: "" }), /logs prefix/);
+    assert.throws(() => buildPolicyDocument({ ...base, repositoryArn: "*" }), /not an ECR repository ARN/);
+    assert.throws(() => buildPolicyDocument({ ...base, bucketArn: "arn:aws:s3:::*" }), /not a bucket ARN/);
+    assert.deepEqual(JSON.parse(codebuildAssumeRolePolicy(ACCOUNT)).Statement[0].Condition, { StringEquals: { "aws:SourceAccount": ACCOUNT } });
 });

@@ -1,9 +1,12 @@
 // Campaign: the whole experiment of a stack, composed from the components in this folder.
 //
 //   ArtifactStore -> Secrets, Image (logs: the runner uploads them to each job's logs/ folder in S3)
+//   Image: ECR and the builds; images.buildOn region (default): the context to runs/<campaign>/image/<tag>/,
+//     a CodeBuild project, and a step that starts the build unless the content tag is in ECR (the prep image's
+//     step waits for its build; the trainer's build runs beside prep)
 //   the node runner, uploaded once to runs/<campaign>/runner/ when any node is declared
 //   PrepStage (CPU node or local command; skipped when datasets/<hash>/_SUCCESS exists)
-//   gate (waits for _SUCCESS; fails fast on a failed prep)
+//   gate (waits for _SUCCESS and the trainer image; fails fast on a failed prep or a failed build)
 //   TrainingRun per run that has not succeeded, each GPU instance dependsOn the gate
 //   Guardrails (GPU-idle alarm per GPU node, optional Budget)
 //
@@ -22,6 +25,8 @@ import { campaignPrefix, campaignPrefixes, datasetPrefix, PREP_RUN, runKeys, s3U
 import { campaignBucketName, campaignTags, parameterPrefix, type TagContext } from "../campaign/naming";
 import { buildPlan } from "../plan/plan";
 import { gateCommand } from "../campaign/gate";
+import { parseBuildStart } from "../campaign/imageTag";
+import { IMAGE_BUILD_MINUTES } from "../plan/imageBuild";
 import type { UserDataRenderer } from "../node/userData";
 import { dataInput, PrepStage } from "./prepStage";
 import { Secrets } from "./secrets";
@@ -183,9 +188,26 @@ export class Campaign extends pulumi.ComponentResource {
         const jobs: JobImage[] = [];
         if (declared.runs.length > 0) jobs.push("trainer");
         if (needPrepNode) jobs.push("prep");
-        const given: Partial<Record<JobImage, string>> = { ...experiment.images };
+        const given: Partial<Record<JobImage, string>> = {
+            ...(experiment.images.trainer ? { trainer: experiment.images.trainer } : {}),
+            ...(experiment.images.prep ? { prep: experiment.images.prep } : {}),
+        };
         if (experiment.customJob) given.trainer = experiment.customJob.image;
-        this.image = new Image(`${name}-image`, { repositoryName: `campaign-${experiment.name}-${args.stack}`.toLowerCase().slice(0, 256), jobs, given, tags: campaignTags(ctx, "image") }, child);
+        const repositoryName = `campaign-${experiment.name}-${args.stack}`.toLowerCase().slice(0, 256);
+        this.image = new Image(
+            `${name}-image`,
+            {
+                repositoryName,
+                jobs,
+                given,
+                tags: campaignTags(ctx, "image"),
+                buildOn: experiment.images.buildOn,
+                regional: { campaign: experiment.name, bucketName: bucket.name, bucketArn: this.store.bucketArn, storeReady: this.store.ready, accountId: args.accountId, commandEnv: localCommandEnv(experiment.region, args.credentials) },
+            },
+            child,
+        );
+        const trainerBuild = this.image.regionalBuilds.trainer;
+        const prepBuild = this.image.regionalBuilds.prep;
         const ecrArns = this.image.repositoryArns;
 
         // The node runner (scripts/node-runner/run-job.sh) is too large for EC2 user data: it is uploaded once
@@ -246,7 +268,8 @@ export class Campaign extends pulumi.ComponentResource {
                     renderUserData: args.renderUserData,
                     node: needPrepNode
                         ? {
-                              image: this.image.uris.prep ?? pulumi.output(""),
+                              // A regional prep image: its step waits for the build, then ECR names the digest.
+                              image: this.image.uris.prep ?? prepBuild?.digestAfter(prepBuild.start.stdout) ?? pulumi.output(""),
                               instanceType: experiment.prep.instanceType,
                               rootVolumeGb: experiment.prep.rootVolumeGb,
                               amiParameter: experiment.prep.amiParameter,
@@ -265,16 +288,28 @@ export class Campaign extends pulumi.ComponentResource {
         const runs: Record<string, TrainingRun> = {};
         if (declared.runs.length > 0) {
             const gateSettings = { bucket: bucket.name, prepHash, campaign: experiment.name, maxHours: experiment.prep.maxHours };
+            // The trainer image built in the region: the gate also waits for it (its build runs beside prep).
+            const imageSettings = trainerBuild
+                ? trainerBuild.start.stdout.apply((stdout) => {
+                      const started = parseBuildStart(stdout);
+                      return {
+                          repository: repositoryName,
+                          tag: trainerBuild.tag,
+                          ...(started.kind === "started" ? { buildId: started.buildId } : {}),
+                          timeoutMinutes: IMAGE_BUILD_MINUTES.trainer.timeout + 60, // plus CodeBuild's queue timeout
+                      };
+                  })
+                : pulumi.output(undefined);
+            const instanceId: pulumi.Output<string | undefined> = this.prep?.node ? this.prep.node.instanceId : pulumi.output(undefined);
+            const gateDeps: pulumi.Resource[] = [...(prepJob ? [prepJob] : []), this.store, ...(trainerBuild ? [trainerBuild.start] : [])];
             const gate = new command.local.Command(
                 `${name}-gate`,
                 {
-                    create: this.prep?.node
-                        ? this.prep.node.instanceId.apply((instanceId) => gateCommand({ ...gateSettings, instanceId }))
-                        : gateCommand(gateSettings),
+                    create: pulumi.all([instanceId, imageSettings]).apply(([id, image]) => gateCommand({ ...gateSettings, ...(id ? { instanceId: id } : {}), ...(image ? { image } : {}) })),
                     environment: localCommandEnv(experiment.region, args.credentials),
-                    triggers: [bucket.name, prepHash],
+                    triggers: [bucket.name, prepHash, ...(trainerBuild ? [trainerBuild.tag] : [])],
                 },
-                { parent: this, dependsOn: prepJob ? [prepJob, this.store] : [this.store] },
+                { parent: this, dependsOn: gateDeps },
             );
             this.gate = gate;
 
@@ -282,7 +317,8 @@ export class Campaign extends pulumi.ComponentResource {
             if (this.store.dataVolume && !single) {
                 pulumi.log.warn(`compute.dataVolumeGb: the dataset volume attaches to one node; ${declared.runs.length} runs are declared, so it is attached to none`, this);
             }
-            const trainerImage = this.image.uris.trainer;
+            // A regional trainer image is pulled by the digest ECR reports once the gate has seen it pushed.
+            const trainerImage = this.image.uris.trainer ?? trainerBuild?.digestAfter(gate.stdout);
             if (!trainerImage) throw new pulumi.ResourceError("internal: no trainer image for the declared runs", this);
             resolved.runs.forEach((run, i) => {
                 if (!declared.runs.includes(run)) return;

@@ -1,13 +1,16 @@
-// Image: the job images. An ECR repository and a docker build of containers/<job>/Dockerfile (build
+// Image: the job images. An ECR repository and, per job, a build of containers/<job>/Dockerfile (build
 // context containers/), tagged by the content of the files the job's image is built from, so an
 // unchanged image keeps its tag and is not rebuilt, and a node's user data does not change because
-// another job's code did. Or a given image URI and no build at all (machines without Docker).
+// another job's code did. The build runs in the campaign's region (ImageBuild, images.buildOn: region, the
+// default: no Docker here) or with this machine's Docker (buildOn: local). Or a given image URI and no build.
 import * as aws from "@pulumi/aws";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { contextArchive, imageSource } from "../campaign/imageTag";
+import { ImageBuild } from "./imageBuild";
 
 export type JobImage = "trainer" | "prep";
 export const JOB_IMAGES: readonly JobImage[] = ["trainer", "prep"];
@@ -25,6 +28,17 @@ export interface ImageArgs {
     readonly platform?: string;
     /** Tags for the repository. */
     readonly tags: Readonly<Record<string, string>>;
+    /** Where images are built: region (CodeBuild, needs `regional`) or local (this machine's Docker). Default: local. */
+    readonly buildOn?: "region" | "local";
+    /** What a regional build needs: the campaign's bucket, the account, the local step's environment. */
+    readonly regional?: {
+        readonly campaign: string;
+        readonly bucketName: string;
+        readonly bucketArn: string;
+        readonly storeReady: pulumi.Output<string>;
+        readonly accountId: string;
+        readonly commandEnv: Record<string, string>;
+    };
 }
 
 function listFiles(dir: string): string[] {
@@ -79,8 +93,10 @@ export class Image extends pulumi.ComponentResource {
     public readonly repositoryArns: pulumi.Output<string>[];
     /** The repository, when something is built. */
     public readonly repository?: aws.ecr.Repository;
-    /** The docker builds, by job. */
+    /** The docker builds, by job (buildOn: local). */
     public readonly builds: Readonly<Partial<Record<JobImage, docker.Image>>>;
+    /** The regional builds, by job (buildOn: region): their digest is known once the build has pushed (digestAfter). */
+    public readonly regionalBuilds: Readonly<Partial<Record<JobImage, ImageBuild>>>;
 
     constructor(name: string, args: ImageArgs, opts?: pulumi.ComponentResourceOptions) {
         super("campaign:index:Image", name, {}, opts);
@@ -88,6 +104,9 @@ export class Image extends pulumi.ComponentResource {
         const toBuild = args.jobs.filter((job) => !args.given?.[job]);
         const uris: Partial<Record<JobImage, pulumi.Output<string>>> = {};
         const builds: Partial<Record<JobImage, docker.Image>> = {};
+        const regionalBuilds: Partial<Record<JobImage, ImageBuild>> = {};
+        const buildOn = args.buildOn ?? "local";
+        if (buildOn === "region" && toBuild.length > 0 && !args.regional) throw new pulumi.ResourceError("images.buildOn region needs the campaign's bucket and account (ImageArgs.regional)", this);
         const arns: pulumi.Output<string>[] = [];
 
         for (const job of args.jobs) {
@@ -106,7 +125,9 @@ export class Image extends pulumi.ComponentResource {
                     name: args.repositoryName,
                     // Destroy removes the images with the repository: an image is rebuilt from source, it is not an artifact.
                     forceDelete: true,
-                    imageTagMutability: "MUTABLE",
+                    // A regional build pushes each content tag once (its step skips an existing tag), so the tag can
+                    // be immutable; a local docker build pushes its tag again on every update.
+                    imageTagMutability: buildOn === "region" ? "IMMUTABLE" : "MUTABLE",
                     imageScanningConfiguration: { scanOnPush: true },
                     encryptionConfigurations: [{ encryptionType: "AES256" }],
                     tags: { ...args.tags },
@@ -123,15 +144,38 @@ export class Image extends pulumi.ComponentResource {
                 },
                 { parent: this },
             );
-            const auth = aws.ecr.getAuthorizationTokenOutput({ registryId: repository.registryId }, { parent: this });
-            for (const job of toBuild) {
+            const regional = buildOn === "region" ? args.regional : undefined;
+            for (const job of regional ? toBuild : []) {
+                const source = imageSource(contextDir, job);
+                regionalBuilds[job] = new ImageBuild(
+                    `${name}-${job}-build`,
+                    {
+                        source,
+                        context: contextArchive(contextDir, source),
+                        campaign: regional!.campaign,
+                        bucketName: regional!.bucketName,
+                        bucketArn: regional!.bucketArn,
+                        storeReady: regional!.storeReady,
+                        repository,
+                        repositoryName: args.repositoryName,
+                        accountId: regional!.accountId,
+                        commandEnv: regional!.commandEnv,
+                        // The prep node needs its image before it boots; the trainer's is awaited by the gate, beside prep.
+                        wait: job === "prep",
+                        tags: { ...args.tags },
+                    },
+                    { parent: this },
+                );
+            }
+            const auth = regional ? undefined : aws.ecr.getAuthorizationTokenOutput({ registryId: repository.registryId }, { parent: this });
+            for (const job of auth ? toBuild : []) {
                 const dockerfile = path.join(contextDir, job, "Dockerfile");
                 const image = new docker.Image(
                     `${name}-${job}`,
                     {
                         imageName: pulumi.interpolate`${repository.repositoryUrl}:${contentTag(contextDir, job)}`,
                         build: { context: contextDir, dockerfile, platform: args.platform ?? "linux/amd64" },
-                        registry: { server: repository.repositoryUrl, username: auth.userName, password: pulumi.secret(auth.password) },
+                        registry: { server: repository.repositoryUrl, username: auth!.userName, password: pulumi.secret(auth!.password) },
                     },
                     { parent: this },
                 );
@@ -146,6 +190,7 @@ export class Image extends pulumi.ComponentResource {
 
         this.uris = uris;
         this.builds = builds;
+        this.regionalBuilds = regionalBuilds;
         this.repositoryArns = arns;
         this.registerOutputs({ uris: this.uris, repositoryArns: this.repositoryArns });
     }
