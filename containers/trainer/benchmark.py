@@ -260,7 +260,7 @@ class Result:
 def run_case(c: Case, steps: int = 20, warmup: int = 3, seed: int = 0) -> Result:
     """Trains case c for warmup + steps optimizer steps and measures the last `steps`."""
     import torch
-    from transformers import AutoModelForCausalLM, PrinterCallback, Trainer, TrainingArguments, set_seed
+    from transformers import AutoModelForCausalLM, TrainingArguments, set_seed
 
     from trainer import packing as packing_mod
     from trainer.data import Collator
@@ -282,9 +282,9 @@ def run_case(c: Case, steps: int = 20, warmup: int = 3, seed: int = 0) -> Result
     dtype = torch.float32 if c.method == "full" or not cuda else torch.bfloat16
     if c.method == "qlora":
         # 4-bit weights load through from_pretrained: save the random model once, then quantize it on load
-        tmp = Path(tempfile.mkdtemp(prefix="bench-model-"))
-        AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).save_pretrained(tmp)
-        model = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.bfloat16, device_map={"": 0}, **kwargs)
+        with tempfile.TemporaryDirectory(prefix="bench-model-") as tmp:
+            AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).save_pretrained(tmp)
+            model = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.bfloat16, device_map={"": 0}, **kwargs)
     else:
         model = AutoModelForCausalLM.from_config(config, dtype=dtype, **kwargs)
     if cuda and c.method != "qlora" and c.zeroStage == 0:
@@ -305,25 +305,31 @@ def run_case(c: Case, steps: int = 20, warmup: int = 3, seed: int = 0) -> Result
 
     collator = CountingCollator(Collator(PAD_ID, "causal-lm", layout))
     timer = _StepTimer(warmup, cuda, collator)
-    out_dir = tempfile.mkdtemp(prefix="bench-trainer-")
     ds_config = None
     if c.zeroStage:
         from trainer.run import deepspeed_config
 
         ds_config = deepspeed_config(c.zeroStage)
         _single_process_env()
-    args = TrainingArguments(
-        output_dir=out_dir, max_steps=total_steps, per_device_train_batch_size=c.perDeviceBatch, learning_rate=1e-4,
-        bf16=bf16, optim="adamw_torch_fused" if cuda else "adamw_torch", logging_strategy="steps", logging_steps=1,
-        save_strategy="no", eval_strategy="no", report_to="none", remove_unused_columns=False,
-        use_cpu=not cuda, dataloader_num_workers=0, disable_tqdm=True,
-        gradient_checkpointing=c.gradientCheckpointing, deepspeed=ds_config, seed=seed, data_seed=seed,
-    )
+    with tempfile.TemporaryDirectory(prefix="bench-trainer-") as out_dir:
+        trainer = _train(model, data, collator, timer, TrainingArguments(
+            output_dir=out_dir, max_steps=total_steps, per_device_train_batch_size=c.perDeviceBatch, learning_rate=1e-4,
+            bf16=bf16, optim="adamw_torch_fused" if cuda else "adamw_torch", logging_strategy="steps", logging_steps=1,
+            save_strategy="no", eval_strategy="no", report_to="none", remove_unused_columns=False,
+            use_cpu=not cuda, dataloader_num_workers=0, disable_tqdm=True,
+            gradient_checkpointing=c.gradientCheckpointing, deepspeed=ds_config, seed=seed, data_seed=seed,
+        ))
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return _result(c, timer, steps, losses[-1] if losses else float("nan"), padding_share(data, c.perDeviceBatch, layout))
+
+
+def _train(model: Any, data: list[dict[str, list[int]]], collator: "CountingCollator", timer: "_StepTimer", args: Any) -> Any:
+    from transformers import PrinterCallback, Trainer
+
     trainer = Trainer(model=model, args=args, train_dataset=RowDataset(data), data_collator=collator, callbacks=[timer.callback])
     trainer.remove_callback(PrinterCallback)  # the per-step log dicts; the result line says what matters
     trainer.train()
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return _result(c, timer, steps, losses[-1] if losses else float("nan"), padding_share(data, c.perDeviceBatch, layout))
+    return trainer
 
 
 def padding_share(data: list[dict[str, list[int]]], batch: int, layout: str | None) -> float:
