@@ -3,7 +3,7 @@ whether its limit is reached. The control loop in main.py feeds them; the tests 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Optional
 
 
 def busiest_gpu(nvidia_smi_output: str) -> Optional[float]:
