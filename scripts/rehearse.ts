@@ -25,6 +25,7 @@ import { startFakeImds, type FakeImds } from "./local/fakeImds";
 import { fakeAwsEnv, startMoto } from "./local/moto";
 import { runRunner, runnerBaseDir, type RunnerResult } from "./local/nodeRunner";
 import { applyStandIns, StandInError } from "./rehearsal/standins";
+import { imageStandIns } from "../components/campaign/imageTag";
 
 // The pinned AWS SDK supports Node 20; its notice about future releases' Node requirement is noise here.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
@@ -224,7 +225,7 @@ export async function rehearseCampaign(campaign: ResolvedCampaign, source: strin
         say(`    a stand-in cannot keep an invariant of the real campaign, so nothing is rehearsed: ${e.message}`);
         return 1;
     }
-    for (const s of standIns.substitutions) say(`    - ${s}`);
+    for (const s of [...standIns.substitutions, ...imageStandIns(campaign.experiment, path.join(root, "containers"))]) say(`    - ${s}`);
     if (!standIns.substitutions.length) say("    none: the campaign runs as configured");
 
     stepLine(4, TOTAL, "local AWS: S3 emulator and instance metadata on 127.0.0.1");

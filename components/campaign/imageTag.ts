@@ -8,6 +8,8 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { gzipSync } from "node:zlib";
+import type { Experiment } from "../config/schema";
+import { imagesToBuild } from "../plan/imageBuild";
 
 export type ImageJob = "trainer" | "prep";
 
@@ -197,4 +199,15 @@ export function parseBuildStart(stdout: string): BuildStart {
     const exists = EXISTS.exec(stdout);
     if (exists) return { kind: "exists", digest: exists[1]! };
     throw new Error(`the image build step printed neither "image-build: started <build id>" nor "image-build: exists <digest>": ${stdout.trim().slice(-300) || "(nothing)"}`);
+}
+
+/**
+ * The rehearsal's stand-in for the image step, one line per image the campaign builds: what the real campaign
+ * would build (its content tag, where) and what runs here instead (the jobs from containers/ in process mode).
+ */
+export function imageStandIns(experiment: Experiment, contextDir: string): string[] {
+    return imagesToBuild(experiment).map((job) => {
+        const where = experiment.images.buildOn === "region" ? `in ${experiment.region} by CodeBuild, unless ECR already has that tag` : "with this machine's Docker (images.buildOn: local)";
+        return `image ${job}: ${imageSource(contextDir, job).tag} built ${where} -> containers/${job}/ runs in process mode here, no image is built`;
+    });
 }

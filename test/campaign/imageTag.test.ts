@@ -104,3 +104,16 @@ test("the build step's output: a started build or an existing image; anything el
     }
     assert.throws(() => parseBuildStart("AccessDenied: not allowed\n"), /printed neither .*AccessDenied: not allowed/);
 });
+
+test("the rehearsal's image stand-in names the content tag the campaign would build, and where", async () => {
+    const { resolveCampaign } = await import("../../components/campaign/resolve");
+    const { loadPreset, mergeConfig } = await import("../../components/config/presets");
+    const { imageStandIns } = await import("../../components/campaign/imageTag");
+    const dev = resolveCampaign(loadPreset("dev")).experiment;
+    assert.deepEqual(imageStandIns(dev, containers), [
+        `image trainer: ${imageSource(containers, "trainer").tag} built in us-east-1 by CodeBuild, unless ECR already has that tag -> containers/trainer/ runs in process mode here, no image is built`,
+    ]);
+    const local = resolveCampaign(mergeConfig(loadPreset("dev"), { images: { buildOn: "local" }, prep: { runOn: "ec2", instanceType: "c6i.2xlarge" } })).experiment;
+    assert.deepEqual(imageStandIns(local, containers).map((l) => l.split(":")[0]), ["image trainer", "image prep"]);
+    assert.match(imageStandIns(local, containers)[1]!, /with this machine's Docker \(images\.buildOn: local\)/);
+});
