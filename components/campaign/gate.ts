@@ -126,7 +126,10 @@ export function gateVerdict(o: GateObservation, limits: GateLimits): GateVerdict
                 kind: "fail",
                 showLogs: false,
                 showBuildLogs: true,
-                message: `the image build ${build} ended ${status}${o.image?.buildPhase ? ` in phase ${o.image.buildPhase}` : ""} without pushing ${named} (its last lines are above); ${NO_GPU}. Fix the cause and run pulumi up again`,
+                message:
+                    `the image build ${build} ended ${status}${o.image?.buildPhase ? ` in phase ${o.image.buildPhase}` : ""} without pushing ${named} (its last lines are above); ${NO_GPU}. ` +
+                    `Fix the cause and run pulumi up again (changed content is a new tag and a new build); to build the same content again, replace its step: ` +
+                    `pulumi up --replace "$(pulumi stack --show-urns | grep -o 'urn:[^ ]*-image-trainer-build-start$' | head -1)"`,
             };
         }
         if (status === "SUCCEEDED") {
