@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 from dataclasses import dataclass
 from typing import Dict, IO, List, Optional, Sequence, Tuple
 
@@ -70,6 +71,7 @@ class Job:
         self.container_name = container_name
         self.proc: Optional[subprocess.Popen] = None
         self.term_sent = False
+        self._term_lock = threading.Lock()
 
     def start(self, argv: Sequence[str], env: Dict[str, str], log: IO[bytes]) -> None:
         if self.mode == "docker":
@@ -87,11 +89,13 @@ class Job:
         return self.proc is not None and self.proc.poll() is None
 
     def terminate(self) -> None:
-        """SIGTERM once: a second one could land while the job is exiting and turn its clean 75 into 143."""
-        if self.term_sent or not self.alive():
-            return
-        self.term_sent = True
-        self._signal("TERM")
+        """SIGTERM once: a second one could land while the job is exiting and turn its clean 75 into 143. The spot
+        watcher thread and the main loop may both ask at the same moment, so the check and the send are one step."""
+        with self._term_lock:
+            if self.term_sent or not self.alive():
+                return
+            self.term_sent = True
+            self._signal("TERM")
 
     def kill(self) -> None:
         self._signal("KILL")
