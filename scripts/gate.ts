@@ -14,6 +14,7 @@ import { DescribeInstancesCommand, EC2Client } from "@aws-sdk/client-ec2";
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { CodeBuildClient, type Build } from "@aws-sdk/client-codebuild";
 import { ECRClient } from "@aws-sdk/client-ecr";
+import { isCredentialError, type AwsError } from "../components/campaign/awsErrors";
 import { gateVerdict, type GateLimits, type ImageObservation, type PrepStatus } from "../components/campaign/gate";
 import { buildLogTail, describeBuild, imageDigest } from "./image-build";
 
@@ -66,13 +67,6 @@ function split(uri: string): { Bucket: string; Key: string } {
     return { Bucket: m[1]!, Key: m[2]! };
 }
 
-interface AwsError {
-    name?: string;
-    message?: string;
-    $metadata?: { httpStatusCode?: number };
-}
-const CREDENTIAL_ERRORS = new Set(["AccessDenied", "AccessDeniedException", "Forbidden", "ExpiredToken", "ExpiredTokenException", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "UnrecognizedClientException", "AuthFailure", "CredentialsProviderError"]);
-const isCredentialError = (e: AwsError) => CREDENTIAL_ERRORS.has(e.name ?? "") || e.$metadata?.httpStatusCode === 403 || e.$metadata?.httpStatusCode === 401;
 const isMissing = (e: AwsError) => e.name === "NoSuchKey" || e.$metadata?.httpStatusCode === 404;
 const say = (line: string) => process.stdout.write(`gate: ${line}\n`);
 

@@ -8,6 +8,7 @@
 // `pulumi up`: read as "nothing there", wrong credentials would look like a new campaign and relaunch runs
 // that already succeeded.
 import { GetObjectCommand, HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { isCredentialError, type AwsError } from "./awsErrors";
 import { phases, type Phase } from "./contract";
 import { datasetSuccessKey, PREP_RUN, runKeys } from "./layout";
 import { relaunchDecision, type RunRecord } from "./relaunch";
@@ -49,15 +50,6 @@ export class StaticCampaignState implements CampaignStateReader {
 
 /** S3 error names and the HTTP code that mean "does not exist yet" for a campaign's objects. */
 const MISSING_NAMES = new Set(["NoSuchBucket", "NoSuchKey", "NotFound"]);
-/** Errors that say the credentials, not the campaign, are the problem. */
-const CREDENTIAL_NAMES = new Set(["AccessDenied", "Forbidden", "ExpiredToken", "ExpiredTokenException", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "TokenRefreshRequired", "CredentialsProviderError"]);
-
-interface AwsError {
-    name?: string;
-    Code?: string;
-    message?: string;
-    $metadata?: { httpStatusCode?: number };
-}
 
 export function isMissing(err: unknown): boolean {
     const e = err as AwsError;
@@ -69,7 +61,7 @@ export function stateReadError(uri: string, err: unknown): Error {
     const e = err as AwsError;
     const name = e?.name ?? e?.Code ?? "error";
     const status = e?.$metadata?.httpStatusCode;
-    const credentials = CREDENTIAL_NAMES.has(name) || status === 403 || status === 401;
+    const credentials = isCredentialError(err);
     const hint = credentials
         ? "the credentials of this `pulumi up` cannot read the campaign's bucket: check aws:profile / aws:assumeRoles in the stack " +
           "config (or AWS_PROFILE), that they have not expired, and that they may s3:ListBucket and s3:GetObject on it"
