@@ -81,6 +81,22 @@ export type JobSpec = z.output<typeof jobSpec>;
 
 // ---------------------------------------------------------------- what jobs and the runner report
 
+export const progressPhases = ["training", "evaluating"] as const;
+/** The parts of the evaluation after training, in their order: the base model (when the run computes the
+ *  campaign's baseline, output/baseline/), then the fine-tuned model. */
+export const evaluationParts = ["baseline", "fine-tuned"] as const;
+
+export const evaluationProgress = z
+    .object({
+        part: z.enum(evaluationParts),
+        /** Rows generated so far, and the part's rows in all. */
+        done: z.number().int().min(0),
+        total: z.number().int().min(0),
+        updatedAt: z.string(),
+    })
+    .strict();
+export type EvaluationProgress = z.output<typeof evaluationProgress>;
+
 /** The job's own progress file, rewritten every few seconds; the runner merges it into status.json. */
 export const progress = z
     .object({
@@ -92,6 +108,12 @@ export const progress = z
         tokensPerSec: z.number().min(0).nullable(),
         etaSeconds: z.number().min(0).nullable(),
         updatedAt: z.string(),
+        /** What the job is at: training steps, or the evaluation after training (containers/trainer/evaluate.py).
+         *  Absent: training (jobs that do not evaluate need not write it). */
+        phase: z.enum(progressPhases).optional(),
+        /** The evaluation under way: rows generated so far of one part (the base model's, then the fine-tuned
+         *  model's), rewritten as batches finish. The runner's stall watchdog counts a new step or a new row. */
+        evaluation: evaluationProgress.nullable().optional(),
     })
     .strict();
 export type Progress = z.output<typeof progress>;
