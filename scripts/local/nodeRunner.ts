@@ -1,5 +1,5 @@
 // Running scripts/node-runner/run-job.sh (the built Python runner) for real, with `shutdown`, `docker`, `nvidia-smi`,
-// `systemctl` and the CloudWatch agent's ctl replaced by the recorders in scripts/local/bin, against local services. Used by test/runner.test.ts, the
+// `systemctl` and the CloudWatch agent's ctl replaced by the recorders in scripts/local/bin, against local services. Used by test/node/runner.test.ts, the
 // benchmark and the rehearsal.
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";

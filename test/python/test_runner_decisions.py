@@ -1,5 +1,5 @@
 """The node runner's pure decisions (scripts/node-runner/campaign_runner): settings, checkpoints, watchdogs,
-exit classification and status transitions. The end-to-end runs are in test/runner.test.ts."""
+exit classification and status transitions. The end-to-end runs are in test/node/runner.test.ts."""
 from __future__ import annotations
 
 import json

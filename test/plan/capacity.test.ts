@@ -1,14 +1,14 @@
 // Where the GPU nodes get capacity: the ordered zones, reservations and Capacity Blocks, the config errors between
 // them, and the plan's lines on what to do when a zone has none.
 //
-//   node --import tsx --test test/capacity.test.ts
+//   node --import tsx --test test/plan/capacity.test.ts
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { resolveCampaign } from "../components/campaign/resolve";
-import { loadPreset, mergeConfig } from "../components/config/presets";
-import { capacityNotes, nodeZone, reservationTarget } from "../components/plan/capacity";
-import { buildPlan, renderPlan } from "../components/plan/plan";
-import { capacityOptions } from "../components/resources/jobNode";
+import { resolveCampaign } from "../../components/campaign/resolve";
+import { loadPreset, mergeConfig } from "../../components/config/presets";
+import { capacityNotes, nodeZone, reservationTarget } from "../../components/plan/capacity";
+import { buildPlan, renderPlan } from "../../components/plan/plan";
+import { capacityOptions } from "../../components/resources/jobNode";
 
 const campaign = (preset: string, override: unknown = {}) => resolveCampaign(mergeConfig(loadPreset(preset), override as never), `stacks/${preset}.yaml`);
 const refused = (preset: string, override: unknown, pattern: RegExp) => assert.throws(() => campaign(preset, override), pattern);

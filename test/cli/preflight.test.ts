@@ -1,20 +1,20 @@
 // campaign preflight against the local emulator (moto_server: EC2 offerings, VPCs, spot price history, STS, SSM,
 // S3), with injected answers where it has none (EC2's Service Quotas). Each test starts from a reset emulator.
 //
-//   node --import tsx --test test/preflight.test.ts
+//   node --import tsx --test test/cli/preflight.test.ts
 import { after, before, beforeEach, test } from "node:test";
 import assert from "node:assert/strict";
 import { AttachInternetGatewayCommand, CreateInternetGatewayCommand, CreateRouteCommand, CreateVpcEndpointCommand, DeleteSubnetCommand, DeleteVpcCommand, DescribeRouteTablesCommand, DescribeSubnetsCommand, DescribeVpcsCommand, EC2Client } from "@aws-sdk/client-ec2";
 import { PutParameterCommand, SSMClient } from "@aws-sdk/client-ssm";
-import { resolveCampaign } from "../components/campaign/resolve";
-import type { ResolvedCampaign } from "../components/campaign/types";
-import { campaignBucketName } from "../components/campaign/naming";
-import { loadPreset, mergeConfig } from "../components/config/presets";
-import type { ExperimentInput } from "../components/config/schema";
-import { checkBucket, checkCredentials, checkOffered, checkSpotPrices, preflightExitCode, quotaDemand, quotaFor, renderPreflight, type CheckResult } from "../components/plan/preflight";
-import { runPreflight, s3RouteOf, sdkReads, type AwsReads } from "../scripts/cli/preflight";
-import { fakeAwsEnv, startMoto, type Moto } from "../scripts/local/moto";
-import { S3Helper } from "./helpers/aws";
+import { resolveCampaign } from "../../components/campaign/resolve";
+import type { ResolvedCampaign } from "../../components/campaign/types";
+import { campaignBucketName } from "../../components/campaign/naming";
+import { loadPreset, mergeConfig } from "../../components/config/presets";
+import type { ExperimentInput } from "../../components/config/schema";
+import { checkBucket, checkCredentials, checkOffered, checkSpotPrices, preflightExitCode, quotaDemand, quotaFor, renderPreflight, type CheckResult } from "../../components/plan/preflight";
+import { runPreflight, s3RouteOf, sdkReads, type AwsReads } from "../../scripts/cli/preflight";
+import { fakeAwsEnv, startMoto, type Moto } from "../../scripts/local/moto";
+import { S3Helper } from "../helpers/aws";
 
 const REGION = "us-east-1";
 const ACCOUNT = "123456789012"; // moto's account

@@ -1,21 +1,21 @@
 // The prep gate (scripts/gate.ts, deciding with components/campaign/gate.ts) and the S3 state reader, for real
 // against a local S3 and EC2 emulator, and a local endpoint that refuses every request like S3 does for bad credentials.
 //
-//   node --import tsx --test --test-concurrency=1 test/gate.test.ts
+//   node --import tsx --test --test-concurrency=1 test/cli/gate.test.ts
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import * as http from "node:http";
 import { DescribeImagesCommand, EC2Client, RunInstancesCommand, TerminateInstancesCommand } from "@aws-sdk/client-ec2";
 import * as path from "node:path";
-import { S3CampaignState } from "../components/campaign/state";
-import { datasetSuccessKey, runKeys } from "../components/campaign/layout";
-import { gateCommand } from "../components/campaign/gate";
-import { shellQuote } from "../components/campaign/shell";
-import { S3Helper, s3Client } from "./helpers/aws";
-import { fakeAwsEnv, startMoto, type Moto } from "../scripts/local/moto";
+import { S3CampaignState } from "../../components/campaign/state";
+import { datasetSuccessKey, runKeys } from "../../components/campaign/layout";
+import { gateCommand } from "../../components/campaign/gate";
+import { shellQuote } from "../../components/campaign/shell";
+import { S3Helper, s3Client } from "../helpers/aws";
+import { fakeAwsEnv, startMoto, type Moto } from "../../scripts/local/moto";
 
-const root = path.join(__dirname, "..");
+const root = path.join(__dirname, "..", "..");
 const HASH = "0123456789abcdef";
 let moto: Moto;
 let s3: S3Helper;

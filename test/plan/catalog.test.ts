@@ -1,10 +1,10 @@
 // The instance catalog, the model catalog with its LoRA counts, and name suggestions.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { INSTANCES, INSTANCE_TYPES, findInstance, getInstance, isGpuInstance } from "../components/plan/catalog";
-import { MODELS, countParams, findModel, linearModules, loraTrainableParams, validTargetModules } from "../components/plan/models";
-import { didYouMean, editDistance, nearest, unknownNameMessage } from "../components/config/suggest";
-import { optimizers, schedulers } from "../components/config/schema";
+import { INSTANCES, INSTANCE_TYPES, findInstance, getInstance, isGpuInstance } from "../../components/plan/catalog";
+import { MODELS, countParams, findModel, linearModules, loraTrainableParams, validTargetModules } from "../../components/plan/models";
+import { didYouMean, editDistance, nearest, unknownNameMessage } from "../../components/config/suggest";
+import { optimizers, schedulers } from "../../components/config/schema";
 
 // ---------------------------------------------------------------- instances
 

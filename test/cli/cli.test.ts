@@ -4,16 +4,16 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as path from "node:path";
-import type { Status } from "../components/campaign/jobSpec";
-import { resolveCampaign } from "../components/campaign/resolve";
-import { runKeys } from "../components/campaign/layout";
-import { loadPreset } from "../components/config/presets";
-import { backendEnv, parseArgs, pulumiCliProblem, readJobViews } from "../scripts/campaign";
-import { startMoto } from "../scripts/local/moto";
-import { S3Helper } from "./helpers/aws";
-import { bar, duration, isTerminal, renderProgress, renderStatusTable, spendSoFar, type JobView } from "../scripts/cli/progress";
+import type { Status } from "../../components/campaign/jobSpec";
+import { resolveCampaign } from "../../components/campaign/resolve";
+import { runKeys } from "../../components/campaign/layout";
+import { loadPreset } from "../../components/config/presets";
+import { backendEnv, parseArgs, pulumiCliProblem, readJobViews } from "../../scripts/campaign";
+import { startMoto } from "../../scripts/local/moto";
+import { S3Helper } from "../helpers/aws";
+import { bar, duration, isTerminal, renderProgress, renderStatusTable, spendSoFar, type JobView } from "../../scripts/cli/progress";
 
-const root = path.join(__dirname, "..");
+const root = path.join(__dirname, "..", "..");
 
 test("arguments: commands, flags and the errors that name them", () => {
     assert.deepEqual(parseArgs(["run", "--stack", "dev", "--yes", "--destroy"]), { command: "run", stack: "dev", yes: true, destroy: true, intervalSeconds: 15 });

@@ -2,22 +2,22 @@
 // prep hash), who computes each baseline, `campaign status`'s task metrics read from the S3 emulator, and the
 // rehearsals of socratiq-t5-lora and agnews-qwen7b-full ending with eval.json (ROUGE-L, accuracy) beside the baseline's.
 //
-//   node --import tsx --test test/evaluation.test.ts
+//   node --import tsx --test test/rehearsal/evaluation.test.ts
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { resolveCampaign } from "../components/campaign/resolve";
-import { baselineOwners } from "../components/campaign/baseline";
-import { baselineEvaluationKeys, evaluationKeys } from "../components/campaign/layout";
-import { mergeConfig, loadPreset } from "../components/config/presets";
-import { ConfigError } from "../components/config/problems";
-import { startMoto } from "../scripts/local/moto";
-import { bestRun, readEvaluations, renderEvaluation } from "../scripts/cli/evaluation";
-import { rehearseCampaign } from "../scripts/rehearse";
-import { S3Helper } from "./helpers/aws";
+import { resolveCampaign } from "../../components/campaign/resolve";
+import { baselineOwners } from "../../components/campaign/baseline";
+import { baselineEvaluationKeys, evaluationKeys } from "../../components/campaign/layout";
+import { mergeConfig, loadPreset } from "../../components/config/presets";
+import { ConfigError } from "../../components/config/problems";
+import { startMoto } from "../../scripts/local/moto";
+import { bestRun, readEvaluations, renderEvaluation } from "../../scripts/cli/evaluation";
+import { rehearseCampaign } from "../../scripts/rehearse";
+import { S3Helper } from "../helpers/aws";
 
-const root = path.join(__dirname, "..");
+const root = path.join(__dirname, "..", "..");
 
 function problemsOf(raw: unknown): string[] {
     try {

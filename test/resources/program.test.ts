@@ -3,7 +3,7 @@
 // user data index.ts gives them (components/node/userData.ts's renderNodeUserData): the fetch variant, whose
 // runner object the Campaign uploads; the tests read the user data back and check the two agree.
 //
-//   node --import tsx --test --test-concurrency=1 test/program.test.ts
+//   node --import tsx --test --test-concurrency=1 test/resources/program.test.ts
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -102,23 +102,23 @@ pulumi.runtime.setMocks(
 );
 
 // Imported after setMocks, so every resource is created against the mocks.
-import { Campaign, type CampaignArgs } from "../components/resources/campaign";
-import { resolveCampaign } from "../components/campaign/resolve";
-import type { ResolvedCampaign } from "../components/campaign/types";
-import { declarations, NEW_CAMPAIGN, readCampaignState, StaticCampaignState, type CampaignState } from "../components/campaign/state";
-import { nodePolicyDocument, ssmDecryptStatement } from "../components/resources/jobNode";
-import { datasetPrefix, PREP_RUN, runKeys } from "../components/campaign/layout";
-import { campaignBucketName } from "../components/campaign/naming";
-import { gateCommand } from "../components/campaign/gate";
-import type { UserDataRenderer } from "../components/node/userData";
-import { listPresets, loadPreset, mergeConfig } from "../components/config/presets";
-import { program } from "../components/resources/program";
-import { loadRunnerScript, renderNodeUserData, runnerObject, RUNNER_ENV_PATH, RUNNER_FETCH_PATH, RUNNER_PATH, RUNNER_UNIT, USER_DATA_LIMIT_BYTES } from "../components/node/userData";
-import { lifecycleRules } from "../components/resources/artifactStore";
-import { contentTag } from "../components/resources/image";
-import { buildPolicyDocument, codebuildAssumeRolePolicy } from "../components/resources/imageBuild";
-import { BUILDSPEC, formatBuildStart, imageSource } from "../components/campaign/imageTag";
-import { imageContextKey, imageLogsPrefix } from "../components/campaign/layout";
+import { Campaign, type CampaignArgs } from "../../components/resources/campaign";
+import { resolveCampaign } from "../../components/campaign/resolve";
+import type { ResolvedCampaign } from "../../components/campaign/types";
+import { declarations, NEW_CAMPAIGN, readCampaignState, StaticCampaignState, type CampaignState } from "../../components/campaign/state";
+import { nodePolicyDocument, ssmDecryptStatement } from "../../components/resources/jobNode";
+import { datasetPrefix, PREP_RUN, runKeys } from "../../components/campaign/layout";
+import { campaignBucketName } from "../../components/campaign/naming";
+import { gateCommand } from "../../components/campaign/gate";
+import type { UserDataRenderer } from "../../components/node/userData";
+import { listPresets, loadPreset, mergeConfig } from "../../components/config/presets";
+import { program } from "../../components/resources/program";
+import { loadRunnerScript, renderNodeUserData, runnerObject, RUNNER_ENV_PATH, RUNNER_FETCH_PATH, RUNNER_PATH, RUNNER_UNIT, USER_DATA_LIMIT_BYTES } from "../../components/node/userData";
+import { lifecycleRules } from "../../components/resources/artifactStore";
+import { contentTag } from "../../components/resources/image";
+import { buildPolicyDocument, codebuildAssumeRolePolicy } from "../../components/resources/imageBuild";
+import { BUILDSPEC, formatBuildStart, imageSource } from "../../components/campaign/imageTag";
+import { imageContextKey, imageLogsPrefix } from "../../components/campaign/layout";
 
 /** The program's own renderer, as index.ts passes it: #cloud-config that fetches the runner from the bucket. */
 const renderUserData: UserDataRenderer = renderNodeUserData;
@@ -978,8 +978,8 @@ test("image tags follow content: another job's files do not change a job's tag",
 });
 
 test("the GPU agent config publishes the alarm's metric with the InstanceId dimension alone", async () => {
-    const { gpuAgentConfig, GPU_METRIC_NAMESPACE, GPU_UTILIZATION_METRIC } = await import("../components/node/metricsAgent");
-    const { idleAlarmArgs } = await import("../components/resources/guardrails");
+    const { gpuAgentConfig, GPU_METRIC_NAMESPACE, GPU_UTILIZATION_METRIC } = await import("../../components/node/metricsAgent");
+    const { idleAlarmArgs } = await import("../../components/resources/guardrails");
     const config = gpuAgentConfig() as any;
     assert.equal(config.metrics.namespace, GPU_METRIC_NAMESPACE);
     assert.deepEqual(config.metrics.append_dimensions, { InstanceId: "${aws:InstanceId}" });

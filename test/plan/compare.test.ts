@@ -1,17 +1,17 @@
 // The instance comparison (npm run plan -- --compare): the memory filter and the cost ranking on every preset.
 //
-//   node --import tsx --test test/compare.test.ts
+//   node --import tsx --test test/plan/compare.test.ts
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import * as path from "node:path";
-import { resolveCampaign } from "../components/campaign/resolve";
-import { EBS_GP3_USD_PER_GB_MONTH, HOURS_PER_MONTH, INSTANCES, getInstance } from "../components/plan/catalog";
-import { compareInstances, renderComparison, type InstanceOption } from "../components/plan/compare";
-import { runEstimates } from "../components/plan/runEstimates";
-import { listPresets, loadPreset } from "../components/config/presets";
+import { resolveCampaign } from "../../components/campaign/resolve";
+import { EBS_GP3_USD_PER_GB_MONTH, HOURS_PER_MONTH, INSTANCES, getInstance } from "../../components/plan/catalog";
+import { compareInstances, renderComparison, type InstanceOption } from "../../components/plan/compare";
+import { runEstimates } from "../../components/plan/runEstimates";
+import { listPresets, loadPreset } from "../../components/config/presets";
 
-const root = path.join(__dirname, "..");
+const root = path.join(__dirname, "..", "..");
 const gpuTypes = INSTANCES.filter((i) => i.kind === "gpu").map((i) => i.type);
 
 for (const preset of listPresets()) {

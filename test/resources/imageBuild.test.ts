@@ -4,7 +4,7 @@
 // number"), and reports every build SUCCEEDED at once; so a local endpoint (AWS_ENDPOINT_URL_CODEBUILD) answers
 // those two calls as CodeBuild's JSON API does, with the build status each test needs.
 //
-//   node --import tsx --test --test-concurrency=1 test/imageBuild.test.ts
+//   node --import tsx --test --test-concurrency=1 test/resources/imageBuild.test.ts
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -13,13 +13,13 @@ import * as path from "node:path";
 import { gzipSync } from "node:zlib";
 import { CreateRepositoryCommand, ECRClient, PutImageCommand } from "@aws-sdk/client-ecr";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
-import { datasetSuccessKey } from "../components/campaign/layout";
-import { gateCommand } from "../components/campaign/gate";
-import { parseBuildStart } from "../components/campaign/imageTag";
-import { S3Helper, s3Client } from "./helpers/aws";
-import { fakeAwsEnv, startMoto, type Moto } from "../scripts/local/moto";
+import { datasetSuccessKey } from "../../components/campaign/layout";
+import { gateCommand } from "../../components/campaign/gate";
+import { parseBuildStart } from "../../components/campaign/imageTag";
+import { S3Helper, s3Client } from "../helpers/aws";
+import { fakeAwsEnv, startMoto, type Moto } from "../../scripts/local/moto";
 
-const root = path.join(__dirname, "..");
+const root = path.join(__dirname, "..", "..");
 const HASH = "0123456789abcdef";
 const TAG = "trainer-00112233445566aa";
 let moto: Moto;

@@ -5,9 +5,9 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { resolveCampaign, MAX_RUNS } from "../components/campaign/resolve";
-import { ConfigError } from "../components/config/problems";
-import { composeExperiment, listPresets, loadPreset, mergeConfig, readStackFile, resolveStack } from "../components/config/presets";
+import { resolveCampaign, MAX_RUNS } from "../../components/campaign/resolve";
+import { ConfigError } from "../../components/config/problems";
+import { composeExperiment, listPresets, loadPreset, mergeConfig, readStackFile, resolveStack } from "../../components/config/presets";
 
 const dev = loadPreset("dev") as Record<string, unknown>;
 
@@ -77,7 +77,7 @@ test("the merge rule: objects merge, lists and values replace, null resets to th
 test("a stack file names a preset and overrides it", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "campaign-stack-"));
     fs.mkdirSync(path.join(dir, "stacks"));
-    fs.copyFileSync(path.join(__dirname, "..", "stacks", "dev.yaml"), path.join(dir, "stacks", "dev.yaml"));
+    fs.copyFileSync(path.join(__dirname, "..", "..", "stacks", "dev.yaml"), path.join(dir, "stacks", "dev.yaml"));
     fs.writeFileSync(path.join(dir, "Pulumi.exp1.yaml"), "config:\n  campaign:preset: dev\n  campaign:experiment:\n    name: exp1\n    training: { learningRate: 0.001 }\n");
     const { settings, source } = resolveStack("exp1", dir);
     assert.equal(source, "Pulumi.exp1.yaml");

@@ -1,8 +1,8 @@
 // Memory, time and cost estimates against the reference campaigns' own numbers (docs/campaigns.md), with the tolerances stated.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { getInstance } from "../components/plan/catalog";
-import { findModel } from "../components/plan/models";
+import { getInstance } from "../../components/plan/catalog";
+import { findModel } from "../../components/plan/models";
 import {
     DEFAULT_SETUP_HOURS,
     type MemoryInput,
@@ -11,7 +11,7 @@ import {
     estimateCost,
     estimateMemory,
     estimateTrainingTime,
-} from "../components/plan/estimate";
+} from "../../components/plan/estimate";
 
 const GB_PER_GIB = 1024 ** 3 / 1e9;
 const QWEN_ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import YAML from "yaml";
-import type { RunnerSettings } from "../components/node/runnerSettings";
+import type { RunnerSettings } from "../../components/node/runnerSettings";
 import {
     RUNNER_ENV_PATH,
     RUNNER_FETCH_PATH,
@@ -27,7 +27,7 @@ import {
     runnerObject,
     runnerSha256,
     type RenderedUserData,
-} from "../components/node/userData";
+} from "../../components/node/userData";
 
 const BUCKET = "campaign-123456789012-qwen";
 const run = (name: string) => `s3://${BUCKET}/runs/qwen-sweep/${name}/`;
@@ -254,11 +254,11 @@ test("renderNodeUserData: the program's renderer fetches the repository's runner
 
 test("every preset's nodes render user data that cloud-init accepts and that fits", async () => {
     // The program's own settings builders, so this follows what `pulumi up` renders.
-    const { listPresets, composeExperiment } = await import("../components/config/presets");
-    const { resolveCampaign } = await import("../components/campaign/resolve");
-    const { trainRunnerSettings } = await import("../components/resources/trainingRun");
-    const { prepRunnerSettings, dataInput } = await import("../components/resources/prepStage");
-    const root = join(__dirname, "..");
+    const { listPresets, composeExperiment } = await import("../../components/config/presets");
+    const { resolveCampaign } = await import("../../components/campaign/resolve");
+    const { trainRunnerSettings } = await import("../../components/resources/trainingRun");
+    const { prepRunnerSettings, dataInput } = await import("../../components/resources/prepStage");
+    const root = join(__dirname, "..", "..");
     const presets = listPresets();
     assert.ok(presets.length > 0, "there are presets");
     const secretParameters = { HF_TOKEN: "/campaign/x/hf-token" };

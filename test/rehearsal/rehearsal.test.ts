@@ -6,14 +6,14 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { resolveCampaign } from "../components/campaign/resolve";
-import { trainSpec, prepSpec, status as statusSchema } from "../components/campaign/jobSpec";
-import { listPresets, loadPreset, mergeConfig } from "../components/config/presets";
-import { ConfigError } from "../components/config/problems";
-import { parseRehearseArgs, rehearseCampaign, type RehearsedNode } from "../scripts/rehearse";
-import { applyStandIns, checkSpecs, checkStandIns, sampleRows, StandInError } from "../scripts/rehearsal/standins";
+import { resolveCampaign } from "../../components/campaign/resolve";
+import { trainSpec, prepSpec, status as statusSchema } from "../../components/campaign/jobSpec";
+import { listPresets, loadPreset, mergeConfig } from "../../components/config/presets";
+import { ConfigError } from "../../components/config/problems";
+import { parseRehearseArgs, rehearseCampaign, type RehearsedNode } from "../../scripts/rehearse";
+import { applyStandIns, checkSpecs, checkStandIns, sampleRows, StandInError } from "../../scripts/rehearsal/standins";
 
-const root = path.join(__dirname, "..");
+const root = path.join(__dirname, "..", "..");
 
 function standInsFor(preset: string, override: unknown = {}, maxBatch?: number) {
     const workDir = fs.mkdtempSync(path.join(os.tmpdir(), "campaign-standins-"));

@@ -3,13 +3,13 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import * as path from "node:path";
-import { resolveCampaign } from "../components/campaign/resolve";
-import { getInstance } from "../components/plan/catalog";
-import { listPresets, loadPreset, mergeConfig } from "../components/config/presets";
-import { buildPlan, renderPlan } from "../components/plan/plan";
-import { parsePlanArgs } from "../scripts/plan";
+import { resolveCampaign } from "../../components/campaign/resolve";
+import { getInstance } from "../../components/plan/catalog";
+import { listPresets, loadPreset, mergeConfig } from "../../components/config/presets";
+import { buildPlan, renderPlan } from "../../components/plan/plan";
+import { parsePlanArgs } from "../../scripts/plan";
 
-const root = path.join(__dirname, "..");
+const root = path.join(__dirname, "..", "..");
 
 test("every preset plans: prep first, one GPU node per run, money adds up", () => {
     for (const name of listPresets()) {
