@@ -159,13 +159,51 @@ def test_gpu_idle_needs_the_whole_window_under_the_threshold() -> None:
 
 def test_progress_stall_counts_from_the_first_new_step_only() -> None:
     w = ProgressStall(window_seconds=600, restored_step=100)
-    assert not w.observe(None, now=0) and not w.observe(100, now=5000), "no clock before the first step past the restored one"
-    assert not w.observe(101, now=5000)
-    assert not w.observe(101, now=5599)
-    assert w.observe(101, now=5600), "the same step for the whole window: a stall (GPUs may be at 100%)"
-    assert not w.observe(102, now=5601), "a new step resets it"
-    assert not ProgressStall(0, 0).observe(1, 10 ** 9), "0 turns it off"
+    assert not w.observe(None, now=0) and not w.observe(progress(100), now=5000), "no clock before the first step past the restored one"
+    assert not w.observe(progress(101), now=5000)
+    assert not w.observe(progress(101), now=5599)
+    assert w.observe(progress(101), now=5600), "the same step for the whole window: a stall (GPUs may be at 100%)"
+    assert not w.observe(progress(102), now=5601), "a new step resets it"
+    assert not ProgressStall(0, 0).observe(progress(1), 10 ** 9), "0 turns it off"
     assert MaxRuntime(started=10, limit_seconds=8).reached(18) and not MaxRuntime(10, 8).reached(17.9)
+
+
+def evaluating(step: int, part: str, done: int, total: int = 200) -> dict:
+    return {**progress(step), "phase": "evaluating",
+            "evaluation": {"part": part, "done": done, "total": total, "updatedAt": "2026-01-01T01:00:00Z"}}
+
+
+def test_progress_stall_counts_evaluation_rows_after_the_last_step() -> None:
+    """Training ends at step 10; the evaluation after it (baseline, then the fine-tuned model) writes no step, only
+    rows: any counter that advances is progress, and a generation that stops advancing is a stall."""
+    w = ProgressStall(window_seconds=600, restored_step=0)
+    assert not w.observe(progress(10), now=0)
+    assert not w.observe(progress(10), now=500), "model saving and loading after the last step"
+    assert not w.observe(evaluating(10, "baseline", 0), now=590), "the evaluation began: the clock restarts"
+    assert not w.observe(evaluating(10, "baseline", 40), now=1100)
+    assert not w.observe(evaluating(10, "baseline", 200), now=1650)
+    assert not w.observe(evaluating(10, "fine-tuned", 0), now=2200), "the next part is progress even at 0 rows"
+    for t in range(2200, 4000, 500):
+        assert not w.observe(evaluating(10, "fine-tuned", (t - 2200) // 10), now=t), "a long evaluation that advances is never a stall"
+    assert not w.observe(evaluating(10, "fine-tuned", 170), now=4000)
+    assert not w.observe(evaluating(10, "fine-tuned", 170), now=4599)
+    assert w.observe(evaluating(10, "fine-tuned", 170), now=4600), "no new row for the window: a stall"
+    assert w.last is not None and w.last.where() == "in the evaluation of the fine-tuned model, at 170 of 200 rows generated"
+    assert w.last_step == 10
+
+
+def test_progress_stall_counts_an_evaluation_that_follows_a_restored_last_step() -> None:
+    """A node that resumed at the run's last step only evaluates: its step never passes the restored one, its rows
+    start the clock."""
+    w = ProgressStall(window_seconds=60, restored_step=500)
+    assert not w.observe(progress(500), now=0) and not w.observe(progress(500), now=10 ** 4), "loading: not counted"
+    assert not w.observe(evaluating(500, "fine-tuned", 0), now=10 ** 4)
+    assert w.observe(evaluating(500, "fine-tuned", 0), now=10 ** 4 + 60)
+    assert w.last is not None and w.last.where() == "in the evaluation of the fine-tuned model, at 0 of 200 rows generated"
+    base = ProgressStall(window_seconds=60, restored_step=0)
+    base.observe(evaluating(3, "baseline", 7), now=0)
+    assert base.observe(evaluating(3, "baseline", 7), now=60) and base.last is not None
+    assert base.last.where() == "in the evaluation of the base model, at 7 of 200 rows generated"
 
 
 # ---------------------------------------------------------------- how a run ends
@@ -178,6 +216,10 @@ def test_exit_classification() -> None:
     assert (spot.phase, spot.reason) == ("interrupted", 'spot interruption notice: {"action":"terminate"}; job exit 75 (stopped after saving a checkpoint)')
     stall = classify(interrupted, StopDetail(StopKind.STALL, stall_seconds=1800, stalled_at_step=42), "", None)
     assert stall.phase == "failed" and "no new step for 1800 s after step 42" in (stall.reason or "")
+    in_eval = classify(interrupted, StopDetail(StopKind.STALL, stall_seconds=1800, stalled_at_step=42,
+                                               stalled_in_evaluation="in the evaluation of the base model, at 7 of 200 rows generated"), "", None)
+    assert in_eval.reason == ("stopped by the progress-stall watchdog: no new evaluation row for 1800 s in the evaluation of "
+                              "the base model, at 7 of 200 rows generated (a hung generation?); job exit 75 (stopped after saving a checkpoint)")
     idle = classify(137, StopDetail(StopKind.GPU_IDLE, gpu_threshold=5.0, gpu_window_seconds=120), "", None)
     assert idle.reason == "stopped by the GPU-idle watchdog: utilisation under 5% for 120 s; job exit 137 (killed)"
     assert "max runtime of 60 s" in (classify(75, StopDetail(StopKind.MAX_RUNTIME, max_runtime_seconds=60), "", None).reason or "")
@@ -249,6 +291,25 @@ def test_progress_that_does_not_match_the_schema_is_skipped() -> None:
     assert parse_progress('{"step": 3') is None
     assert parse_progress(json.dumps({**progress(3), "step": -1})) is None
     assert parse_progress(json.dumps({**progress(3), "loss": float("nan")}).replace("NaN", "1e999")) is None
+    assert parse_progress(json.dumps(evaluating(3, "baseline", 5)))["evaluation"] == {
+        "part": "baseline", "done": 5, "total": 200, "updatedAt": "2026-01-01T01:00:00Z"}
+    assert parse_progress(json.dumps({**progress(3), "phase": "training", "evaluation": None}))["evaluation"] is None
+    assert parse_progress(json.dumps({**progress(3), "phase": "resting"})) is None
+    bad_part = evaluating(3, "baseline", 5)
+    bad_part["evaluation"]["part"] = "validation"
+    assert parse_progress(json.dumps(bad_part)) is None
+    assert parse_progress(json.dumps({**evaluating(3, "baseline", 5), "evaluation": {"part": "baseline", "done": -1}})) is None
+
+
+def test_an_evaluation_in_progress_shows_in_the_status_and_counts_as_the_job_at_work() -> None:
+    book = StatusBook("c", "r1", "train")
+    book.preparing(), book.staged(), book.starting()
+    book.observe_progress(parse_progress(json.dumps(progress(500))), restored_step=500)
+    assert book.phase is Phase.STARTING
+    book.observe_progress(parse_progress(json.dumps(evaluating(500, "fine-tuned", 16))), restored_step=500)
+    assert book.phase is Phase.TRAINING and book.timings["firstStep"] is None, "evaluating is at work, but no step was made"
+    shown = book.render()["progress"]
+    assert shown["phase"] == "evaluating" and shown["evaluation"]["done"] == 16 and shown["step"] == 500
 
 
 # ---------------------------------------------------------------- job, metadata, data volume

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from . import datavolume
 from .agent import MetricsAgent
@@ -208,14 +208,15 @@ class Runner:
                 self.log("status upload to %s failed: %s" % (self.s.status_uri, res.brief()))
             return res.ok
 
-    def sample_progress(self) -> Optional[int]:
+    def sample_progress(self) -> Optional[Dict[str, Any]]:
+        """The progress file when it is readable and on schema (else None), merged into the status."""
         try:
             with open(self.layout.dir_of("CAMPAIGN_PROGRESS_FILE"), encoding="utf-8") as f:
                 progress = parse_progress(f.read())
         except OSError:
             progress = None
         self.status.observe_progress(progress, self.restored_step)
-        return progress["step"] if progress else None
+        return progress
 
     # ------------------------------------------------------------------ steps
 
@@ -384,9 +385,12 @@ class Runner:
         last_status = 0.0
         while self.job.alive():
             now = time.monotonic()
-            step = self.sample_progress()
-            if self.stop is None and stall.observe(step, now):
-                self.request_stop(StopDetail(StopKind.STALL, stall_seconds=self.s.stall_seconds, stalled_at_step=stall.last_step))
+            progress = self.sample_progress()
+            if self.stop is None and stall.observe(progress, now):
+                last = stall.last
+                in_evaluation = last.where() if last is not None and last.evaluation is not None else ""
+                self.request_stop(StopDetail(StopKind.STALL, stall_seconds=self.s.stall_seconds, stalled_at_step=stall.last_step,
+                                             stalled_in_evaluation=in_evaluation))
             if self.stop is None and now - last_status >= self.s.status_interval_seconds:
                 last_status = now
                 if gpu is not None and gpu.observe(self.gpu_utilisation(), now):

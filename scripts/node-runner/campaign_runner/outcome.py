@@ -42,6 +42,8 @@ class StopDetail:
     gpu_window_seconds: int = 0
     stall_seconds: int = 0
     stalled_at_step: Optional[int] = None
+    # Where the job stood when the stall fired, when it was evaluating (watchdogs.Counters.where); empty: training.
+    stalled_in_evaluation: str = ""
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,9 @@ def stop_reason(stop: StopDetail, job_exit: str) -> str:
     if stop.kind is StopKind.GPU_IDLE:
         return "stopped by the GPU-idle watchdog: utilisation under %s%% for %d s; %s" % (
             _number(stop.gpu_threshold), stop.gpu_window_seconds, job_exit)
+    if stop.kind is StopKind.STALL and stop.stalled_in_evaluation:
+        return ("stopped by the progress-stall watchdog: no new evaluation row for %d s %s (a hung generation?); %s"
+                % (stop.stall_seconds, stop.stalled_in_evaluation, job_exit))
     if stop.kind is StopKind.STALL:
         return ("stopped by the progress-stall watchdog: no new step for %d s after step %s (a hung collective or "
                 "data loader?); %s" % (stop.stall_seconds, stop.stalled_at_step, job_exit))

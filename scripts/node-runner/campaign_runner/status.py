@@ -48,6 +48,10 @@ _ALLOWED = {
 }
 
 PROGRESS_KEYS = ("step", "totalSteps", "epoch", "loss", "learningRate", "tokensPerSec", "etaSeconds", "updatedAt")
+# Optional in the progress file: what the job is at, and the evaluation after training (progress.schema.json).
+PROGRESS_PHASES = ("training", "evaluating")
+EVALUATION_PARTS = ("baseline", "fine-tuned")
+EVALUATION_KEYS = ("part", "done", "total", "updatedAt")
 TIMING_KEYS = ("nodeBoot", "inputsReady", "firstStep", "jobEnd", "shutdown")
 
 
@@ -78,7 +82,28 @@ def parse_progress(text: str) -> Optional[Dict[str, Any]]:
         return None
     p = {k: d[k] for k in PROGRESS_KEYS}
     p["step"], p["totalSteps"] = int(p["step"]), int(p["totalSteps"])
+    if "phase" in d:
+        if d["phase"] not in PROGRESS_PHASES:
+            return None
+        p["phase"] = d["phase"]
+    if "evaluation" in d:
+        evaluation = _evaluation(d["evaluation"])
+        if evaluation is False:
+            return None
+        p["evaluation"] = evaluation
     return p
+
+
+def _evaluation(e: Any) -> "Optional[Dict[str, Any]] | bool":
+    """The progress file's evaluation section, None when it is null, False when it is off-schema."""
+    if e is None:
+        return None
+    if not isinstance(e, dict) or set(e) != set(EVALUATION_KEYS):
+        return False
+    if (e["part"] not in EVALUATION_PARTS or not _number(e["done"], False, 0, True) or not _number(e["total"], False, 0, True)
+            or not isinstance(e["updatedAt"], str)):
+        return False
+    return {"part": e["part"], "done": int(e["done"]), "total": int(e["total"]), "updatedAt": e["updatedAt"]}
 
 
 class StatusBook:
@@ -163,7 +188,9 @@ class StatusBook:
             self.timings["jobEnd"] = utc_now_iso()
 
     def observe_progress(self, progress: Optional[Dict[str, Any]], restored_step: int) -> None:
-        """A good progress sample replaces the last; a step past the restored one means training started."""
+        """A good progress sample replaces the last; a step past the restored one means training started. An
+        evaluation under way (a node that resumed at the run's last step only evaluates) is the job at work too:
+        the phase becomes `training` (the job's phase, whatever it computes) without a first-step time."""
         if progress is None:
             return
         with self._lock:
@@ -171,6 +198,8 @@ class StatusBook:
             if progress["step"] > restored_step and self.phase in (Phase.STARTING, Phase.TRAINING, Phase.UPLOADING,
                                                                    Phase.FAILED, Phase.INTERRUPTED):
                 self.training()
+            elif progress.get("evaluation") is not None and self.phase is Phase.STARTING:
+                self._move(Phase.TRAINING)
 
     def checkpoint_uploaded(self, name: str, step: int) -> None:
         with self._lock:

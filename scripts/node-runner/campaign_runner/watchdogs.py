@@ -3,7 +3,7 @@ whether its limit is reached. The control loop in main.py feeds them; the tests 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Dict, Optional, Tuple
 
 
 def busiest_gpu(nvidia_smi_output: str) -> Optional[float]:
@@ -38,24 +38,54 @@ class GpuIdle:
         return now - self.idle_since >= self.window
 
 
+@dataclass(frozen=True)
+class Counters:
+    """What the progress file counts: the training step, and during the evaluation after training the part under
+    way and its rows generated so far. Any change in either is progress."""
+    step: int
+    evaluation: Optional[Tuple[str, int, int]] = None  # (part, rows done, rows in all)
+
+    @staticmethod
+    def of(progress: Optional[Dict[str, Any]]) -> Optional["Counters"]:
+        if progress is None:
+            return None
+        e = progress.get("evaluation")
+        return Counters(int(progress["step"]), (e["part"], e["done"], e["total"]) if e else None)
+
+    def where(self) -> str:
+        """Where the job is, for the stall's reason."""
+        if self.evaluation is None:
+            return "after step %d" % self.step
+        part, done, total = self.evaluation
+        return "in the evaluation of the %s model, at %d of %d rows generated" % ("base" if part == "baseline" else part, done, total)
+
+
 class ProgressStall:
-    """Fires when no new step appeared for the window, counted from the first step past the restored one.
+    """Fires when neither a new step nor a new evaluation row appeared for the window, counted from the first step
+    past the restored one or the first evaluation progress.
 
     A hung NCCL collective keeps every GPU busy while no step completes, which the GPU-idle watchdog cannot see.
-    Before the first step (model load, compilation, dataset scan) nothing is counted: that time is bounded by the
-    max runtime instead."""
+    The evaluation after training (batched generation, containers/trainer/evaluate.py) writes no steps but its
+    rows, so a long evaluation that advances is not a stall, and a generation that hangs is. Before the first
+    step (model load, compilation, dataset scan) nothing is counted: that time is bounded by the max runtime."""
 
     def __init__(self, window_seconds: float, restored_step: int):
         self.window = window_seconds
         self.restored_step = restored_step
-        self.last_step: Optional[int] = None
+        self.last: Optional[Counters] = None
         self.since: Optional[float] = None
 
-    def observe(self, step: Optional[int], now: float) -> bool:
+    @property
+    def last_step(self) -> Optional[int]:
+        return self.last.step if self.last is not None else None
+
+    def observe(self, progress: Optional[Dict[str, Any]], now: float) -> bool:
         if self.window <= 0:
             return False
-        if step is not None and step > self.restored_step and step != self.last_step:
-            self.last_step = step
+        counters = Counters.of(progress)
+        started = counters is not None and (counters.step > self.restored_step or counters.evaluation is not None)
+        if started and counters != self.last:
+            self.last = counters
             self.since = now
             return False
         return self.since is not None and now - self.since >= self.window
