@@ -1,5 +1,5 @@
 // Writes containers/schemas/ from the one TypeScript source of each contract: the job spec, progress and
-// status schemas (components/campaign/jobSpec.ts), the manifest schema and contract.json with the phases,
+// status schemas (components/campaign/jobSpec.ts), the training history's line (metricsHistory.ts), the manifest schema and contract.json with the phases,
 // exit codes, job paths and marker names (components/campaign/contract.ts). The Python jobs and the node
 // runner read these files. `--check` exits 1 when a committed file is stale (npm test runs it).
 import * as fs from "node:fs";
@@ -7,6 +7,7 @@ import * as path from "node:path";
 import { z } from "zod";
 import { contractJson, manifest } from "../components/campaign/contract";
 import { jobSpec, progress, status } from "../components/campaign/jobSpec";
+import { metricsRecord } from "../components/campaign/metricsHistory";
 
 export const schemaDir = path.join(__dirname, "..", "containers", "schemas");
 
@@ -18,6 +19,7 @@ export function renderSchemas(): Record<string, string> {
         "progress.schema.json": render(progress, "campaign job progress file"),
         "status.schema.json": render(status, "campaign run status.json"),
         "manifest.schema.json": render(manifest, "campaign prepared dataset manifest.json"),
+        "metrics-history.schema.json": render(metricsRecord, "campaign training history: one line of metrics.jsonl"),
         "contract.json": JSON.stringify({ title: "campaign constants shared by TypeScript, the node runner and the jobs", ...contractJson() }, null, 2) + "\n",
     };
 }

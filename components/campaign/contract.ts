@@ -30,6 +30,8 @@ export const jobPaths = {
     CAMPAIGN_CHECKPOINT_DIR: "/job/checkpoints",
     CAMPAIGN_OUTPUT_DIR: "/job/output",
     CAMPAIGN_PROGRESS_FILE: "/job/progress.json",
+    /** The training history, appended one JSON line per record (metricsHistory.ts); each attempt starts its own. */
+    CAMPAIGN_METRICS_FILE: "/job/metrics.jsonl",
 } as const;
 
 /** Files whose presence means "complete": each is written last, after everything it vouches for. */

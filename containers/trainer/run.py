@@ -33,12 +33,13 @@ class Paths:
     checkpoints: Path
     output: Path
     progress: Path | None
+    metrics: Path | None
 
     @staticmethod
     def from_env() -> "Paths":
         p = lambda name, required=True: env_path(name, required=required)  # noqa: E731
         return Paths(p("CAMPAIGN_SPEC"), p("CAMPAIGN_DATA_DIR"), p("CAMPAIGN_MODEL_DIR", False), p("CAMPAIGN_CHECKPOINT_DIR"),
-                     p("CAMPAIGN_OUTPUT_DIR"), p("CAMPAIGN_PROGRESS_FILE", False))  # type: ignore[arg-type]
+                     p("CAMPAIGN_OUTPUT_DIR"), p("CAMPAIGN_PROGRESS_FILE", False), p("CAMPAIGN_METRICS_FILE", False))  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- checks before any model is loaded
@@ -352,6 +353,7 @@ def train(spec: dict[str, Any], paths: Paths, manifest: dict[str, Any], resume: 
     import torch
     from transformers import TrainerState, set_seed
 
+    from trainer.history import MetricsHistory
     from trainer.progress import ProgressFile
 
     t = spec["training"]
@@ -368,7 +370,8 @@ def train(spec: dict[str, Any], paths: Paths, manifest: dict[str, Any], resume: 
     splits = load_splits(spec, paths, manifest, loaded.tokenizer)
     args = training_arguments(spec, paths, bf16, fp16, splits.validation is not None)
     stop_cb, mark_cb = make_callbacks(stop, spec)
-    trainer, metrics_fn = build_trainer(spec, loaded, model, splits, args, [stop_cb, mark_cb, ProgressFile(paths.progress, PROGRESS_INTERVAL)])
+    trainer, metrics_fn = build_trainer(spec, loaded, model, splits, args, [stop_cb, mark_cb, ProgressFile(paths.progress, PROGRESS_INTERVAL),
+                                                                                MetricsHistory(paths.metrics)])
     if stop.requested:
         log("stopped before the first step; the checkpoints already saved are kept")
         return ExitCode.INTERRUPTED
