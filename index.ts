@@ -1,9 +1,11 @@
 // The program `pulumi up` runs: config -> campaign -> state read from S3 -> resources -> outputs.
 // Everything is in components/resources/program.ts; here are only the outside world's pieces: the S3 state
-// reader, the existing-bucket check, and the node user-data renderer (components/node/userData.ts:
-// #cloud-config that fetches the runner the Campaign uploads to the bucket and checks its sha256).
+// reader, the existing-bucket check, the look at the campaign's own bucket (adopted when a destroy kept it), and
+// the node user-data renderer (components/node/userData.ts: #cloud-config that fetches the runner the Campaign
+// uploads to the bucket and checks its sha256).
 import { S3Client } from "@aws-sdk/client-s3";
 import { checkExistingBucket } from "./components/campaign/existingBucket";
+import { observeCampaignBucket } from "./components/campaign/bucketAdoption";
 import { S3CampaignState } from "./components/campaign/state";
 import { program } from "./components/resources/program";
 import { renderNodeUserData } from "./components/node/userData";
@@ -12,4 +14,5 @@ export = program({
     stateReader: (bucket, campaign, region, profile) => S3CampaignState.forRegion(bucket, campaign, region, profile),
     renderUserData: renderNodeUserData,
     bucketCheck: (bucket, accountId, region, profile) => checkExistingBucket(new S3Client({ region, ...(profile ? { profile } : {}) }), bucket, accountId, region),
+    bucketObserver: (bucket, accountId, region, profile) => observeCampaignBucket(new S3Client({ region, ...(profile ? { profile } : {}) }), bucket, accountId),
 });

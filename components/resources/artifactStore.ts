@@ -1,7 +1,7 @@
 // ArtifactStore: where a campaign keeps everything that outlives a node (S3 layout in components/campaign/layout.ts).
 // A new bucket is hardened (SSE, public access blocked, TLS only, lifecycle rules) and kept on
-// `pulumi destroy` unless the config says otherwise; an existing bucket is used as given, under the
-// campaign's prefixes, and nothing about it is changed.
+// `pulumi destroy` unless the config says otherwise; a kept bucket is adopted by a later `pulumi up`; an existing
+// bucket is used as given, under the campaign's prefixes, and nothing about it is changed.
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { S3_STANDARD_USD_PER_GB_MONTH } from "../plan/catalog";
@@ -15,6 +15,12 @@ export interface ArtifactStoreArgs {
     readonly bucketName: string;
     /** Use this existing bucket: no bucket resources are created or changed. Default: false (a new bucket). */
     readonly existing?: boolean;
+    /**
+     * The campaign's own bucket already exists (kept by an earlier `pulumi destroy`) and is ours
+     * (campaign/bucketAdoption.ts decided): it is declared with Pulumi's `import` option instead of created.
+     * Default: false.
+     */
+    readonly adopt?: boolean;
     /** Keep the bucket and its contents on `pulumi destroy`. Default: true. */
     readonly keepOnDestroy?: boolean;
     /** The campaign: lifecycle rules are written for its runs' checkpoint prefixes. */
@@ -110,7 +116,16 @@ export class ArtifactStore extends pulumi.ComponentResource {
         } else {
             // Kept on destroy: the bucket and every setting that protects it, so a kept bucket stays hardened.
             const childOpts: pulumi.CustomResourceOptions = { parent: this, retainOnDelete: keep };
-            const bucket = new aws.s3.Bucket(`${name}-bucket`, { bucket: args.bucketName, forceDestroy: !keep, tags: { ...args.tags } }, childOpts);
+            // Adopted: the same inputs the bucket was created with, so the import finds no difference. A stack whose
+            // state already holds this bucket id treats the option as a normal declaration (no second import).
+            const bucket = new aws.s3.Bucket(
+                `${name}-bucket`,
+                { bucket: args.bucketName, forceDestroy: !keep, tags: { ...args.tags } },
+                args.adopt ? { ...childOpts, import: args.bucketName } : childOpts,
+            );
+            // The settings below are S3 PUTs (PutBucketOwnershipControls, PutPublicAccessBlock, PutBucketEncryption,
+            // PutBucketPolicy, PutBucketLifecycleConfiguration): creating one on an adopted bucket overwrites what the
+            // kept bucket has with the same values, so they need no import (docs/aws.md, "A kept bucket").
             const ownership = new aws.s3.BucketOwnershipControls(`${name}-ownership`, { bucket: bucket.id, rule: { objectOwnership: "BucketOwnerEnforced" } }, childOpts);
             const publicAccess = new aws.s3.BucketPublicAccessBlock(
                 `${name}-public-access`,

@@ -54,6 +54,8 @@ export interface CampaignArgs {
     /** The stack's AWS credentials settings (aws:profile, aws:assumeRoles): the campaign's provider and its local
      *  commands use them too, so every call of this `pulumi up` acts as the same identity. Default: none. */
     readonly credentials?: CampaignCredentials;
+    /** The campaign's own bucket exists and is ours (campaign/bucketAdoption.ts): adopt it instead of creating it. Default: false. */
+    readonly adoptBucket?: boolean;
 }
 
 export interface CampaignCredentials {
@@ -170,6 +172,7 @@ export class Campaign extends pulumi.ComponentResource {
             {
                 bucketName: bucket.name,
                 existing: bucket.existing,
+                adopt: !bucket.existing && (args.adoptBucket ?? false),
                 keepOnDestroy: keep,
                 campaign: experiment.name,
                 runNames: resolved.runs.map((r) => r.name),

@@ -9,6 +9,8 @@ import type { ResolvedCampaign } from "../campaign/types";
 import { readCampaignState, type CampaignStateReader } from "../campaign/state";
 import type { UserDataRenderer } from "../node/userData";
 import type { BucketProblem } from "../campaign/existingBucket";
+import { bucketAdoption, type ObservedBucket } from "../campaign/bucketAdoption";
+import { campaignTags } from "../campaign/naming";
 import { composeExperiment } from "../config/presets";
 
 export interface ProgramDeps {
@@ -17,6 +19,12 @@ export interface ProgramDeps {
     readonly renderUserData: UserDataRenderer;
     /** Checks storage.existingBucket before anything is declared (checkExistingBucket in index.ts). Default: no check. */
     readonly bucketCheck?: (bucket: string, accountId: string, region: string, profile?: string) => Promise<BucketProblem[]>;
+    /**
+     * Looks at the campaign's own bucket name before anything is declared (observeCampaignBucket in index.ts), so a
+     * bucket kept by an earlier `pulumi destroy` is adopted and one that is not ours stops `pulumi up`. Default: no
+     * look (the bucket is created, as for a new stack).
+     */
+    readonly bucketObserver?: (bucket: string, accountId: string, region: string, profile?: string) => Promise<ObservedBucket>;
     /** The Campaign component's name. Default: the campaign's name. */
     readonly name?: string;
     /** Options for the Campaign component (the tests pass transformations). */
@@ -57,6 +65,14 @@ export async function program(deps: ProgramDeps): Promise<Record<string, unknown
         const errors = problems.filter((p) => p.severity === "error");
         if (errors.length > 0) throw new Error(errors.map((p) => p.message).join("\n"));
     }
+    let adoptBucket = false;
+    if (!bucket.existing && deps.bucketObserver) {
+        const observed = await deps.bucketObserver(bucket.name, identity.accountId, x.region, credentials.profile);
+        const decision = bucketAdoption(bucket.name, observed, campaignTags({ campaign: x.name, stack }, "store"), identity.accountId, x.region);
+        if (decision.action === "refuse") throw new Error(decision.message);
+        adoptBucket = decision.action === "adopt";
+        if (adoptBucket) pulumi.log.info(`the campaign's bucket ${bucket.name} exists and is this campaign's (kept by an earlier destroy, or already in this stack): declared with import, not created`);
+    }
     const state = await readCampaignState(deps.stateReader(bucket.name, x.name, x.region, credentials.profile), campaign);
 
     const c = new Campaign(
@@ -70,6 +86,7 @@ export async function program(deps: ProgramDeps): Promise<Record<string, unknown
             wandbKey: config.getSecret("wandbKey"),
             renderUserData: deps.renderUserData,
             credentials,
+            adoptBucket,
         },
         deps.opts,
     );
