@@ -288,6 +288,7 @@ export async function rehearseCampaign(campaign: ResolvedCampaign, source: strin
                 logsUri: s3Uri(BUCKET, keys.logs),
                 outputUri: s3Uri(BUCKET, keys.output),
                 checkpointsUri: s3Uri(BUCKET, keys.checkpoints),
+                metricsUri: s3Uri(BUCKET, keys.metrics),
                 dataUri: s3Uri(BUCKET, datasetPrefix(standIns.prepSpec.prepHash)),
                 command: `${python} containers/trainer/main.py`,
                 maxRuntimeSeconds: experiment.compute.maxHours * 3600,

@@ -12,6 +12,8 @@
 //   runs/<campaign>/<run>/output/baseline/ eval.json + predictions.jsonl of the base model, in the run that
 //                                          computes it (components/campaign/baseline.ts)
 //   runs/<campaign>/<run>/logs/...
+//   runs/<campaign>/<run>/metrics/<attempt>.jsonl        the training history of one node (attempt), uploaded whole
+//   runs/<campaign>/<run>/metrics/<attempt>.status.json  that attempt's final status (components/report/ merges them)
 //   runs/<campaign>/image/<tag>/context.tar.gz  the regional image build's context (images.buildOn: region)
 //   runs/<campaign>/image/logs/...              the image builds' logs
 import { evaluationFiles, markers } from "./contract";
@@ -82,6 +84,8 @@ export interface RunKeys {
     readonly checkpoints: string;
     readonly output: string;
     readonly logs: string;
+    /** Each attempt's training history and final status (metricsHistory.ts): <attempt>.jsonl, <attempt>.status.json. */
+    readonly metrics: string;
 }
 
 /** Keys of one job of a campaign: a training run, or the prep job (run = PREP_RUN). */
@@ -94,6 +98,7 @@ export function runKeys(campaign: string, run: string): RunKeys {
         checkpoints: `${prefix}checkpoints/`,
         output: `${prefix}output/`,
         logs: `${prefix}logs/`,
+        metrics: `${prefix}metrics/`,
     };
 }
 

@@ -17,6 +17,8 @@ export interface RunnerSettings {
     readonly outputUri: string;
     /** train: checkpoints are synced here while training and the newest complete one is restored. */
     readonly checkpointsUri?: string;
+    /** train: where each attempt uploads its training history (<attempt>.jsonl) and final status (layout.ts metrics). */
+    readonly metricsUri?: string;
     /** train: the prepared dataset, staged to CAMPAIGN_DATA_DIR before the job starts. */
     readonly dataUri?: string;
     /** train: staged base-model weights, staged to CAMPAIGN_MODEL_DIR. */
@@ -87,6 +89,7 @@ export function runnerEnv(s: RunnerSettings): Record<string, string> {
     };
     const optional: Array<[string, string | undefined]> = [
         ["CAMPAIGN_CHECKPOINTS_URI", s.checkpointsUri],
+        ["CAMPAIGN_METRICS_URI", s.metricsUri],
         ["CAMPAIGN_DATA_URI", s.dataUri],
         ["CAMPAIGN_MODEL_URI", s.modelUri],
         ["CAMPAIGN_INPUT_URI", s.inputUri],

@@ -45,6 +45,7 @@ export function trainRunnerSettings(t: TrainSettingsInput): RunnerSettings {
         logsUri: s3Uri(t.bucket, keys.logs),
         outputUri: s3Uri(t.bucket, keys.output),
         checkpointsUri: s3Uri(t.bucket, keys.checkpoints),
+        metricsUri: s3Uri(t.bucket, keys.metrics),
         dataUri: s3Uri(t.bucket, datasetPrefix(t.spec.prepHash)),
         modelUri: modelUriOf(t.bucket, t.spec.model),
         jobMode: "docker",

@@ -38,6 +38,7 @@ from .logs import Log, utc_now_iso
 from .outcome import Outcome, StopDetail, StopKind, before_job_reason, classify, runner_exit_code
 from .settings import Settings, SettingsError, load_settings, merged_environment
 from .staging import Stager, StagingError, upload_dir
+from .history import HistoryUpload
 from .status import Phase, StatusBook, parse_progress
 from .sync import CheckpointSync
 from .watchdogs import GpuIdle, MaxRuntime, ProgressStall, busiest_gpu
@@ -111,6 +112,7 @@ class Runner:
         self.secret_env: Dict[str, str] = {}
         self.pull: Optional[subprocess.Popen] = None
         self.sync: Optional[CheckpointSync] = None
+        self.history: Optional[HistoryUpload] = None
         self.attempt_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-local"
         self._publisher: Optional[threading.Thread] = None
         self._publish_wanted = threading.Event()
@@ -181,6 +183,8 @@ class Runner:
                         try:
                             self.publish(self.status.render_bytes(), timeout=BACKGROUND_STATUS_TIMEOUT,
                                          cancel=self._heartbeat_cancel)
+                            if self.history is not None:
+                                self.history.upload(timeout=BACKGROUND_STATUS_TIMEOUT, cancel=self._heartbeat_cancel)
                         except Cancelled:
                             return  # the final status takes over
 
@@ -504,6 +508,7 @@ class Runner:
         self.read_identity()
         self.attempt_id = "%s-%s" % (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), self.status.instance_id or "local")
         self.link_attempt_logs()
+        self.start_history()
         self.log("campaign %s run %s role %s mode %s on %s %s" % (self.s.campaign, self.s.run, self.s.role, self.s.job_mode,
                                                                    self.status.instance_type or "unknown", self.status.instance_id or ""))
         threading.Thread(target=self.watch_spot, name="spot-watcher", daemon=True).start()
@@ -602,6 +607,8 @@ class Runner:
         # The final status and the logs go up side by side: the node is billed until the shutdown call.
         uploads = [threading.Thread(target=self.publish, args=(data, EXIT_PATH_AWS_TIMEOUT, True), name="final-status")]
         uploads.append(threading.Thread(target=self.upload_logs, name="logs"))
+        if self.history is not None:
+            uploads.append(threading.Thread(target=self.history.upload_final, args=(data, EXIT_PATH_AWS_TIMEOUT), name="history"))
         # On a spot interruption the two minutes go to the checkpoint and the final word; the next node prunes.
         if self.sync is not None and self.job.started and outcome.phase != "interrupted":
             uploads.append(threading.Thread(target=self._prune_quietly, name="prune"))
@@ -620,6 +627,14 @@ class Runner:
             self.sync.prune()
         except Exception as e:  # the next node prunes what is left
             self.log("pruning checkpoints on the way out failed: %r" % e)
+
+    def start_history(self) -> None:
+        """Training runs with CAMPAIGN_METRICS_URI: this attempt's history goes up under its own key."""
+        if self.s.role != "train" or not self.s.metrics_uri:
+            return
+        self.history = HistoryUpload(self.aws, self.layout.dir_of("CAMPAIGN_METRICS_FILE"), self.s.metrics_uri,
+                                     self.attempt_id, self.log)
+        self.history.remove_local()
 
     def link_attempt_logs(self) -> None:
         """logs/attempts/<start>-<instance>/ holds hard links to runner.log and job.log, made now while the disk

@@ -45,6 +45,7 @@ class Settings:
     model_uri: Optional[str]
     input_uri: Optional[str]
     model_output_uri: Optional[str]
+    metrics_uri: Optional[str]
     job_mode: str
     image: Optional[str]
     job_argv: Tuple[str, ...]
@@ -173,7 +174,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     uris = {}
     for name in ("CAMPAIGN_SPEC_URI", "CAMPAIGN_STATUS_URI", "CAMPAIGN_LOGS_URI", "CAMPAIGN_OUTPUT_URI",
                  "CAMPAIGN_CHECKPOINTS_URI", "CAMPAIGN_DATA_URI", "CAMPAIGN_MODEL_URI", "CAMPAIGN_INPUT_URI",
-                 "CAMPAIGN_MODEL_OUTPUT_URI"):
+                 "CAMPAIGN_MODEL_OUTPUT_URI", "CAMPAIGN_METRICS_URI"):
         value = r.text(name)
         if value is not None and not S3_URI.match(value):
             r.problems.append("%s is not an s3:// URI: %r" % (name, value))
@@ -211,6 +212,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         model_uri=uris["CAMPAIGN_MODEL_URI"],
         input_uri=uris["CAMPAIGN_INPUT_URI"],
         model_output_uri=uris["CAMPAIGN_MODEL_OUTPUT_URI"],
+        metrics_uri=uris["CAMPAIGN_METRICS_URI"],
         job_mode=job_mode or "docker",
         image=image,
         job_argv=argv,
