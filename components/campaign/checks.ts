@@ -5,7 +5,7 @@ import type { Problem } from "../config/problems";
 import { getInstance, isGpuInstance } from "../plan/catalog";
 import { findModel } from "../plan/models";
 import { runEstimates } from "../plan/runEstimates";
-import { capacityProblems } from "../plan/capacity";
+import { capacityProblems, fallbackProblems } from "../plan/capacity";
 
 function at(run: ResolvedRun, field: string): string {
     return run.path ? `${run.path}.${field}` : field;
@@ -192,6 +192,7 @@ export function checkCampaign(experiment: Experiment, runs: readonly ResolvedRun
     }
     // Zones and capacity reservations (components/plan/capacity.ts).
     problems.push(...capacityProblems(experiment));
+    problems.push(...fallbackProblems(experiment, runs));
     if (experiment.customJob && experiment.compute.market === "spot") {
         problems.push(warning("customJob", "on spot, your command must save checkpoints under $CAMPAIGN_CHECKPOINT_DIR (with _COMPLETE.json last) and exit on SIGTERM, or an interruption loses its work"));
     }

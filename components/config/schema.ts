@@ -351,6 +351,16 @@ export const compute = z
             .min(1)
             .refine((zones) => new Set(zones).size === zones.length, "each zone once")
             .optional(),
+        /** Other instance types a run may use when its own has no capacity or offering, in order of preference. Each
+         *  must keep the run's job spec (the same GPU count, so the global batch and the checkpoints stay valid) and
+         *  fit it; `campaign preflight` checks every zone and type in this order and names the first that works, and
+         *  the plan lists the order. The node still launches as one instance of the configured type (docs/aws.md,
+         *  "Fallback across zones and types"). */
+        fallbackInstanceTypes: z
+            .array(z.string().min(1))
+            .min(1)
+            .refine((types) => new Set(types).size === types.length, "each type once")
+            .optional(),
         /** A capacity reservation (cr-...) the GPU nodes launch into: an On-Demand Capacity Reservation or a Capacity
          *  Block for ML, which is how p4de/p5/p5e capacity is usually obtained. */
         capacityReservationId: z.string().regex(/^cr-[0-9a-f]+$/, "a capacity reservation id such as cr-0abc123").optional(),

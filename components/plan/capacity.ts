@@ -1,10 +1,13 @@
-// Where the GPU nodes get their capacity: the ordered zones (compute.availabilityZones), a capacity reservation or
-// a Capacity Block for ML (compute.capacityReservationId), the config errors between them, and what the plan says
-// to do when a zone has no capacity. Pure.
-import type { ResolvedCampaign } from "../campaign/types";
+// Where the GPU nodes get their capacity: the ordered zones (compute.availabilityZones), the fallback instance types
+// (compute.fallbackInstanceTypes), a capacity reservation or a Capacity Block for ML (compute.capacityReservationId),
+// the config errors between them, the order in which preflight tries zones and types, and what the plan says to do
+// when a zone has no capacity. Pure.
+import type { ResolvedCampaign, ResolvedRun } from "../campaign/types";
 import type { ComputeConfig, Experiment } from "../config/schema";
 import type { Problem } from "../config/problems";
+import { findInstance, getInstance } from "./catalog";
 import { compareInstances } from "./compare";
+import { runEstimates } from "./runEstimates";
 
 /** The zone the nodes launch in: the first preferred zone, else the one zone; undefined lets EC2 (or the subnet) choose. */
 export function nodeZone(compute: ComputeConfig): string | undefined {
@@ -44,6 +47,100 @@ export function capacityProblems(experiment: Experiment): Problem[] {
     return problems;
 }
 
+// ---------------------------------------------------------------- fallback instance types
+
+/**
+ * Why `instanceType` cannot stand in for the run's own type, or undefined when it can. It must have the same GPU count
+ * (the job spec carries the GPU count, so the global batch, the spec hash and the run's checkpoints stay the same),
+ * bf16 when the run trains in bf16, and room for the run: the memory estimate when the model is known, else at least
+ * the GPU memory of the run's own type.
+ */
+export function fallbackRefusal(experiment: Experiment, run: ResolvedRun, instanceType: string): string | undefined {
+    const own = getInstance(run.instanceType);
+    const other = findInstance(instanceType);
+    if (!other) return `${instanceType} is not in the catalog (components/plan/catalog.ts)`;
+    if (other.gpuCount === 0) return `${instanceType} has no GPU`;
+    if (other.gpuCount !== own.gpuCount) {
+        return `${instanceType} has ${other.gpuCount} GPU(s), ${run.instanceType} has ${own.gpuCount}: the job spec (global batch, spec hash, checkpoints) would change; list types with ${own.gpuCount} GPU(s)`;
+    }
+    if (run.training.precision === "bf16" && !other.bf16) return `${instanceType} (${other.gpuModel}) has no bf16 and the run trains in bf16`;
+    const estimate = runEstimates(experiment, { ...run, instanceType });
+    if (estimate && !estimate.memory.fits) {
+        return `the run needs about ${estimate.memory.totalGiB.toFixed(1)} GiB per GPU and ${instanceType} has ${estimate.memory.gpuMemoryGiB.toFixed(1)} GiB`;
+    }
+    if (!estimate && other.gpuMemoryGiB < own.gpuMemoryGiB) {
+        return `the model is not in components/plan/models.ts, so its memory is unknown, and ${instanceType} has less GPU memory (${other.gpuMemoryGiB} GiB) than ${run.instanceType} (${own.gpuMemoryGiB} GiB)`;
+    }
+    return undefined;
+}
+
+/** The run's fallback types in the configured order, without its own type. */
+export function runFallbackTypes(experiment: Experiment, run: ResolvedRun): string[] {
+    return (experiment.compute.fallbackInstanceTypes ?? []).filter((t) => t !== run.instanceType);
+}
+
+/** compute.fallbackInstanceTypes against every run: each type must be able to stand in for each run's type. */
+export function fallbackProblems(experiment: Experiment, runs: readonly ResolvedRun[]): Problem[] {
+    const types = experiment.compute.fallbackInstanceTypes;
+    if (!types) return [];
+    if (experiment.compute.capacityReservationId) {
+        return [error("compute.fallbackInstanceTypes", "a capacity reservation or Capacity Block holds one instance type in one zone, so there is nothing to fall back to: remove fallbackInstanceTypes or the reservation")];
+    }
+    const problems: Problem[] = [];
+    types.forEach((type, i) => {
+        const path = `compute.fallbackInstanceTypes.${i}`;
+        const spec = findInstance(type);
+        if (!spec) {
+            try {
+                getInstance(type);
+            } catch (err) {
+                problems.push(error(path, (err as Error).message));
+            }
+            return;
+        }
+        for (const run of runs) {
+            if (type === run.instanceType) continue;
+            const why = fallbackRefusal(experiment, run, type);
+            if (why) problems.push(error(path, `${type} cannot stand in for ${run.instanceType} in run ${run.name}: ${why}`));
+        }
+    });
+    return problems;
+}
+
+export interface LaunchCandidate {
+    readonly instanceType: string;
+    /** Undefined: no zone is configured, EC2 (or the subnet) picks it. */
+    readonly zone?: string;
+}
+
+/** The zones a node may use, in order: compute.availabilityZones, else the one zone, else the given subnet's zone. */
+export function candidateZones(compute: ComputeConfig, subnetZone?: string): string[] {
+    return compute.availabilityZones ?? (compute.availabilityZone ? [compute.availabilityZone] : subnetZone ? [subnetZone] : []);
+}
+
+/**
+ * The order in which a run's node may get capacity: its own type in each zone, then each fallback type in each zone.
+ * Type before zone: the type decides the price and the time the plan estimated, the zone does not.
+ */
+export function launchOrder(experiment: Experiment, run: ResolvedRun, zones: readonly string[]): LaunchCandidate[] {
+    const types = [run.instanceType, ...runFallbackTypes(experiment, run)];
+    return types.flatMap((instanceType) => (zones.length ? zones.map((zone) => ({ instanceType, zone })) : [{ instanceType }]));
+}
+
+/** The config that launches a run's node as `candidate`: the exact lines to set, for the message of preflight or the plan. */
+export function configFor(campaign: ResolvedCampaign, run: ResolvedRun, candidate: LaunchCandidate, zones: readonly string[]): string {
+    const parts: string[] = [];
+    if (candidate.instanceType !== run.instanceType) {
+        parts.push(
+            campaign.runs.length > 1
+                ? `compute.instanceType: ${candidate.instanceType} in run ${run.name}'s entry of runs (or compute.instanceType for every run)`
+                : `compute.instanceType: ${candidate.instanceType}`,
+        );
+    }
+    if (candidate.zone && candidate.zone !== zones[0]) parts.push(`compute.availabilityZones: [${[candidate.zone, ...zones.filter((z) => z !== candidate.zone)].join(", ")}]`);
+    return parts.join(" and ");
+}
+
 /** The plan's lines on capacity: where the nodes launch and what to do when a zone has none. */
 export function capacityNotes(campaign: ResolvedCampaign): string[] {
     const c = campaign.experiment.compute;
@@ -63,6 +160,19 @@ export function capacityNotes(campaign: ResolvedCampaign): string[] {
               ? `GPU nodes launch in the zone of ${c.subnetId}`
               : "GPU nodes launch where EC2 places them in the default VPC (set compute.availabilityZones to choose and order zones)",
     ];
+    // The fallback order per run: what campaign preflight tries, in this order (one run per distinct type).
+    const zones = candidateZones(c);
+    const fallbackRuns = campaign.runs.filter((r, i) => runFallbackTypes(campaign.experiment, r).length && campaign.runs.findIndex((o) => o.instanceType === r.instanceType) === i);
+    for (const run of fallbackRuns) {
+        const where = zones.length ? ` in ${zones.join(", ")}` : "";
+        const sameType = campaign.runs.filter((r) => r.instanceType === run.instanceType).map((r) => r.name);
+        lines.push(
+            `fallback order for ${sameType.length === campaign.runs.length ? "every run" : `run(s) ${sameType.join(", ")}`}: ` +
+                [run.instanceType, ...runFallbackTypes(campaign.experiment, run)].map((t) => `${t}${where}`).join("; then ") +
+                " (compute.fallbackInstanceTypes: campaign preflight names the first that is offered; the node launches as the configured type)",
+        );
+    }
+    const nextType = fallbackRuns.length ? runFallbackTypes(campaign.experiment, fallbackRuns[0]!)[0] : undefined;
     // Alternatives per run: other types that fit, cheapest first, from the comparison.
     const alternatives = compareInstances(campaign)
         .runs.flatMap((r) => (r.options ?? []).filter((o) => !o.configured && !o.overCap).slice(0, 2).map((o) => `${r.run}: ${o.instanceType}`))
@@ -70,6 +180,7 @@ export function capacityNotes(campaign: ResolvedCampaign): string[] {
     lines.push(
         "if EC2 has no capacity there (InsufficientInstanceCapacity), pulumi up stops with that node's error (nodes already created keep running): " +
             (rest.length ? `put ${rest[0]} first in compute.availabilityZones and run pulumi up again, ` : "set compute.availabilityZones to another zone and run pulumi up again, ") +
+            (nextType ? `set compute.instanceType: ${nextType} (the first fallback type), ` : "") +
             `switch compute.market (now ${c.market}), use a capacity reservation or Capacity Block (compute.capacityReservationId)` +
             (alternatives.length ? `, or another type that fits (${alternatives.join(", ")}; npm run plan -- --compare)` : ""),
     );

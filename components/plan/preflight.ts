@@ -1,7 +1,8 @@
 // Preflight decisions: given what AWS answered (scripts/cli/preflight.ts reads it), whether a campaign can get
 // its nodes before it spends anything. One result per check, with the fix for each failure. Pure: the facts
 // come in as data, so every rule is tested without AWS.
-import type { ResolvedCampaign } from "../campaign/types";
+import type { ResolvedCampaign, ResolvedRun } from "../campaign/types";
+import { configFor, launchOrder, type LaunchCandidate } from "./capacity";
 import { getInstance } from "./catalog";
 import { prepEstimate } from "./runEstimates";
 
@@ -181,6 +182,61 @@ export function checkSpotPrices(instanceType: string, onDemandUsdPerHour: number
     }
     const listing = known.map((z) => `${z} $${prices[z]!.toFixed(4)}/h`).join(", ");
     return { check, status: "pass", detail: `current spot price ${listing} (on demand $${onDemandUsdPerHour}/h)` };
+}
+
+// ---------------------------------------------------------------- the launch order: zones and fallback types
+
+export interface CandidateFacts {
+    /** Zones that offer each instance type (DescribeInstanceTypeOfferings), or why they could not be read. */
+    readonly offeredIn: Readonly<Record<string, readonly string[] | { readonly error: string }>>;
+    /** For spot: the newest spot price per zone of each type; absent on demand. */
+    readonly spotPrices?: Readonly<Record<string, Readonly<Record<string, number>> | { readonly error: string }>>;
+}
+
+/** Why a candidate cannot launch, from what AWS answered; undefined when nothing speaks against it. */
+function candidateObstacle(candidate: LaunchCandidate, facts: CandidateFacts): string | undefined {
+    const offered = facts.offeredIn[candidate.instanceType];
+    if (offered === undefined || "error" in offered) return `offerings of ${candidate.instanceType} unknown`;
+    if (candidate.zone ? !offered.includes(candidate.zone) : offered.length === 0) return "not offered";
+    if (facts.spotPrices) {
+        const prices = facts.spotPrices[candidate.instanceType];
+        if (prices === undefined || "error" in prices) return "spot price unknown";
+        const known = candidate.zone ? prices[candidate.zone] !== undefined : Object.keys(prices).length > 0;
+        if (!known) return "no recent spot price";
+    }
+    return undefined;
+}
+
+const candidateLabel = (c: LaunchCandidate) => `${c.instanceType}${c.zone ? ` in ${c.zone}` : ""}`;
+
+/**
+ * A run's zones and fallback types in launch order (components/plan/capacity.ts launchOrder), each against its
+ * offering and, on spot, a recent spot price. Pass: the first candidate (what the node launches as) has both. Warn:
+ * a later one is the first that does, with the exact config that launches it. Fail: none does. Neither read shows
+ * free capacity (EC2 answers that only to a launch), so a pass is no promise; a fail is certain.
+ */
+export function checkLaunchOrder(campaign: ResolvedCampaign, run: ResolvedRun, zones: readonly string[], facts: CandidateFacts): CheckResult {
+    const check = `launch ${run.name}`;
+    const order = launchOrder(campaign.experiment, run, zones);
+    const obstacles = order.map((c) => candidateObstacle(c, facts));
+    const listing = order.map((c, i) => `${candidateLabel(c)}${obstacles[i] ? ` (${obstacles[i]})` : ""}`).join(", ");
+    const first = obstacles.findIndex((o) => o === undefined);
+    if (first === 0) return { check, status: "pass", detail: `${candidateLabel(order[0]!)} is the first choice and is offered${facts.spotPrices ? " with a spot price" : ""}; in order: ${listing}` };
+    if (first > 0) {
+        const pick = order[first]!;
+        return {
+            check,
+            status: "warn",
+            detail: `the node launches as ${candidateLabel(order[0]!)} (${obstacles[0]}); the first in order that is offered${facts.spotPrices ? " with a spot price" : ""} is ${candidateLabel(pick)}: ${listing}`,
+            fix: `set ${configFor(campaign, run, pick, zones)}`,
+        };
+    }
+    return {
+        check,
+        status: "fail",
+        detail: `no zone and type in the launch order can launch: ${listing}`,
+        fix: `add zones (compute.availabilityZones) or types (compute.fallbackInstanceTypes) that are offered${facts.spotPrices ? ", or set compute.market: on-demand" : ""}; npm run plan -- --compare lists the types that fit`,
+    };
 }
 
 // ---------------------------------------------------------------- network, AMI, bucket

@@ -9,11 +9,13 @@ import { GetParameterCommand, SSMClient } from "@aws-sdk/client-ssm";
 import { GetCallerIdentityCommand, STSClient } from "@aws-sdk/client-sts";
 import type { ResolvedCampaign } from "../../components/campaign/types";
 import { campaignBucketName } from "../../components/campaign/naming";
+import { launchOrder } from "../../components/plan/capacity";
 import { getInstance } from "../../components/plan/catalog";
 import {
     checkAmi,
     checkBucket,
     checkCredentials,
+    checkLaunchOrder,
     checkNetwork,
     checkOffered,
     checkQuota,
@@ -215,8 +217,11 @@ export async function runPreflight(campaign: ResolvedCampaign, stack: string, re
     const allZones = await attempt(() => reads.zones());
     const types = [...new Set(campaign.runs.map((r) => r.instanceType))];
     const prepType = experiment.prep.runOn === "ec2" ? experiment.prep.instanceType : undefined;
+    // Each type's offerings once: the runs' types, the prep type and the fallback types share them.
+    const offeredBy: Record<string, string[] | Failed> = {};
+    const offeredZones = async (type: string) => (offeredBy[type] ??= await attempt(() => reads.offeredZones(type)));
     for (const type of [...types, ...(prepType && !types.includes(prepType) ? [prepType] : [])]) {
-        const offered = await attempt(() => reads.offeredZones(type));
+        const offered = await offeredZones(type);
         results.push(
             failed(offered) || failed(allZones)
                 ? { check: `offered ${type}`, status: "warn", detail: `could not read the offerings: ${failed(offered) ? offered.error : (allZones as Failed).error}`, fix: "check that the credentials may call ec2:DescribeInstanceTypeOfferings" }
@@ -229,12 +234,28 @@ export async function runPreflight(campaign: ResolvedCampaign, stack: string, re
         results.push(checkQuota(demand, region, value));
     }
 
+    const spotBy: Record<string, Record<string, number> | Failed> = {};
+    const spotPrices = async (type: string) => (spotBy[type] ??= await attempt(() => reads.spotPrices(type)));
     if (compute.market === "spot") {
         for (const type of types) {
-            const prices = await attempt(() => reads.spotPrices(type));
+            const prices = await spotPrices(type);
             const zones = configured.length ? configured : failed(allZones) ? [] : allZones;
             results.push(failed(prices) ? { check: `spot ${type}`, status: "warn", detail: `could not read the spot price history: ${prices.error}` } : checkSpotPrices(type, getInstance(type).onDemandUsdPerHour, prices, zones));
         }
+    }
+
+    // The launch order of each run type that has more than one candidate (several zones or fallback types).
+    for (const run of campaign.runs.filter((r, i) => campaign.runs.findIndex((o) => o.instanceType === r.instanceType) === i)) {
+        const order = launchOrder(experiment, run, configured);
+        if (order.length < 2 || compute.capacityReservationId) continue;
+        const typesInOrder = [...new Set(order.map((c) => c.instanceType))];
+        const offeredIn: Record<string, string[] | Failed> = {};
+        const prices: Record<string, Record<string, number> | Failed> = {};
+        for (const type of typesInOrder) {
+            offeredIn[type] = await offeredZones(type);
+            if (compute.market === "spot") prices[type] = await spotPrices(type);
+        }
+        results.push(checkLaunchOrder(campaign, run, configured, { offeredIn, ...(compute.market === "spot" ? { spotPrices: prices } : {}) }));
     }
 
     const amis: [("train" | "prep"), string][] = [["train", compute.amiParameter]];

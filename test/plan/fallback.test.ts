@@ -1,0 +1,104 @@
+// Fallback across zones and instance types: which types may stand in for a run's own (compute.fallbackInstanceTypes),
+// the order preflight tries zones and types in, the rule that names the first candidate AWS offers (with the exact
+// config that launches it), and the plan's lines.
+//
+//   node --import tsx --test test/plan/fallback.test.ts
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { resolveCampaign } from "../../components/campaign/resolve";
+import type { ResolvedCampaign } from "../../components/campaign/types";
+import { loadPreset, mergeConfig } from "../../components/config/presets";
+import { capacityNotes, configFor, fallbackRefusal, launchOrder } from "../../components/plan/capacity";
+import { checkLaunchOrder, type CandidateFacts } from "../../components/plan/preflight";
+
+const campaign = (preset: string, override: unknown = {}): ResolvedCampaign => resolveCampaign(mergeConfig(loadPreset(preset), override as never), `stacks/${preset}.yaml`);
+const refused = (preset: string, override: unknown, pattern: RegExp) => assert.throws(() => campaign(preset, override), pattern);
+
+test("a fallback type must keep the run's job spec (same GPU count), fit its memory and be a known GPU type", () => {
+    // One A10G -> one L4 or one L40S: accepted.
+    const dev = campaign("dev", { compute: { fallbackInstanceTypes: ["g6.2xlarge", "g6e.xlarge"] } });
+    assert.deepEqual(dev.experiment.compute.fallbackInstanceTypes, ["g6.2xlarge", "g6e.xlarge"]);
+    // Four GPUs instead of one would change the global batch, the spec hash and the run's checkpoints.
+    refused("dev", { compute: { fallbackInstanceTypes: ["g6.2xlarge", "g5.12xlarge"] } }, /compute\.fallbackInstanceTypes\.1: g5\.12xlarge cannot stand in for g5\.2xlarge in run main: g5\.12xlarge has 4 GPU\(s\), g5\.2xlarge has 1/);
+    refused("dev", { compute: { fallbackInstanceTypes: ["c6i.2xlarge"] } }, /compute\.fallbackInstanceTypes\.0: c6i\.2xlarge cannot stand in .*has no GPU/);
+    refused("dev", { compute: { fallbackInstanceTypes: ["g6.2xlarg"] } }, /compute\.fallbackInstanceTypes\.0: .*g6\.2xlarge/);
+    refused("dev", { compute: { fallbackInstanceTypes: ["g6.2xlarge", "g6.2xlarge"] } }, /each type once/);
+    // Memory: the same 8 GPUs with half the memory each; Qwen2.5-14B QLoRA at this batch needs more than 40 GiB per GPU.
+    const socsci = campaign("socsci210-qwen14b-qlora");
+    const run = socsci.runs[0]!;
+    assert.match(fallbackRefusal(socsci.experiment, run, "p4d.24xlarge") ?? "fits", /^the run needs about [\d.]+ GiB per GPU and p4d\.24xlarge has 40\.0 GiB$/);
+    refused("socsci210-qwen14b-qlora", { compute: { fallbackInstanceTypes: ["p4d.24xlarge"] } }, /compute\.fallbackInstanceTypes\.0: p4d\.24xlarge cannot stand in for p4de\.24xlarge in run main: the run needs about/);
+    assert.equal(fallbackRefusal(socsci.experiment, run, "p5.48xlarge"), undefined, "8x H100 80 GiB stands in for 8x A100 80 GiB");
+    // A reservation is one type in one zone.
+    refused("socsci210-qwen14b-qlora", { compute: { capacityReservationId: "cr-0abc123", fallbackInstanceTypes: ["p5.48xlarge"] } }, /compute\.fallbackInstanceTypes: a capacity reservation .* one instance type in one zone/);
+});
+
+test("the launch order: the run's own type in each zone first, then each fallback type in each zone", () => {
+    const c = campaign("dev", { compute: { availabilityZones: ["us-east-1c", "us-east-1a"], fallbackInstanceTypes: ["g6.2xlarge", "g6e.xlarge"] } });
+    assert.deepEqual(launchOrder(c.experiment, c.runs[0]!, ["us-east-1c", "us-east-1a"]), [
+        { instanceType: "g5.2xlarge", zone: "us-east-1c" },
+        { instanceType: "g5.2xlarge", zone: "us-east-1a" },
+        { instanceType: "g6.2xlarge", zone: "us-east-1c" },
+        { instanceType: "g6.2xlarge", zone: "us-east-1a" },
+        { instanceType: "g6e.xlarge", zone: "us-east-1c" },
+        { instanceType: "g6e.xlarge", zone: "us-east-1a" },
+    ]);
+    // No zone configured: one candidate per type, EC2 picks the zone.
+    assert.deepEqual(launchOrder(c.experiment, c.runs[0]!, []), [{ instanceType: "g5.2xlarge" }, { instanceType: "g6.2xlarge" }, { instanceType: "g6e.xlarge" }]);
+    // The exact config that launches a later candidate: the zone moved to the front, the type set.
+    assert.equal(configFor(c, c.runs[0]!, { instanceType: "g5.2xlarge", zone: "us-east-1a" }, ["us-east-1c", "us-east-1a"]), "compute.availabilityZones: [us-east-1a, us-east-1c]");
+    assert.equal(configFor(c, c.runs[0]!, { instanceType: "g6.2xlarge", zone: "us-east-1c" }, ["us-east-1c", "us-east-1a"]), "compute.instanceType: g6.2xlarge");
+    // Several runs: the type goes into the run's own entry.
+    const sweep = campaign("socratiq-t5-lora", { compute: { fallbackInstanceTypes: ["g6.2xlarge"] } });
+    assert.match(configFor(sweep, sweep.runs[1]!, { instanceType: "g6.2xlarge" }, []), new RegExp(`compute\\.instanceType: g6\\.2xlarge in run ${sweep.runs[1]!.name}'s entry of runs`));
+});
+
+test("the plan lists the fallback order and names the first fallback type when a zone has no capacity", () => {
+    const c = campaign("dev", { compute: { availabilityZones: ["us-east-1c", "us-east-1a"], fallbackInstanceTypes: ["g6.2xlarge"] } });
+    const notes = capacityNotes(c);
+    assert.match(notes[0]!, /GPU nodes launch in us-east-1c; next in order: us-east-1a/);
+    assert.ok(notes.includes("fallback order for every run: g5.2xlarge in us-east-1c, us-east-1a; then g6.2xlarge in us-east-1c, us-east-1a (compute.fallbackInstanceTypes: campaign preflight names the first that is offered; the node launches as the configured type)"), notes.join("\n"));
+    const ice = notes.find((l) => l.includes("InsufficientInstanceCapacity"))!;
+    assert.match(ice, /put us-east-1a first in compute\.availabilityZones and run pulumi up again, set compute\.instanceType: g6\.2xlarge \(the first fallback type\), switch compute\.market/);
+    // Without fallback types the plan says nothing about them.
+    assert.ok(!capacityNotes(campaign("dev")).some((l) => /fallback/.test(l)));
+});
+
+test("preflight's launch order: pass on the first choice, the first offered candidate with its exact config, or a failure", () => {
+    const c = campaign("dev", { compute: { availabilityZones: ["us-east-1c", "us-east-1a"], fallbackInstanceTypes: ["g6.2xlarge"] } });
+    const run = c.runs[0]!;
+    const zones = ["us-east-1c", "us-east-1a"];
+    const spot = (prices: Record<string, Record<string, number>>): CandidateFacts["spotPrices"] => prices;
+
+    const all: CandidateFacts = { offeredIn: { "g5.2xlarge": zones, "g6.2xlarge": zones }, spotPrices: spot({ "g5.2xlarge": { "us-east-1c": 0.5, "us-east-1a": 0.6 }, "g6.2xlarge": { "us-east-1c": 0.4 } }) };
+    const pass = checkLaunchOrder(c, run, zones, all);
+    assert.equal(pass.status, "pass");
+    assert.match(pass.detail, /g5\.2xlarge in us-east-1c is the first choice and is offered with a spot price; in order: g5\.2xlarge in us-east-1c, g5\.2xlarge in us-east-1a, g6\.2xlarge in us-east-1c, g6\.2xlarge in us-east-1a \(no recent spot price\)/);
+
+    // The own type is offered only in the second zone: move that zone first.
+    const secondZone = checkLaunchOrder(c, run, zones, { ...all, offeredIn: { "g5.2xlarge": ["us-east-1a"], "g6.2xlarge": zones } });
+    assert.equal(secondZone.status, "warn");
+    assert.match(secondZone.detail, /launches as g5\.2xlarge in us-east-1c \(not offered\); the first in order that is offered with a spot price is g5\.2xlarge in us-east-1a/);
+    assert.equal(secondZone.fix, "set compute.availabilityZones: [us-east-1a, us-east-1c]");
+
+    // No spot price for the own type anywhere: the fallback type in the first zone.
+    const fallback = checkLaunchOrder(c, run, zones, { ...all, spotPrices: spot({ "g5.2xlarge": {}, "g6.2xlarge": { "us-east-1c": 0.4 } }) });
+    assert.equal(fallback.status, "warn");
+    assert.equal(fallback.fix, "set compute.instanceType: g6.2xlarge");
+
+    // A read that failed is an obstacle that says so, not a pass.
+    const unread = checkLaunchOrder(c, run, zones, { offeredIn: { "g5.2xlarge": { error: "AccessDenied" }, "g6.2xlarge": zones }, spotPrices: spot({ "g6.2xlarge": { "us-east-1a": 0.4 } }) });
+    assert.equal(unread.status, "warn");
+    assert.match(unread.detail, /g5\.2xlarge in us-east-1c \(offerings of g5\.2xlarge unknown\)/);
+    assert.equal(unread.fix, "set compute.instanceType: g6.2xlarge and compute.availabilityZones: [us-east-1a, us-east-1c]");
+
+    const none = checkLaunchOrder(c, run, zones, { offeredIn: { "g5.2xlarge": [], "g6.2xlarge": ["us-east-1b"] }, spotPrices: spot({}) });
+    assert.equal(none.status, "fail");
+    assert.match(none.fix!, /compute\.availabilityZones.*compute\.fallbackInstanceTypes.*compute\.market: on-demand/);
+
+    // On demand only the offering counts.
+    const onDemand = campaign("dev", { compute: { market: "on-demand", availabilityZones: ["us-east-1c", "us-east-1a"], fallbackInstanceTypes: ["g6.2xlarge"] } });
+    const od = checkLaunchOrder(onDemand, onDemand.runs[0]!, zones, { offeredIn: { "g5.2xlarge": [], "g6.2xlarge": ["us-east-1a"] } });
+    assert.equal(od.status, "warn");
+    assert.equal(od.fix, "set compute.instanceType: g6.2xlarge and compute.availabilityZones: [us-east-1a, us-east-1c]");
+});
