@@ -15,9 +15,18 @@ Padding: decoder-only models generate after the prompt's last token, so prompts 
 training.maxSeqLength, cut) on the left; encoder-decoder models read the prompt in the encoder and are padded and
 cut on the right, as in training. Prompts are generated in order of length to waste little on padding.
 
+Progress: the progress file (CAMPAIGN_PROGRESS_FILE) says `phase: "evaluating"` and the rows generated so far of
+the part under way (baseline, then fine-tuned), rewritten as batches finish, so the node runner's stall watchdog
+sees a long evaluation advance (trainer/progress.py, EvaluationProgress).
+
 Interruptions: SIGTERM stops the evaluation between batches and the job exits 75. The run's last checkpoint is in
 S3 by then, so the next node writes the output from it without training and evaluates again; a part whose
-eval.json already names this spec (the same output directory, e.g. a rerun on one machine) is not redone.
+eval.json already names this spec's evaluationHash (and, for the run's own part, its specHash) is not redone.
+
+Evaluation only: a finished run whose evaluation settings changed keeps its training hash (specHash), so it is not
+trained again: its node runs in evaluate-only mode, the runner stages the saved output (model and metrics.json)
+into the output directory, and the trainer finds the trained model there and only evaluates, recording the new
+evaluationHash in eval.json.
 """
 from __future__ import annotations
 
@@ -26,10 +35,13 @@ import json
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from common.jobspec import CONTRACT, DataError, ExitCode, ModelRef, log, resolve_model_dir, utc_now, write_json_atomic
+from common.jobspec import CONTRACT, DataError, ExitCode, ModelRef, env_path, log, resolve_model_dir, utc_now, write_json_atomic
 from common.task_metrics import Scored, parse_answer, same_answer, score, score_groups
+
+if TYPE_CHECKING:
+    from trainer.progress import EvaluationProgress
 
 FILES: dict[str, str] = CONTRACT["evaluationFiles"]
 LIBRARIES = ("torch", "transformers", "peft", "torchmetrics", "sacrebleu", "scikit-learn", "scipy")
@@ -51,11 +63,15 @@ def trained_output_present(output: Path, spec: dict[str, Any]) -> bool:
         return False
 
 
-def _done(folder: Path, spec: dict[str, Any]) -> bool:
+def _done(folder: Path, spec: dict[str, Any], part: str) -> bool:
+    """The part's eval.json was computed with this spec's evaluation settings (evaluationHash) and, for the run's
+    own part, on this spec's trained model (specHash, the training hash). The baseline does not depend on training."""
     try:
-        return json.loads((folder / FILES["metrics"]).read_text()).get("specHash") == spec["specHash"]
+        report = json.loads((folder / FILES["metrics"]).read_text())
     except (OSError, ValueError):
         return False
+    same_evaluation = report.get("evaluationHash") == spec.get("evaluationHash")
+    return same_evaluation and (part == "baseline" or report.get("specHash") == spec["specHash"])
 
 
 def after_training(code: int, spec: dict[str, Any], data_dir: Path, model_root: Path | None, output: Path, manifest: dict[str, Any], stopped: Callable[[], bool]) -> int:
@@ -69,23 +85,29 @@ def run_evaluation(spec: dict[str, Any], data_dir: Path, model_root: Path | None
     ev = spec.get("evaluation")
     if not ev:
         return ExitCode.SUCCESS
-    todo_baseline = ev["computeBaseline"] and not _done(output / FILES["baselineDir"], spec)
-    todo_run = not _done(output, spec)
+    todo_baseline = ev["computeBaseline"] and not _done(output / FILES["baselineDir"], spec, "baseline")
+    todo_run = not _done(output, spec, "fine-tuned")
     if not (todo_baseline or todo_run):
-        log("evaluation: eval.json of this spec is already in the output; nothing to redo")
+        log("evaluation: eval.json of these evaluation settings is already in the output; nothing to redo")
         return ExitCode.SUCCESS
     rows, info = load_rows(data_dir, manifest)
+    from trainer.progress import EvaluationProgress, progress_interval
+
+    progress = EvaluationProgress(env_path("CAMPAIGN_PROGRESS_FILE", required=False), progress_interval(), output)
+    # Written before the model loads: loading a large base model takes minutes, and that is the evaluation at work.
+    progress.begin("baseline" if todo_baseline else "fine-tuned", len(rows))
     gc.collect()
     _empty_device_cache()
     try:
         model, tokenizer = load_base(spec, model_root)
         if todo_baseline:
             log(f"evaluation: the base model {spec['model']['id']} on {len(rows)} {info['split']} rows (the campaign's baseline)")
-            evaluate_model(model, tokenizer, spec, rows, info, output / FILES["baselineDir"], "base", stopped)
+            evaluate_model(model, tokenizer, spec, rows, info, output / FILES["baselineDir"], "base", stopped, progress)
         if todo_run:
+            progress.begin("fine-tuned", len(rows))
             model = with_trained_weights(model, spec, model_root, output)
             log(f"evaluation: the trained model on {len(rows)} {info['split']} rows")
-            evaluate_model(model, tokenizer, spec, rows, info, output, "fine-tuned", stopped)
+            evaluate_model(model, tokenizer, spec, rows, info, output, "fine-tuned", stopped, progress)
     except EvaluationStopped:
         log("evaluation stopped by a signal; the run's last checkpoint is kept, so the next node evaluates again without training")
         return ExitCode.INTERRUPTED
@@ -216,8 +238,10 @@ def generation_config(spec: dict[str, Any], tokenizer: Any) -> Any:
     )
 
 
-def generate(model: Any, tokenizer: Any, prompts: Sequence[str], spec: dict[str, Any], stopped: Callable[[], bool]) -> list[str]:
-    """The generated answer of every prompt (new tokens only, special tokens dropped), in the prompts' order."""
+def generate(model: Any, tokenizer: Any, prompts: Sequence[str], spec: dict[str, Any], stopped: Callable[[], bool],
+             on_rows: Callable[[int], None] | None = None) -> list[str]:
+    """The generated answer of every prompt (new tokens only, special tokens dropped), in the prompts' order.
+    `on_rows` hears the number of rows generated so far after every batch."""
     import torch
 
     family = spec["model"]["family"]
@@ -249,9 +273,11 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str], spec: dict[str,
         new_tokens = generated[:, enc["input_ids"].shape[1] :] if causal else generated
         for i, text in zip(chosen, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
             out[i] = text
+        done = min(start + batch_size, len(order))
+        if on_rows is not None:
+            on_rows(done)
         now = time.monotonic()
         if now - last_log >= LOG_EVERY_SECONDS:
-            done = min(start + batch_size, len(order))
             log(f"evaluation: {done}/{len(order)} rows generated ({done / (now - started):.1f} rows/s)")
             last_log = now
     return out
@@ -260,13 +286,17 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str], spec: dict[str,
 # ---------------------------------------------------------------- one model's evaluation
 
 
-def evaluate_model(model: Any, tokenizer: Any, spec: dict[str, Any], rows: list[dict[str, Any]], info: dict[str, Any], folder: Path, kind: str, stopped: Callable[[], bool]) -> dict[str, Any]:
-    """Generates, parses, scores; writes predictions.jsonl, then eval.json (its presence means the part is done)."""
+def evaluate_model(model: Any, tokenizer: Any, spec: dict[str, Any], rows: list[dict[str, Any]], info: dict[str, Any], folder: Path, kind: str, stopped: Callable[[], bool],
+                   progress: "EvaluationProgress | None" = None) -> dict[str, Any]:
+    """Generates, parses, scores; writes predictions.jsonl, then eval.json (its presence means the part is done).
+    `progress` (when given) gets the rows generated after every batch."""
     ev = spec["evaluation"]
     labels = ev.get("labels")
     started = time.perf_counter()
     prompts = [r["prompt"] for r in rows]
-    predictions = generate(model, tokenizer, prompts, spec, stopped)
+    part = "baseline" if kind == "base" else "fine-tuned"
+    on_rows = (lambda done: progress.rows(part, done, len(rows))) if progress is not None else None
+    predictions = generate(model, tokenizer, prompts, spec, stopped, on_rows)
     scored = [
         Scored(p, r["reference"], parse_answer(p, ev["answer"], labels), parse_answer(r["reference"], ev["answer"], labels))
         for p, r in zip(predictions, rows)
@@ -283,6 +313,8 @@ def evaluate_model(model: Any, tokenizer: Any, spec: dict[str, Any], rows: list[
         "campaign": spec["campaign"],
         "run": spec["run"],
         "specHash": spec["specHash"],
+        # the evaluation settings this report was computed with: other ones evaluate again (components/campaign/relaunch.ts)
+        "evaluationHash": spec.get("evaluationHash"),
         "prepHash": spec["prepHash"],
         "model": {"kind": kind, "id": spec["model"]["id"], "revision": spec["model"]["revision"], "method": spec["method"]["kind"] if kind != "base" else None},
         "split": info["split"],

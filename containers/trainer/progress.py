@@ -1,6 +1,11 @@
-"""The progress file (containers/schemas/progress.schema.json), rewritten atomically every few seconds."""
+"""The progress file (containers/schemas/progress.schema.json), rewritten atomically every few seconds: the
+training steps (ProgressFile, a Trainer callback on rank 0), then the rows of the evaluation after training
+(EvaluationProgress, written by trainer/evaluate.py in the one process that evaluates). The node runner's stall
+watchdog counts a new step or a new evaluation row as progress."""
 from __future__ import annotations
 
+import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -8,6 +13,14 @@ from typing import Any
 from transformers import TrainerCallback
 
 from common.jobspec import utc_now, write_json_atomic
+
+# The fields every progress file has (the training's); the evaluation adds "phase" and "evaluation".
+TRAINING_FIELDS = ("step", "totalSteps", "epoch", "loss", "learningRate", "tokensPerSec", "etaSeconds", "updatedAt")
+
+
+def progress_interval() -> float:
+    """Seconds between two rewrites of the progress file (CAMPAIGN_PROGRESS_INTERVAL, 5 by default; tests use 0)."""
+    return float(os.environ.get("CAMPAIGN_PROGRESS_INTERVAL", "5"))
 
 
 class ProgressFile(TrainerCallback):
@@ -68,3 +81,53 @@ class ProgressFile(TrainerCallback):
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._write(state, force=True)
+
+
+class EvaluationProgress:
+    """The evaluation's rows in the progress file: `phase: "evaluating"` and `evaluation: {part, done, total,
+    updatedAt}` on top of the training fields last written, rewritten atomically as batches finish (at most every
+    `interval` seconds, always at a part's start and end). Without it a generation longer than compute.stallMinutes
+    would look like a hung job to the node runner."""
+
+    def __init__(self, path: Path | None, interval: float, output: Path) -> None:
+        # Rank 0 writes, as for the training's progress (the evaluation runs in one process, never under torchrun).
+        self.path = path if os.environ.get("RANK", "0") == "0" else None
+        self.interval = interval
+        self.training = training_fields(path, output) if self.path is not None else {}
+        self.last_write = float("-inf")
+
+    def begin(self, part: str, total: int) -> None:
+        """A part starts (before its model loads): progress, even at 0 rows."""
+        self._write(part, 0, total, force=True)
+
+    def rows(self, part: str, done: int, total: int) -> None:
+        self._write(part, done, total, force=done >= total)
+
+    def _write(self, part: str, done: int, total: int, force: bool) -> None:
+        if self.path is None:
+            return
+        now = time.monotonic()
+        if not force and now - self.last_write < self.interval:
+            return
+        stamp = utc_now()
+        write_json_atomic(self.path, {**self.training, "updatedAt": stamp, "phase": "evaluating",
+                                      "evaluation": {"part": part, "done": done, "total": total, "updatedAt": stamp}})
+        self.last_write = now
+
+
+def training_fields(path: Path | None, output: Path) -> dict[str, Any]:
+    """The training's fields as its progress file last had them; on a node that resumed at the run's last step and
+    only evaluates (no training progress written), the steps from the output's metrics.json."""
+    try:
+        last = json.loads(path.read_text()) if path is not None else {}
+        if all(k in last for k in TRAINING_FIELDS):
+            return {k: last[k] for k in TRAINING_FIELDS}
+    except (OSError, ValueError):
+        pass
+    try:
+        metrics = json.loads((output / "metrics.json").read_text())
+    except (OSError, ValueError):
+        metrics = {}
+    steps = int(metrics.get("steps") or 0)
+    return {"step": steps, "totalSteps": int(metrics.get("maxSteps") or steps), "epoch": float(metrics.get("epoch") or 0.0),
+            "loss": None, "learningRate": None, "tokensPerSec": None, "etaSeconds": None, "updatedAt": utc_now()}

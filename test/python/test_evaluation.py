@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import PREP, TRAINER, run_job, short_rows, write_spec
+from conftest import PREP, ROOT, TRAINER, run_job, short_rows, write_spec
 from specs import prep_spec, train_spec
 
 NUMBER_EVAL = {"split": "test", "rows": "all", "seed": 42}
@@ -221,6 +222,57 @@ def test_a_new_node_after_an_interrupted_evaluation_evaluates_without_training(t
     assert "nothing left to train" in res.out and "evaluation: the trained model" in res.out
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["checkpoint-2"]
     assert json.loads((tmp_path / "output" / "eval.json").read_text())["metrics"] == first["metrics"]
+
+
+def test_the_progress_file_advances_during_the_evaluation(tmp_path: Path, tiny_causal: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The node runner's stall watchdog reads the progress file: during the evaluation after training it shows
+    phase "evaluating" and the rows generated so far, part by part (the baseline, then the fine-tuned model), on
+    top of the training's last step, rewritten as batches finish."""
+    from trainer import evaluate
+
+    data, prep, res = prepare(tmp_path / "prep", "alpaca", {**NUMBER_EVAL})
+    assert res.rc == 0, str(res)
+    spec = train_spec(
+        str(tiny_causal), "causal-lm", prep["prepHash"], training={"maxSteps": 2, "saveSteps": 2, "evalSteps": 2},
+        evaluation=scoring({"shape": "number"}, ["exact_match"], True),
+    )
+    env = train_env(tmp_path, spec, data)
+    res = run_job(TRAINER, **env)
+    assert res.rc == 0, str(res)
+    progress_file = tmp_path / "progress.json"
+    manifest = json.loads((data / "manifest.json").read_text())
+    total = manifest["evaluation"]["rows"]
+    last = json.loads(progress_file.read_text())
+    assert last["phase"] == "evaluating" and last["step"] == 2 and last["totalSteps"] == 2, last
+    schema = json.loads((ROOT / "containers" / "schemas" / "progress.schema.json").read_text())
+    jsonschema.validate(last, schema)
+    assert {k: last["evaluation"][k] for k in ("part", "done", "total")} == {"part": "fine-tuned", "done": total, "total": total}
+
+    # Again in this process, reading the file before every batch (the moment the stop check runs).
+    out = tmp_path / "output"
+    (out / "eval.json").unlink()
+    (out / "baseline" / "eval.json").unlink()
+    training_only = {k: last[k] for k in ("step", "totalSteps", "epoch", "loss", "learningRate", "tokensPerSec", "etaSeconds", "updatedAt")}
+    progress_file.write_text(json.dumps(training_only))
+    monkeypatch.setenv("CAMPAIGN_PROGRESS_FILE", str(progress_file))
+    monkeypatch.setenv("CAMPAIGN_PROGRESS_INTERVAL", "0")
+    seen: list[dict[str, Any]] = []
+
+    def stopped() -> bool:
+        seen.append(json.loads(progress_file.read_text()))
+        return False
+
+    assert evaluate.run_evaluation(spec, data, None, out, manifest, stopped) == 0
+    seen.append(json.loads(progress_file.read_text()))
+    batch = spec["evaluation"]["generation"]["batchSize"]
+    per_part = list(range(0, total, batch)) + [total]
+    assert [(p["evaluation"]["part"], p["evaluation"]["done"]) for p in seen] == (
+        [("baseline", d) for d in per_part[:-1]] + [("fine-tuned", d) for d in per_part]
+    ), "a new row count after every batch; each part starts at 0"
+    for p in seen:
+        jsonschema.validate(p, schema)
+        assert p["phase"] == "evaluating" and p["evaluation"]["total"] == total
+        assert {k: p[k] for k in training_only if k != "updatedAt"} == {k: v for k, v in training_only.items() if k != "updatedAt"}, "the training's fields are kept"
 
 
 def test_greedy_generation_ignores_the_models_own_sampling_defaults(tiny_causal: Path) -> None:
