@@ -1,6 +1,7 @@
 // The shape of the house: the imports between modules form no circle, nothing outside components/resources/
 // (and the Pulumi program's entry, index.ts) imports @pulumi/*, so `npm run plan` stays pure and fast, and
-// each folder of components/ imports only what its README.md allows.
+// each folder of components/ imports only what its README.md allows, and every test sits in the test/ folder
+// that mirrors what it tests.
 //
 //   node --import tsx --test test/layout.test.ts
 import { test } from "node:test";
@@ -153,4 +154,47 @@ test("no tracked file cites source documents outside the repository (see docs/ca
         });
     }
     assert.deepEqual(hits, [], "name the campaign or its preset instead (docs/campaigns.md)");
+});
+
+// Tests mirror the folders (test/README.md): test/<folder>/x.test.ts tests components/<folder>/ or scripts/<folder>/,
+// so the folder must exist in one of them; only this file, which tests the whole tree, sits at the top of test/.
+// helpers/, fixtures/ and python/ hold shared code, data and the pytest suite: never a TypeScript test.
+const NOT_TEST_FOLDERS = new Set(["helpers", "fixtures", "python"]);
+
+/** Every *.test.ts under test/, relative to test/. */
+function testFiles(dir = ""): string[] {
+    return fs.readdirSync(path.join(root, "test", dir), { withFileTypes: true }).flatMap((entry) => {
+        const rel = path.join(dir, entry.name);
+        if (entry.isDirectory()) return entry.name === "node_modules" || entry.name === "__pycache__" ? [] : testFiles(rel);
+        return entry.name.endsWith(".test.ts") ? [rel] : [];
+    });
+}
+
+/** Why a test file sits where it should not, or undefined when it mirrors a folder. */
+function strayTest(rel: string): string | undefined {
+    const parts = rel.split(path.sep);
+    if (parts.length === 1) return rel === "layout.test.ts" ? undefined : `test/${rel} sits at the top of test/: move it into the test/<folder>/ of what it tests`;
+    const folder = parts[0]!;
+    if (parts.length > 2) return `test/${rel} is nested below test/${folder}/: put it in test/${folder}/ itself`;
+    if (NOT_TEST_FOLDERS.has(folder)) return `test/${rel}: test/${folder}/ holds no TypeScript tests; move it into the test/<folder>/ of what it tests`;
+    const mirrored = ["components", "scripts"].some((top) => fs.statSync(path.join(root, top, folder), { throwIfNoEntry: false })?.isDirectory());
+    return mirrored ? undefined : `test/${rel}: test/${folder}/ mirrors no components/${folder}/ or scripts/${folder}/`;
+}
+
+test("every TypeScript test sits in the test/ folder that mirrors what it tests (test/README.md)", () => {
+    const files = testFiles();
+    assert.ok(files.includes("layout.test.ts") && files.length > 10, `test files found: ${files.join(", ")}`);
+    const problems = files.map(strayTest).filter((p): p is string => p !== undefined);
+    assert.deepEqual(problems, []);
+});
+
+test("the mirror rule itself: what it refuses and what it accepts", () => {
+    const join = (...p: string[]) => p.join(path.sep);
+    assert.match(strayTest("stray.test.ts") ?? "", /sits at the top of test\//);
+    assert.match(strayTest(join("helpers", "x.test.ts")) ?? "", /holds no TypeScript tests/);
+    assert.match(strayTest(join("nowhere", "x.test.ts")) ?? "", /mirrors no components\/nowhere\/ or scripts\/nowhere\//);
+    assert.match(strayTest(join("plan", "deep", "x.test.ts")) ?? "", /nested below test\/plan\//);
+    for (const ok of ["layout.test.ts", join("plan", "x.test.ts"), join("resources", "x.test.ts"), join("cli", "x.test.ts"), join("rehearsal", "x.test.ts")]) {
+        assert.equal(strayTest(ok), undefined, ok);
+    }
 });
