@@ -5,7 +5,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { z } from "zod";
-import { contractJson, manifest } from "../components/campaign/contract";
+import { contractJson, controlRequest, manifest } from "../components/campaign/contract";
 import { jobSpec, progress, status } from "../components/campaign/jobSpec";
 import { metricsRecord } from "../components/campaign/metricsHistory";
 
@@ -19,6 +19,7 @@ export function renderSchemas(): Record<string, string> {
         "progress.schema.json": render(progress, "campaign job progress file"),
         "status.schema.json": render(status, "campaign run status.json"),
         "manifest.schema.json": render(manifest, "campaign prepared dataset manifest.json"),
+        "control.schema.json": render(controlRequest, "campaign control object (control.json): a graceful stop or restart"),
         "metrics-history.schema.json": render(metricsRecord, "campaign training history: one line of metrics.jsonl"),
         "contract.json": JSON.stringify({ title: "campaign constants shared by TypeScript, the node runner and the jobs", ...contractJson() }, null, 2) + "\n",
     };

@@ -108,7 +108,32 @@ export const manifest = z
     .loose();
 export type Manifest = z.output<typeof manifest>;
 
+/**
+ * What a control object (runs/<campaign>/control.json for every run, runs/<campaign>/<run>/control.json for one; keys
+ * in layout.ts) may ask of a node: both save a checkpoint (SIGTERM to the job), sync it, write the status
+ * `interrupted` and end the node. They differ in what the next `pulumi up` does (components/campaign/relaunch.ts):
+ * a `stop`ped run gets no node until the stop is cleared (`campaign continue`); a `restart`ed run gets a new node
+ * that resumes. Neither ever touches a run that succeeded.
+ */
+export const controlActions = ["stop", "restart"] as const;
+export type ControlAction = (typeof controlActions)[number];
+
+/**
+ * A control object as `campaign stop` writes it. The node runner acts on `action` only and logs a warning for any
+ * action it does not know (never fatal); `requestedAt` (ISO 8601) and `requestedBy` say who asked, for people.
+ * Every write is a new body (its time), so a new request always has a new ETag, which is how a node tells a new
+ * request from one that was there before it started.
+ */
+export const controlRequest = z
+    .object({
+        action: z.enum(controlActions),
+        requestedAt: z.string().min(1),
+        requestedBy: z.string().optional(),
+    })
+    .strict();
+export type ControlRequest = z.output<typeof controlRequest>;
+
 /** Everything above that is plain data, as containers/schemas/contract.json carries it. */
 export function contractJson(): Record<string, unknown> {
-    return { phases, terminalPhases, exitCodes, jobPaths, markers, evaluationFiles, splits, manifestVersion: MANIFEST_VERSION };
+    return { phases, terminalPhases, exitCodes, jobPaths, markers, evaluationFiles, splits, manifestVersion: MANIFEST_VERSION, controlActions };
 }

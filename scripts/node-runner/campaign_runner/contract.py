@@ -28,3 +28,5 @@ MARKERS: Dict[str, str] = dict(_CONTRACT["markers"])
 
 SUCCESS_MARKER: str = MARKERS["datasetComplete"]
 CHECKPOINT_MARKER: str = MARKERS["checkpointComplete"]
+# What a control object (control.json, a graceful stop) may ask for: stop, restart.
+CONTROL_ACTIONS: Tuple[str, ...] = tuple(_CONTRACT["controlActions"])

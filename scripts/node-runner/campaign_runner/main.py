@@ -15,6 +15,7 @@ AWS call at an emulator, AWS_EC2_METADATA_SERVICE_ENDPOINT at a fake metadata se
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -32,6 +33,7 @@ from . import datavolume
 from .agent import MetricsAgent
 from .aws import AwsCli, Cancelled, NOT_FOUND, tail_brief
 from .contract import SUCCESS_MARKER
+from .control import ControlPoller
 from .imds import SPOT_ACTION_PATH, Imds
 from .job import Job, JobLayout, docker_run_argv, ecr_registry
 from .logs import Log, utc_now_iso
@@ -124,6 +126,8 @@ class Runner:
         self._heartbeat_cancel = threading.Event()
         self._finished = threading.Event()
         self._shutdown_called = False
+        self.signal_at: Optional[float] = None  # when SIGTERM/SIGINT came: the unit's stop timeout counts from it
+        self._system_stopping: Optional[bool] = None
 
     # ------------------------------------------------------------------ stops
 
@@ -138,6 +142,8 @@ class Runner:
     def on_signal(self, signum: int, _frame: object) -> None:
         name = signal.Signals(signum).name[3:]
         self.log("received SIG%s" % name)
+        if self.signal_at is None:
+            self.signal_at = time.monotonic()
         self.request_stop(StopDetail(StopKind.SIGNAL, signal_name=name))
 
     def watch_spot(self) -> None:
@@ -159,6 +165,31 @@ class Runner:
                 self.log("instance metadata answers again after %.0f s" % (time.monotonic() - failing_since))
                 failing_since = None
             self._finished.wait(self.s.spot_poll_seconds)
+
+    def on_control(self, action: str, uri: str) -> None:
+        """A control object asked for a graceful stop or restart: the main loop sends SIGTERM within a tick."""
+        self.request_stop(StopDetail(StopKind.CONTROL, control_action=action, control_uri=uri))
+
+    def system_going_down(self) -> bool:
+        """Whether systemd is stopping the whole system (`systemctl is-system-running` says "stopping"): a SIGTERM
+        then comes from an instance being terminated or stopped, and the OS powers off by itself."""
+        if self._system_stopping is None:
+            try:
+                out = subprocess.run(["systemctl", "is-system-running"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     timeout=10, check=False)
+                self._system_stopping = out.stdout.decode("utf-8", "replace").strip() == "stopping"
+            except (OSError, subprocess.TimeoutExpired):
+                self._system_stopping = False
+            if self._system_stopping:
+                self.log("the system is shutting down (systemctl is-system-running: stopping)")
+        return self._system_stopping
+
+    def settled_stop(self) -> Optional[StopDetail]:
+        """The stop as the final status names it: a signal says whether the OS was going down."""
+        stop = self.stop
+        if stop is not None and stop.kind is StopKind.SIGNAL and not stop.system_stopping and self.system_going_down():
+            stop = dataclasses.replace(stop, system_stopping=True)
+        return stop
 
     def watch_max_runtime(self) -> None:
         """Counted from the runner's start and acted on once the job runs (then within a tick, whatever is
@@ -492,7 +523,7 @@ class Runner:
             outcome = Outcome("failed", str(e))
         except (Cancelled, StagingError) as e:
             if self.stop is not None and isinstance(e, Cancelled):
-                outcome = before_job_reason(self.stop)
+                outcome = before_job_reason(self.settled_stop() or self.stop)
             else:
                 outcome = Outcome("failed", str(e))
         except datavolume.DataVolumeError as e:
@@ -513,6 +544,10 @@ class Runner:
                                                                    self.status.instance_type or "unknown", self.status.instance_id or ""))
         threading.Thread(target=self.watch_spot, name="spot-watcher", daemon=True).start()
         threading.Thread(target=self.watch_max_runtime, name="max-runtime", daemon=True).start()
+        if self.s.control_uris:
+            poller = ControlPoller(self.aws, self.s.control_uris, self.s.control_poll_seconds, self.state_dir, self.log,
+                                   self.status.warn, self.on_control, self._finished)
+            threading.Thread(target=poller.run, name="control", daemon=True).start()
         self.log(self.aws.tune_transfers(self.status.instance_type, os.path.join(self.state_dir, "aws-config"), os.cpu_count() or 1))
 
         self.check_previous_status()
@@ -550,7 +585,7 @@ class Runner:
         if self.agent.stop():
             self.status.note("CloudWatch agent stopped")
         self.final_checkpoint_sync()
-        outcome = classify(code, self.stop, self.job_log_tail(), self.out_of_space())
+        outcome = classify(code, self.settled_stop(), self.job_log_tail(), self.out_of_space())
         if outcome.phase != "uploading":
             return outcome
         self.status.uploading()
@@ -565,8 +600,23 @@ class Runner:
             return
         self._final_pass_done = True
         self.sync.stop()
-        spot = self.stop is not None and self.stop.kind is StopKind.SPOT
-        self.sync.sync_once(prune=False, newest_only=spot)
+        kind = self.stop.kind if self.stop is not None else None
+        if kind is StopKind.SIGNAL and self.signal_at is not None:
+            # systemd gives the unit UNIT_STOP seconds from the SIGTERM: the sync ends in time for the final word.
+            budget = self.signal_at + self.s.unit_stop_seconds - (EXIT_PATH_AWS_TIMEOUT + 30) - time.monotonic()
+            self.log("the OS path: %.0f s left to sync the newest checkpoint" % max(budget, 0))
+            cancel = threading.Event()
+            timer = threading.Timer(max(budget, 0), cancel.set)
+            timer.daemon = True
+            timer.start()
+            try:
+                self.sync.sync_once(cancel=cancel, prune=False, newest_only=True)
+            except Cancelled:
+                self.log("the newest checkpoint did not reach S3 within the stop budget; the last one synced before stays the one a new node resumes")
+            finally:
+                timer.cancel()
+            return
+        self.sync.sync_once(prune=False, newest_only=kind is StopKind.SPOT)
 
     def finish(self, outcome: Outcome, noop: bool) -> int:
         """The one way out: never raises, ends in exactly one `shutdown -h now`."""
@@ -662,6 +712,11 @@ class Runner:
         if self._shutdown_called:
             return
         self._shutdown_called = True
+        if self.stop is not None and self.stop.kind is StopKind.SIGNAL and self.system_going_down():
+            # The OS is already powering off (the instance is being terminated or stopped): no second shutdown.
+            self.log("the system is already shutting down: no shutdown call")
+            self.log.close()
+            return
         self.log.close()
         try:
             subprocess.run(["shutdown", "-h", "now"], check=False, timeout=60)

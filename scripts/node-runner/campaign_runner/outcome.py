@@ -29,6 +29,7 @@ class StopKind(enum.Enum):
     MAX_RUNTIME = "max-runtime"
     GPU_IDLE = "gpu-idle"
     STALL = "stall"
+    CONTROL = "control"  # a control object asked for a graceful stop or restart (control.py)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,10 @@ class StopDetail:
     # What the reason names: the notice's body, the signal's name, the limits.
     notice: str = ""
     signal_name: str = ""
+    # A signal while the OS was going down (systemd stopping every unit: the instance is terminated or stopped).
+    system_stopping: bool = False
+    control_action: str = ""
+    control_uri: str = ""
     max_runtime_seconds: int = 0
     gpu_threshold: float = 0.0
     gpu_window_seconds: int = 0
@@ -79,7 +84,24 @@ def stop_reason(stop: StopDetail, job_exit: str) -> str:
     if stop.kind is StopKind.STALL:
         return ("stopped by the progress-stall watchdog: no new step for %d s after step %s (a hung collective or "
                 "data loader?); %s" % (stop.stall_seconds, stop.stalled_at_step, job_exit))
-    return "the runner was stopped by SIG%s; %s" % (stop.signal_name, job_exit)
+    if stop.kind is StopKind.CONTROL:
+        return "%s; %s" % (control_reason(stop), job_exit)
+    return "%s; %s" % (signal_reason(stop), job_exit)
+
+
+def control_reason(stop: StopDetail) -> str:
+    return "stopped on request (%s in %s)" % (stop.control_action, stop.control_uri)
+
+
+def signal_reason(stop: StopDetail) -> str:
+    if stop.system_stopping:
+        return "the node is shutting down: instance terminated or stopped (SIG%s from the OS)" % stop.signal_name
+    return "the runner was stopped by SIG%s" % stop.signal_name
+
+
+# Stops that leave the run resumable: the job was asked to save and the next node resumes from the newest complete
+# checkpoint. A watchdog or the max runtime, by contrast, would end the next attempt the same way: failed.
+INTERRUPTING = (StopKind.SPOT, StopKind.SIGNAL, StopKind.CONTROL)
 
 
 def classify(job_code: int, stop: Optional[StopDetail], job_log_tail: str, out_of_space: Optional[str]) -> Outcome:
@@ -89,7 +111,7 @@ def classify(job_code: int, stop: Optional[StopDetail], job_log_tail: str, out_o
         return Outcome("uploading", None)
     job_exit = "job exit %d (%s)" % (job_code, describe_exit(job_code))
     if stop is not None:
-        phase = "interrupted" if stop.kind is StopKind.SPOT else "failed"
+        phase = "interrupted" if stop.kind in INTERRUPTING else "failed"
         return Outcome(phase, stop_reason(stop, job_exit))
     reason = "the job exited with code %d (%s)" % (job_code, describe_exit(job_code))
     if out_of_space:
@@ -105,4 +127,6 @@ def before_job_reason(stop: StopDetail) -> Outcome:
         return Outcome("interrupted", "spot interruption notice before the job started: %s" % stop.notice[:300])
     if stop.kind is StopKind.MAX_RUNTIME:
         return Outcome("failed", "reached the max runtime of %d s before the job started" % stop.max_runtime_seconds)
-    return Outcome("failed", "the runner was stopped by SIG%s before the job ran" % stop.signal_name)
+    if stop.kind is StopKind.CONTROL:
+        return Outcome("interrupted", "%s before the job started" % control_reason(stop))
+    return Outcome("interrupted", "%s before the job ran" % signal_reason(stop))

@@ -72,6 +72,11 @@ class Settings:
     disk_by_id_dir: str
     s3_retry_attempts: int
     s3_retry_base_seconds: float
+    # The control objects (control.py): this run's and the campaign's; empty when not given.
+    control_uris: Tuple[str, ...] = ()
+    control_poll_seconds: int = 30
+    # systemd's TimeoutStopSec for the unit (components/node/runnerSettings.ts): the exit path after a SIGTERM fits in it.
+    unit_stop_seconds: int = 360
 
     @property
     def is_train(self) -> bool:
@@ -179,6 +184,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         if value is not None and not S3_URI.match(value):
             r.problems.append("%s is not an s3:// URI: %r" % (name, value))
         uris[name] = value
+    for name in ("CAMPAIGN_RUN_CONTROL_URI", "CAMPAIGN_CAMPAIGN_CONTROL_URI"):
+        value = r.text(name)
+        if value is not None and not S3_URI.match(value):
+            r.problems.append("%s is not an s3:// URI: %r" % (name, value))
+        uris[name] = value
     if role == "train" and not uris["CAMPAIGN_DATA_URI"]:
         r.problems.append("CAMPAIGN_DATA_URI is required for train")
 
@@ -240,6 +250,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         disk_by_id_dir=r.text("CAMPAIGN_DISK_BY_ID_DIR", "/dev/disk/by-id") or "/dev/disk/by-id",
         s3_retry_attempts=max(r.whole("CAMPAIGN_S3_RETRY_ATTEMPTS", 6), 1),
         s3_retry_base_seconds=r.number("CAMPAIGN_S3_RETRY_BASE_SECONDS", 1.0),
+        control_uris=tuple(u for u in (uris["CAMPAIGN_RUN_CONTROL_URI"], uris["CAMPAIGN_CAMPAIGN_CONTROL_URI"]) if u),
+        control_poll_seconds=max(r.whole("CAMPAIGN_CONTROL_POLL_SECONDS", 30), 1),
+        unit_stop_seconds=r.whole("CAMPAIGN_UNIT_STOP_SECONDS", 360),
     )
     if r.problems:
         raise SettingsError(r.problems)
