@@ -14,6 +14,8 @@
 //   runs/<campaign>/<run>/logs/...
 //   runs/<campaign>/<run>/metrics/<attempt>.jsonl        the training history of one node (attempt), uploaded whole
 //   runs/<campaign>/<run>/metrics/<attempt>.status.json  that attempt's final status (components/report/ merges them)
+//   runs/<campaign>/<run>/control.json     a graceful stop or restart of this run (`campaign stop --run R`)
+//   runs/<campaign>/control.json           the same for every run and the prep job (`campaign stop`, `campaign down`)
 //   runs/<campaign>/image/<tag>/context.tar.gz  the regional image build's context (images.buildOn: region)
 //   runs/<campaign>/image/logs/...              the image builds' logs
 import { evaluationFiles, markers } from "./contract";
@@ -77,6 +79,14 @@ export function campaignPrefix(campaign: string): string {
     return `runs/${campaign}/`;
 }
 
+/** The control object's file name: in a run's folder for that run, in the campaign's folder for all of them. */
+export const CONTROL_FILE = "control.json";
+
+/** The campaign-wide control object (contract.ts, controlRequest): every node of the campaign polls it. */
+export function campaignControlKey(campaign: string): string {
+    return `${campaignPrefix(campaign)}${CONTROL_FILE}`;
+}
+
 export interface RunKeys {
     readonly prefix: string;
     readonly spec: string;
@@ -86,6 +96,8 @@ export interface RunKeys {
     readonly logs: string;
     /** Each attempt's training history and final status (metricsHistory.ts): <attempt>.jsonl, <attempt>.status.json. */
     readonly metrics: string;
+    /** This run's control object (contract.ts, controlRequest): its node polls it beside campaignControlKey. */
+    readonly control: string;
 }
 
 /** Keys of one job of a campaign: a training run, or the prep job (run = PREP_RUN). */
@@ -99,6 +111,7 @@ export function runKeys(campaign: string, run: string): RunKeys {
         output: `${prefix}output/`,
         logs: `${prefix}logs/`,
         metrics: `${prefix}metrics/`,
+        control: `${prefix}${CONTROL_FILE}`,
     };
 }
 

@@ -3,7 +3,10 @@
 // a failed run is NOT relaunched while its settings are the same (an OOM, a bad config or a watchdog stop
 // fails again, and each attempt pays boot, image pull and staging), unless `compute.retries` allows it.
 // Changing the run's settings gives it a new spec hash, and that is a new attempt.
-import type { Phase } from "./contract";
+//
+// A graceful `stop` (components/campaign/control.ts) holds a run without a node until the stop is cleared; a
+// `restart` leaves it interrupted like any other, so it resumes; neither brings back a run that succeeded.
+import { terminalPhases, type ControlAction, type Phase } from "./contract";
 
 export interface RunRecord {
     /** The phase in the run's status.json; undefined when the run never started. */
@@ -12,10 +15,14 @@ export interface RunRecord {
     readonly lastSpecHash?: string;
     /** How many times the run has failed with lastSpecHash (the failed events in its status history, at least 1 when failed). */
     readonly failures: number;
+    /** The control action in effect for the run (its own control.json or the campaign's; a stop wins). */
+    readonly control?: ControlAction;
+    /** A control object that could not be read as one: ignored, and said as a warning. */
+    readonly controlProblem?: string;
 }
 
 export type RelaunchDecision =
-    | { readonly declare: false; readonly why: "succeeded" | "failed"; readonly reason: string }
+    | { readonly declare: false; readonly why: "succeeded" | "failed" | "stopped"; readonly reason: string }
     | { readonly declare: true; readonly why: "new" | "resume" | "changed" | "retry" | "running"; readonly reason: string };
 
 /**
@@ -23,6 +30,20 @@ export type RelaunchDecision =
  * @param retries compute.retries: automatic relaunches of a failed run with unchanged settings
  */
 export function relaunchDecision(run: string, record: RunRecord, specHash: string, retries: number): RelaunchDecision {
+    if (record.control === "stop" && record.phase !== "succeeded") {
+        // A node still working on the run ends itself (it polls the same object); declaring it until then keeps
+        // Pulumi from terminating it mid-save. Once it has ended, or before it ever started, the run waits.
+        if (record.phase !== undefined && !terminalPhases.includes(record.phase)) {
+            return { declare: true, why: "running", reason: `${run}: ${record.phase}, stop requested: its node saves a checkpoint and ends itself` };
+        }
+        return {
+            declare: false,
+            why: "stopped",
+            reason:
+                `${run}: stopped on request (${record.phase ?? "not started"}); it gets no node until the stop is cleared: ` +
+                `npm run campaign -- continue --stack <stack> [--run ${run}]`,
+        };
+    }
     switch (record.phase) {
         case undefined:
             return { declare: true, why: "new", reason: `${run}: new run` };

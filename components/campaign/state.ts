@@ -9,6 +9,9 @@
 // that already succeeded.
 import { GetObjectCommand, HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { isCredentialError, type AwsError } from "./awsErrors";
+import type { ControlAction } from "./contract";
+import { effectiveControl, parseControl } from "./control";
+import { campaignControlKey } from "./layout";
 import { phases, type Phase } from "./contract";
 import { datasetSuccessKey, PREP_RUN, runKeys } from "./layout";
 import { relaunchDecision, type RunRecord } from "./relaunch";
@@ -21,6 +24,14 @@ export interface CampaignStateReader {
     runPhase(run: string): Promise<Phase | undefined>;
     /** The run's phase, the spec hash its last node ran and how often it failed with it. */
     runRecord(run: string): Promise<RunRecord>;
+    /** The graceful-stop request in effect for a run (control.ts): its own control.json or the campaign's. */
+    control(run: string): Promise<ControlState>;
+}
+
+/** A run's control action, and a control object that was there but could not be read as one (ignored). */
+export interface ControlState {
+    readonly action?: ControlAction;
+    readonly problem?: string;
 }
 
 /** The state tests set directly: which datasets are prepared and each job's phase. */
@@ -33,6 +44,8 @@ export class StaticCampaignState implements CampaignStateReader {
             readonly specHashes?: Readonly<Record<string, string>>;
             /** How often each run failed with that spec; absent: 1 for a failed run. */
             readonly failures?: Readonly<Record<string, number>>;
+            /** Each run's control action in effect (a stop or restart request). */
+            readonly controls?: Readonly<Record<string, ControlAction>>;
         } = {},
     ) {}
     async prepSucceeded(prepHash: string): Promise<boolean> {
@@ -40,6 +53,10 @@ export class StaticCampaignState implements CampaignStateReader {
     }
     async runPhase(run: string): Promise<Phase | undefined> {
         return this.state.phases?.[run];
+    }
+    async control(run: string): Promise<ControlState> {
+        const action = this.state.controls?.[run];
+        return action ? { action } : {};
     }
     async runRecord(run: string): Promise<RunRecord> {
         const phase = this.state.phases?.[run];
@@ -98,6 +115,24 @@ export class S3CampaignState implements CampaignStateReader {
     async runPhase(run: string): Promise<Phase | undefined> {
         const body = await this.read(runKeys(this.campaign, run).status);
         return body === undefined ? undefined : phaseOf(body);
+    }
+
+    private campaignControl?: Promise<ControlState>;
+
+    async control(run: string): Promise<ControlState> {
+        // The campaign-wide object is read once per `pulumi up`, whatever the number of runs.
+        this.campaignControl ??= this.readControl(campaignControlKey(this.campaign));
+        const [own, all] = await Promise.all([this.readControl(runKeys(this.campaign, run).control), this.campaignControl]);
+        const action = effectiveControl(own.action, all.action);
+        const problem = [own.problem, all.problem].filter((p): p is string => p !== undefined).join("; ");
+        return { ...(action ? { action } : {}), ...(problem ? { problem } : {}) };
+    }
+
+    private async readControl(key: string): Promise<ControlState> {
+        const body = await this.read(key);
+        if (body === undefined) return {};
+        const parsed = parseControl(body, `s3://${this.bucket}/${key}`);
+        return "request" in parsed ? { action: parsed.request.action } : { problem: parsed.problem };
     }
 
     async runRecord(run: string): Promise<RunRecord> {
@@ -173,7 +208,10 @@ export async function readCampaignState(reader: CampaignStateReader, campaign: R
     const [prepReady, prepPhase, records] = await Promise.all([
         reader.prepSucceeded(campaign.prepSpec.prepHash),
         reader.runPhase(PREP_RUN),
-        Promise.all(campaign.runs.map((run) => reader.runRecord(run.name))),
+        Promise.all(campaign.runs.map(async (run) => {
+            const [record, control] = await Promise.all([reader.runRecord(run.name), reader.control(run.name)]);
+            return { ...record, ...(control.action ? { control: control.action } : {}), ...(control.problem ? { controlProblem: control.problem } : {}) };
+        })),
     ]);
     const runPhases: Record<string, Phase | undefined> = {};
     const runRecords: Record<string, RunRecord> = {};
@@ -207,6 +245,7 @@ export function declarations(campaign: ResolvedCampaign, state: CampaignState): 
     campaign.runs.forEach((run, i) => {
         const phase = state.runPhases[run.name];
         const record = state.runRecords?.[run.name] ?? { phase, failures: phase === "failed" ? 1 : 0 };
+        if (record.controlProblem) warnings.push(`${run.name}: ${record.controlProblem}`);
         const decision = relaunchDecision(run.name, record, campaign.trainSpecs[i]!.specHash, retries);
         if (decision.declare) runs.push(run);
         else if (decision.why === "succeeded") finished.push(run.name);

@@ -2,6 +2,19 @@
 // these into /etc/campaign/runner.env through the user data; the tests and the rehearsal pass them as
 // environment variables. The runner reads nothing else, so the same script runs everywhere.
 
+/**
+ * systemd's TimeoutStopSec for the runner's unit (userData.ts), which the runner is also told
+ * (CAMPAIGN_UNIT_STOP_SECONDS) so that its exit path fits inside it: when the OS goes down (`pulumi destroy`
+ * terminates the instance, an ACPI shutdown), systemd sends the runner SIGTERM and waits this long before SIGKILL.
+ * The runner spends up to CAMPAIGN_SPOT_GRACE_SECONDS (80) on the job's checkpoint save, then syncs the newest
+ * checkpoint until 130 s are left, then writes the final status and logs (at most 120 s). EC2 bills nothing once
+ * the instance is shutting-down (docs/aws.md, "Stop and continue"), so the wait costs no compute.
+ */
+export const UNIT_STOP_TIMEOUT_SECONDS = 360;
+
+/** How often a node reads its control objects (a graceful stop or restart, layout.ts CONTROL_FILE), by default. */
+export const CONTROL_POLL_SECONDS = 30;
+
 export interface RunnerSettings {
     /** prep: writes a dataset; train: trains one run. */
     readonly role: "prep" | "train";
@@ -64,6 +77,12 @@ export interface RunnerSettings {
     /** compute.dataVolumeGb: the EBS volume attached to this node (vol-...). The runner finds it by id under
      *  /dev/disk/by-id, formats it once, mounts it and stages the dataset there. */
     readonly dataVolumeId?: string;
+    /** This run's control object (runs/<campaign>/<run>/control.json) and the campaign's (runs/<campaign>/control.json):
+     *  the runner polls both and stops gracefully on a `stop` or `restart` (components/campaign/control.ts). */
+    readonly runControlUri?: string;
+    readonly campaignControlUri?: string;
+    /** Seconds between control-object polls. Default CONTROL_POLL_SECONDS. */
+    readonly controlPollSeconds?: number;
 }
 
 /** The settings as environment variables: the runner's whole input. */
@@ -83,6 +102,7 @@ export function runnerEnv(s: RunnerSettings): Record<string, string> {
         CAMPAIGN_GPU_IDLE_MINUTES: String(s.gpuIdleMinutes),
         CAMPAIGN_GPU_IDLE_THRESHOLD: String(s.gpuIdleThreshold),
         CAMPAIGN_KEEP_CHECKPOINTS: String(s.keepCheckpoints),
+        CAMPAIGN_UNIT_STOP_SECONDS: String(UNIT_STOP_TIMEOUT_SECONDS),
         CAMPAIGN_SECRET_PARAMETERS: Object.entries(s.secretParameters)
             .map(([name, parameter]) => `${name}=${parameter}`)
             .join(","),
@@ -105,6 +125,9 @@ export function runnerEnv(s: RunnerSettings): Record<string, string> {
         ["CAMPAIGN_METRICS_AGENT_INSTALL", s.metricsAgentInstall],
         ["CAMPAIGN_STALL_MINUTES", s.stallMinutes?.toString()],
         ["CAMPAIGN_DATA_VOLUME_ID", s.dataVolumeId],
+        ["CAMPAIGN_RUN_CONTROL_URI", s.runControlUri],
+        ["CAMPAIGN_CAMPAIGN_CONTROL_URI", s.campaignControlUri],
+        ["CAMPAIGN_CONTROL_POLL_SECONDS", s.controlPollSeconds?.toString()],
     ];
     for (const [key, value] of optional) if (value !== undefined && value !== "") env[key] = value;
     return env;

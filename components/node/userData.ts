@@ -20,7 +20,7 @@ import YAML from "yaml";
 import { shellQuote } from "../campaign/shell";
 import { gpuAgentConfig } from "./metricsAgent";
 import { runnerKey } from "../campaign/layout";
-import { runnerEnv, type RunnerSettings } from "./runnerSettings";
+import { runnerEnv, UNIT_STOP_TIMEOUT_SECONDS, type RunnerSettings } from "./runnerSettings";
 
 /** EC2 refuses user data over 16 KB, counted on the raw bytes before base64. */
 export const USER_DATA_LIMIT_BYTES = 16_384;
@@ -174,6 +174,9 @@ export function workMountPath(settings: RunnerSettings): string {
     return settings.workDir ?? LOCAL_NVME_PATH;
 }
 
+/** What the unit runs when the runner has ended, whatever the way: power off, unless the system is already stopping. */
+export const STOP_POST_COMMAND = 'test "$$(systemctl is-system-running)" = stopping || exec /usr/sbin/shutdown -h now';
+
 function unitFile(capMinutes: number, fetch: boolean, mountsFor: string): string {
     return [
         "[Unit]",
@@ -192,10 +195,14 @@ function unitFile(capMinutes: number, fetch: boolean, mountsFor: string): string
         ...(fetch ? [`ExecStartPre=${RUNNER_FETCH_PATH}`] : []),
         `ExecStart=${RUNNER_PATH}`,
         // However the runner ends (its own shutdown, a crash, a failed download, a kill), the node goes down.
-        "ExecStopPost=/usr/sbin/shutdown -h now",
+        // ... unless the OS is already going down (EC2 terminating or stopping the instance): then there is nothing to
+        // ask. "$$" is systemd's literal "$" (systemd.service(5), Command lines).
+        `ExecStopPost=/bin/sh -c '${STOP_POST_COMMAND}'`,
         // SIGTERM to the runner only: it stops the job itself, syncs the checkpoint, writes the status.
         "KillMode=mixed",
-        "TimeoutStopSec=150",
+        // The runner's exit path on SIGTERM fits in this (runnerSettings.ts); the network and docker stop after it
+        // (After= above: systemd stops units in the reverse order of starting them).
+        `TimeoutStopSec=${UNIT_STOP_TIMEOUT_SECONDS}`,
         "Restart=no",
         "StandardOutput=journal+console",
         "StandardError=journal+console",

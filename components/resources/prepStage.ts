@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { PrepSpec } from "../campaign/jobSpec";
-import { datasetPrefix, inputKey, PREP_RUN, runKeys, s3Uri } from "../campaign/layout";
+import { campaignControlKey, datasetPrefix, inputKey, PREP_RUN, runKeys, s3Uri } from "../campaign/layout";
 import { shellQuote } from "../campaign/shell";
 import { JobNode, type RunnerUpload } from "./jobNode";
 import { runnerEnv, type RunnerSettings } from "../node/runnerSettings";
@@ -90,6 +90,8 @@ export function prepRunnerSettings(p: PrepSettingsInput): RunnerSettings {
         statusUri: s3Uri(p.bucket, keys.status),
         logsUri: s3Uri(p.bucket, keys.logs),
         outputUri: s3Uri(p.bucket, datasetPrefix(p.prepSpec.prepHash)),
+        runControlUri: s3Uri(p.bucket, keys.control),
+        campaignControlUri: s3Uri(p.bucket, campaignControlKey(p.prepSpec.campaign)),
         ...(inputUri ? { inputUri } : {}),
         ...(p.prepSpec.stageModels.length > 0 ? { modelOutputUri: s3Uri(p.bucket, "models/") } : {}),
         jobMode: "docker",

@@ -4,7 +4,7 @@ import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import type { ResolvedRun } from "../campaign/types";
 import type { TrainSpec } from "../campaign/jobSpec";
-import { datasetPrefix, modelPrefix, runKeys, s3Uri } from "../campaign/layout";
+import { campaignControlKey, datasetPrefix, modelPrefix, runKeys, s3Uri } from "../campaign/layout";
 import { JobNode, mergeDependsOn, type CapacityReservation, type Market, type RunnerUpload } from "./jobNode";
 import type { UserDataRenderer } from "../node/userData";
 import type { RunnerSettings } from "../node/runnerSettings";
@@ -45,6 +45,8 @@ export function trainRunnerSettings(t: TrainSettingsInput): RunnerSettings {
         logsUri: s3Uri(t.bucket, keys.logs),
         outputUri: s3Uri(t.bucket, keys.output),
         checkpointsUri: s3Uri(t.bucket, keys.checkpoints),
+        runControlUri: s3Uri(t.bucket, keys.control),
+        campaignControlUri: s3Uri(t.bucket, campaignControlKey(t.spec.campaign)),
         metricsUri: s3Uri(t.bucket, keys.metrics),
         dataUri: s3Uri(t.bucket, datasetPrefix(t.spec.prepHash)),
         modelUri: modelUriOf(t.bucket, t.spec.model),

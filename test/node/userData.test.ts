@@ -10,12 +10,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import YAML from "yaml";
-import type { RunnerSettings } from "../../components/node/runnerSettings";
+import { runnerEnv, UNIT_STOP_TIMEOUT_SECONDS, type RunnerSettings } from "../../components/node/runnerSettings";
 import {
     RUNNER_ENV_PATH,
     RUNNER_FETCH_PATH,
     RUNNER_PATH,
     RUNNER_UNIT,
+    STOP_POST_COMMAND,
     USER_DATA_LIMIT_BYTES,
     CLOUDWATCH_AGENT_CONFIG_PATH,
     DOCKER_IF_MISSING,
@@ -129,7 +130,9 @@ for (const [name, settings, script, options, variant] of variants) {
 
         const unit = file(config, `/etc/systemd/system/${RUNNER_UNIT}`)!.content;
         assert.match(unit, /^ExecStart=\/opt\/campaign\/run-job\.sh$/m);
-        assert.match(unit, /^ExecStopPost=\/usr\/sbin\/shutdown -h now$/m, "the node powers off whenever the runner stops");
+        assert.ok(unit.split("\n").includes(`ExecStopPost=/bin/sh -c '${STOP_POST_COMMAND}'`), "the node powers off whenever the runner stops");
+        assert.match(unit, new RegExp(`^TimeoutStopSec=${UNIT_STOP_TIMEOUT_SECONDS}$`, "m"), "the runner's exit path fits in the unit's stop timeout");
+        assert.equal(runnerEnv(settings).CAMPAIGN_UNIT_STOP_SECONDS, String(UNIT_STOP_TIMEOUT_SECONDS), "the runner is told the same timeout");
         const cap = hardCapMinutes(settings);
         assert.match(unit, new RegExp(`^ExecStartPre=-/usr/sbin/shutdown -h \\+${cap}$`, "m"));
         assert.deepEqual(config.runcmd[0], ["shutdown", "-h", `+${cap}`], "the backstop is armed first");
