@@ -6,13 +6,17 @@
 import { S3Client } from "@aws-sdk/client-s3";
 import { checkExistingBucket } from "./components/campaign/existingBucket";
 import { observeCampaignBucket } from "./components/campaign/bucketAdoption";
+import { clientCredentials, type AssumeRoleSetting } from "./components/campaign/assumeRoles";
 import { S3CampaignState } from "./components/campaign/state";
 import { program } from "./components/resources/program";
 import { renderNodeUserData } from "./components/node/userData";
 
+/** An S3 client as the stack's identity: aws:profile, then aws:assumeRoles assumed in order. */
+const s3 = (region: string, profile?: string, assumeRoles?: readonly AssumeRoleSetting[]) => new S3Client({ region, ...clientCredentials({ region, profile, assumeRoles }) });
+
 export = program({
-    stateReader: (bucket, campaign, region, profile) => S3CampaignState.forRegion(bucket, campaign, region, profile),
+    stateReader: (bucket, campaign, region, profile, assumeRoles) => new S3CampaignState(s3(region, profile, assumeRoles), bucket, campaign),
     renderUserData: renderNodeUserData,
-    bucketCheck: (bucket, accountId, region, profile) => checkExistingBucket(new S3Client({ region, ...(profile ? { profile } : {}) }), bucket, accountId, region),
-    bucketObserver: (bucket, accountId, region, profile) => observeCampaignBucket(new S3Client({ region, ...(profile ? { profile } : {}) }), bucket, accountId),
+    bucketCheck: (bucket, accountId, region, profile, assumeRoles) => checkExistingBucket(s3(region, profile, assumeRoles), bucket, accountId, region),
+    bucketObserver: (bucket, accountId, region, profile, assumeRoles) => observeCampaignBucket(s3(region, profile, assumeRoles), bucket, accountId),
 });

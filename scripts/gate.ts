@@ -8,7 +8,8 @@
 // makes it (scripts/image-build.ts started it); a failed build fails the gate with the build's last log lines.
 // Exits 0 when the marker (and the image) exist; 1 with the reason (and the prep's last log lines) when it never will; 2 on
 // bad arguments. Uses the AWS SDK with the standard credential chain (AWS_PROFILE, which the Campaign sets from
-// aws:profile) and honours AWS_ENDPOINT_URL (the tests use a local emulator). Environment:
+// aws:profile), then assumes the roles of CAMPAIGN_ASSUME_ROLES in order (aws:assumeRoles, components/campaign/
+// assumeRoles.ts), and honours AWS_ENDPOINT_URL (the tests use a local emulator). Environment:
 // CAMPAIGN_GATE_INTERVAL (seconds between polls, default 15), CAMPAIGN_GATE_LOG_LINES (default 50).
 import { DescribeInstancesCommand, EC2Client } from "@aws-sdk/client-ec2";
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
@@ -17,6 +18,7 @@ import { ECRClient } from "@aws-sdk/client-ecr";
 import { isCredentialError, type AwsError } from "../components/campaign/awsErrors";
 import { gateVerdict, type GateLimits, type ImageObservation, type PrepStatus } from "../components/campaign/gate";
 import { buildLogTail, describeBuild, imageDigest } from "./image-build";
+import { localCommandCredentials } from "../components/campaign/assumeRoles";
 
 interface Args extends GateLimits {
     readonly logsUri: string;
@@ -70,9 +72,17 @@ function split(uri: string): { Bucket: string; Key: string } {
 const isMissing = (e: AwsError) => e.name === "NoSuchKey" || e.$metadata?.httpStatusCode === 404;
 const say = (line: string) => process.stdout.write(`gate: ${line}\n`);
 
-function clients(): { s3: S3Client; ec2: EC2Client } {
+/** The gate's clients, as the stack's identity: AWS_PROFILE, then the roles of CAMPAIGN_ASSUME_ROLES in order. */
+function clients(): { s3: S3Client; ec2: EC2Client; ecr: ECRClient; codebuild: CodeBuildClient } {
     const endpoint = process.env.AWS_ENDPOINT_URL;
-    return { s3: new S3Client({ ...(endpoint ? { endpoint, forcePathStyle: true } : {}) }), ec2: new EC2Client({ ...(endpoint ? { endpoint } : {}) }) };
+    const identity = localCommandCredentials();
+    return {
+        s3: new S3Client({ ...identity, ...(endpoint ? { endpoint, forcePathStyle: true } : {}) }),
+        ec2: new EC2Client({ ...identity, ...(endpoint ? { endpoint } : {}) }),
+        // ECR and CodeBuild read AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_ECR / _CODEBUILD) themselves.
+        ecr: new ECRClient({ ...identity }),
+        codebuild: new CodeBuildClient({ ...identity }),
+    };
 }
 
 /**
@@ -140,10 +150,7 @@ async function observeImage(ecr: ECRClient, codebuild: CodeBuildClient, image: N
 }
 
 export async function runGate(args: Args): Promise<number> {
-    const { s3, ec2 } = clients();
-    // ECR and CodeBuild read AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_ECR / _CODEBUILD) themselves.
-    const ecr = new ECRClient({});
-    const codebuild = new CodeBuildClient({});
+    const { s3, ec2, ecr, codebuild } = clients();
     let lastBuild: Build | undefined;
     const logLines = Number(process.env.CAMPAIGN_GATE_LOG_LINES ?? "50");
     const started = Date.now();

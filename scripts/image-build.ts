@@ -16,6 +16,7 @@ import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { gunzipSync } from "node:zlib";
 import { FAILED_BUILD } from "../components/campaign/gate";
 import { formatBuildStart } from "../components/campaign/imageTag";
+import { localCommandCredentials } from "../components/campaign/assumeRoles";
 
 interface AwsError {
     name?: string;
@@ -105,8 +106,10 @@ export function parseArgs(argv: readonly string[]): Args {
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
 export async function runImageBuild(args: Args): Promise<number> {
-    const ecr = new ECRClient({});
-    const codebuild = new CodeBuildClient({});
+    // As the stack's identity: AWS_PROFILE, then the roles of CAMPAIGN_ASSUME_ROLES (aws:assumeRoles) in order.
+    const identity = localCommandCredentials();
+    const ecr = new ECRClient({ ...identity });
+    const codebuild = new CodeBuildClient({ ...identity });
     const existing = await imageDigest(ecr, args.repository, args.tag);
     if (existing) {
         say(`${args.repository}:${args.tag} is already in ECR: not rebuilt`);
@@ -121,7 +124,7 @@ export async function runImageBuild(args: Args): Promise<number> {
     if (!args.wait) return 0;
 
     const endpoint = process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
-    const s3 = new S3Client(endpoint ? { endpoint, forcePathStyle: true } : {});
+    const s3 = new S3Client({ ...identity, ...(endpoint ? { endpoint, forcePathStyle: true } : {}) });
     const began = Date.now();
     for (;;) {
         const build = await describeBuild(codebuild, buildId);

@@ -33,6 +33,7 @@ import { Secrets } from "./secrets";
 import { TrainingRun } from "./trainingRun";
 import { campaignRunnerObject } from "../node/userData";
 import { nodeZone, reservationTarget } from "../plan/capacity";
+import { ASSUME_ROLES_ENV } from "../campaign/assumeRoles";
 
 
 export interface CampaignArgs {
@@ -63,9 +64,17 @@ export interface CampaignCredentials {
     readonly assumeRoles?: aws.types.input.ProviderAssumeRole[];
 }
 
-/** The environment of the campaign's local commands (the gate, local prep): the region, and the profile if one is set. */
+/**
+ * The environment of the campaign's local commands (the gate, the image step, local prep): the region, the profile if
+ * one is set, and aws:assumeRoles as JSON (CAMPAIGN_ASSUME_ROLES), which the gate and the image step assume in order.
+ */
 export function localCommandEnv(region: string, credentials: CampaignCredentials = {}): Record<string, string> {
-    return { AWS_REGION: region, AWS_DEFAULT_REGION: region, ...(credentials.profile ? { AWS_PROFILE: credentials.profile } : {}) };
+    return {
+        AWS_REGION: region,
+        AWS_DEFAULT_REGION: region,
+        ...(credentials.profile ? { AWS_PROFILE: credentials.profile } : {}),
+        ...(credentials.assumeRoles?.length ? { [ASSUME_ROLES_ENV]: JSON.stringify(credentials.assumeRoles) } : {}),
+    };
 }
 
 export interface NodeSummary {
@@ -350,6 +359,7 @@ export class Campaign extends pulumi.ComponentResource {
                         runner: runnerUpload(),
                         renderUserData: args.renderUserData,
                         tags: campaignTags(ctx, "train", run.name),
+                        evaluateOnly: declared.evaluateOnly.includes(run.name),
                     },
                     { ...child, dependsOn: [gate] },
                 );

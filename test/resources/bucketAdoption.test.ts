@@ -1,4 +1,5 @@
-// The program under mocks with the campaign's bucket already there: a bucket kept by an earlier destroy, with the
+// The program under mocks with the campaign's bucket already there (and the stack's aws:assumeRoles, which the bucket
+// look, the state reader and the gate use): a bucket kept by an earlier destroy, with the
 // campaign's tags, is declared with the `import` option and its hardening settings are declared as before; one that
 // is not ours stops the program before anything is declared; a new stack creates its bucket without import.
 //
@@ -153,4 +154,25 @@ test("storage.existingBucket is never looked at for adoption (it has its own che
     });
     assert.deepEqual(looked, []);
     assert.equal(ofProgram(declared, "given").filter((d) => d.type === "aws:s3/bucket:Bucket").length, 0);
+});
+
+test("aws:assumeRoles reaches the bucket look and the state reader, and the gate's environment as CAMPAIGN_ASSUME_ROLES", async () => {
+    const roles = [{ roleArn: `arn:aws:iam::${ACCOUNT}:role/ml-campaigns`, sessionName: "campaign", externalId: "x-1", duration: "1h" }];
+    pulumi.runtime.setAllConfig({ "campaign:preset": "dev", "aws:profile": "ml-team", "aws:assumeRoles": JSON.stringify(roles) });
+    const seen: unknown[] = [];
+    await program({
+        name: "roles",
+        renderUserData: renderNodeUserData,
+        stateReader: (_bucket, _campaign, _region, profile, assumeRoles) => (seen.push(["state", profile, assumeRoles]), new StaticCampaignState()),
+        bucketObserver: async (_bucket, _account, _region, profile, assumeRoles) => (seen.push(["bucket", profile, assumeRoles]), { kind: "absent" }),
+        opts: { transformations: [recorder] },
+    });
+    assert.deepEqual(seen, [
+        ["bucket", "ml-team", roles],
+        ["state", "ml-team", roles],
+    ]);
+    for (let i = 0; i < 300 && !registered.some((r) => r.name === "roles-gate"); i++) await new Promise((r) => setTimeout(r, 10));
+    const gate = registered.find((r) => r.name === "roles-gate")!;
+    assert.equal(gate.inputs.environment.AWS_PROFILE, "ml-team");
+    assert.deepEqual(JSON.parse(gate.inputs.environment.CAMPAIGN_ASSUME_ROLES), roles, "the gate assumes the same roles");
 });
