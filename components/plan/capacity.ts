@@ -168,7 +168,7 @@ export function capacityNotes(campaign: ResolvedCampaign): string[] {
         const sameType = campaign.runs.filter((r) => r.instanceType === run.instanceType).map((r) => r.name);
         lines.push(
             `fallback order for ${sameType.length === campaign.runs.length ? "every run" : `run(s) ${sameType.join(", ")}`}: ` +
-                [run.instanceType, ...runFallbackTypes(campaign.experiment, run)].map((t) => `${t}${where}`).join("; then ") +
+                [run.instanceType, ...runFallbackTypes(campaign.experiment, run)].map((t) => `${t} ($${getInstance(t).onDemandUsdPerHour}/h on demand)${where}`).join("; then ") +
                 " (compute.fallbackInstanceTypes: campaign preflight names the first that is offered; the node launches as the configured type)",
         );
     }

@@ -9,6 +9,7 @@ import { resolveCampaign } from "../../components/campaign/resolve";
 import type { ResolvedCampaign } from "../../components/campaign/types";
 import { loadPreset, mergeConfig } from "../../components/config/presets";
 import { capacityNotes, configFor, fallbackRefusal, launchOrder } from "../../components/plan/capacity";
+import { getInstance } from "../../components/plan/catalog";
 import { checkLaunchOrder, type CandidateFacts } from "../../components/plan/preflight";
 
 const campaign = (preset: string, override: unknown = {}): ResolvedCampaign => resolveCampaign(mergeConfig(loadPreset(preset), override as never), `stacks/${preset}.yaml`);
@@ -56,8 +57,9 @@ test("the launch order: the run's own type in each zone first, then each fallbac
 test("the plan lists the fallback order and names the first fallback type when a zone has no capacity", () => {
     const c = campaign("dev", { compute: { availabilityZones: ["us-east-1c", "us-east-1a"], fallbackInstanceTypes: ["g6.2xlarge"] } });
     const notes = capacityNotes(c);
+    const price = (type: string) => getInstance(type).onDemandUsdPerHour;
     assert.match(notes[0]!, /GPU nodes launch in us-east-1c; next in order: us-east-1a/);
-    assert.ok(notes.includes("fallback order for every run: g5.2xlarge in us-east-1c, us-east-1a; then g6.2xlarge in us-east-1c, us-east-1a (compute.fallbackInstanceTypes: campaign preflight names the first that is offered; the node launches as the configured type)"), notes.join("\n"));
+    assert.ok(notes.includes(`fallback order for every run: g5.2xlarge ($${price("g5.2xlarge")}/h on demand) in us-east-1c, us-east-1a; then g6.2xlarge ($${price("g6.2xlarge")}/h on demand) in us-east-1c, us-east-1a (compute.fallbackInstanceTypes: campaign preflight names the first that is offered; the node launches as the configured type)`), notes.join("\n"));
     const ice = notes.find((l) => l.includes("InsufficientInstanceCapacity"))!;
     assert.match(ice, /put us-east-1a first in compute\.availabilityZones and run pulumi up again, set compute\.instanceType: g6\.2xlarge \(the first fallback type\), switch compute\.market/);
     // Without fallback types the plan says nothing about them.
