@@ -576,6 +576,45 @@ describe("node runner: limits, faults and the disk", () => {
         eventAt(st, /stop requested: stall/);
     });
 
+    test("a long evaluation after training that keeps advancing is not a stall; one whose rows stop is, named in the reason", async () => {
+        // The trainer's evaluation writes rows, not steps (containers/trainer/evaluate.py): 24 rows at 0.5 s each
+        // outlast the 4 s stall window three times over.
+        const sc = await scenario("eval-advancing");
+        const advancing = await runRunner({
+            settings: sc.settings,
+            awsEndpoint: moto.endpoint,
+            imdsEndpoint: (await imds()).endpoint,
+            baseDir: runnerBaseDir(),
+            env: { ...fast, FAKE_STEPS: "4", FAKE_EVAL_ROWS: "24", FAKE_EVAL_ROW_SECONDS: "0.5", CAMPAIGN_STALL_SECONDS: "4" },
+        });
+        assert.equal(advancing.code, 0, advancing.output);
+        assertOneShutdown(advancing);
+        const done = await finalStatus(sc);
+        assert.equal(done.phase, "succeeded", done.reason ?? "");
+        assert.equal(done.progress?.phase, "evaluating");
+        const evaluation = done.progress?.evaluation;
+        assert.deepEqual([evaluation?.part, evaluation?.done, evaluation?.total], ["fine-tuned", 24, 24]);
+        assert.equal(done.progress?.step, 4, "the training's last step is kept beside the evaluation");
+        assert.ok(!(done.events ?? []).some((e) => /stall/.test(e.reason ?? "")), JSON.stringify(done.events));
+
+        const hung = await scenario("eval-hung");
+        const stopped = await runRunner({
+            settings: hung.settings,
+            awsEndpoint: moto.endpoint,
+            imdsEndpoint: (await imds()).endpoint,
+            baseDir: runnerBaseDir(),
+            env: { ...fast, FAKE_STEPS: "4", FAKE_EVAL_ROWS: "50", FAKE_EVAL_ROW_SECONDS: "0.2", FAKE_EVAL_HANG_AT: "5", CAMPAIGN_STALL_SECONDS: "3" },
+        });
+        assert.equal(stopped.code, 1, stopped.output);
+        assertOneShutdown(stopped);
+        const st = await finalStatus(hung);
+        assert.equal(st.phase, "failed");
+        assert.equal(st.exitCode, 75, "SIGTERM ended the evaluation, which exits 75");
+        assert.match(st.reason ?? "", /progress-stall watchdog: no new evaluation row for 3 s in the evaluation of the fine-tuned model, at 5 of 50 rows generated \(a hung generation\?\)/);
+        assert.equal(st.progress?.evaluation?.done, 5);
+        eventAt(st, /stop requested: stall/);
+    });
+
     test("a spot notice while a large checkpoint uploads: the job gets SIGTERM within 1 s, the newest checkpoint goes up first", async () => {
         const sc = await scenario("spot-during-upload", { keepCheckpoints: 1 });
         const meta = await imds();
