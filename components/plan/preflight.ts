@@ -2,7 +2,7 @@
 // its nodes before it spends anything. One result per check, with the fix for each failure. Pure: the facts
 // come in as data, so every rule is tested without AWS.
 import type { ResolvedCampaign, ResolvedRun } from "../campaign/types";
-import { configFor, launchOrder, type LaunchCandidate } from "./capacity";
+import { configFor, launchOrder, runFallbackTypes, type LaunchCandidate } from "./capacity";
 import { getInstance } from "./catalog";
 import { prepEstimate } from "./runEstimates";
 
@@ -107,6 +107,39 @@ export function checkQuota(demand: QuotaDemand, region: string, value: number | 
         detail: `"${demand.quota.name}" is ${value} vCPUs in ${region}, but the nodes need ${demand.vcpus} at once (${demand.nodes})`,
         fix: request,
     };
+}
+
+/**
+ * The quotas the fallback types would need that the configured types do not already count against: for each such
+ * quota, every run that may move there, at the largest of its fallback types under that quota (all GPU nodes start
+ * together). Empty without fallback types or when they share the configured types' quotas (g6 beside g5, p5 beside p4de).
+ */
+export function fallbackQuotaDemand(campaign: ResolvedCampaign): QuotaDemand[] {
+    const market = campaign.experiment.compute.market;
+    const counted = new Set(quotaDemand(campaign).map((d) => d.quota.code));
+    const byCode = new Map<string, { quota: QuotaRef; vcpus: number; parts: string[] }>();
+    for (const run of campaign.runs) {
+        const largest = new Map<string, string>();
+        for (const type of runFallbackTypes(campaign.experiment, run)) {
+            const code = quotaFor(type, market).code;
+            if (counted.has(code)) continue;
+            const seen = largest.get(code);
+            if (!seen || getInstance(type).vcpus > getInstance(seen).vcpus) largest.set(code, type);
+        }
+        for (const [code, type] of largest) {
+            const entry = byCode.get(code) ?? { quota: quotaFor(type, market), vcpus: 0, parts: [] };
+            entry.vcpus += getInstance(type).vcpus;
+            entry.parts.push(`${type} (${getInstance(type).vcpus} vCPUs) for ${run.name}`);
+            byCode.set(code, entry);
+        }
+    }
+    return [...byCode.values()].map((e) => ({ quota: e.quota, vcpus: e.vcpus, nodes: `fallback ${e.parts.join("; ")}` }));
+}
+
+/** A fallback type's quota: what checkQuota says, but short only warns, since the nodes need it only after a switch. */
+export function checkFallbackQuota(demand: QuotaDemand, region: string, value: number | { readonly error: string }): CheckResult {
+    const result = checkQuota(demand, region, value);
+    return result.status === "fail" ? { ...result, status: "warn", detail: `${result.detail}; needed only if a run moves to its fallback type` } : result;
 }
 
 // ---------------------------------------------------------------- credentials

@@ -15,11 +15,13 @@ import {
     checkAmi,
     checkBucket,
     checkCredentials,
+    checkFallbackQuota,
     checkLaunchOrder,
     checkNetwork,
     checkOffered,
     checkQuota,
     checkSpotPrices,
+    fallbackQuotaDemand,
     quotaDemand,
     type BucketState,
     type CheckResult,
@@ -232,6 +234,9 @@ export async function runPreflight(campaign: ResolvedCampaign, stack: string, re
     for (const demand of quotaDemand(campaign)) {
         const value = await attempt(() => reads.quota(demand.quota.code));
         results.push(checkQuota(demand, region, value));
+    }
+    for (const demand of fallbackQuotaDemand(campaign)) {
+        results.push(checkFallbackQuota(demand, region, await attempt(() => reads.quota(demand.quota.code))));
     }
 
     const spotBy: Record<string, Record<string, number> | Failed> = {};

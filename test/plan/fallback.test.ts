@@ -10,7 +10,7 @@ import type { ResolvedCampaign } from "../../components/campaign/types";
 import { loadPreset, mergeConfig } from "../../components/config/presets";
 import { capacityNotes, configFor, fallbackRefusal, launchOrder } from "../../components/plan/capacity";
 import { getInstance } from "../../components/plan/catalog";
-import { checkLaunchOrder, type CandidateFacts } from "../../components/plan/preflight";
+import { checkFallbackQuota, checkLaunchOrder, fallbackQuotaDemand, quotaFor, type CandidateFacts } from "../../components/plan/preflight";
 
 const campaign = (preset: string, override: unknown = {}): ResolvedCampaign => resolveCampaign(mergeConfig(loadPreset(preset), override as never), `stacks/${preset}.yaml`);
 const refused = (preset: string, override: unknown, pattern: RegExp) => assert.throws(() => campaign(preset, override), pattern);
@@ -103,4 +103,26 @@ test("preflight's launch order: pass on the first choice, the first offered cand
     const od = checkLaunchOrder(onDemand, onDemand.runs[0]!, zones, { offeredIn: { "g5.2xlarge": [], "g6.2xlarge": ["us-east-1a"] } });
     assert.equal(od.status, "warn");
     assert.equal(od.fix, "set compute.instanceType: g6.2xlarge and compute.availabilityZones: [us-east-1a, us-east-1c]");
+});
+
+test("a fallback type under another vCPU quota: preflight reads that quota too, and a short one only warns", () => {
+    // g6 counts against the same G quota as g5: nothing more to read.
+    assert.deepEqual(fallbackQuotaDemand(campaign("dev", { compute: { fallbackInstanceTypes: ["g6.2xlarge"] } })), []);
+    // One H100 beside one A10G: the P quota of the market, for every run that may move there.
+    const dev = campaign("dev", { compute: { fallbackInstanceTypes: ["g6.2xlarge", "p5.4xlarge"] } });
+    const p5 = getInstance("p5.4xlarge").vcpus;
+    const [demand] = fallbackQuotaDemand(dev);
+    assert.equal(fallbackQuotaDemand(dev).length, 1);
+    assert.deepEqual(demand!.quota, quotaFor("p5.4xlarge", "spot"));
+    assert.equal(demand!.vcpus, p5);
+    assert.equal(demand!.nodes, `fallback p5.4xlarge (${p5} vCPUs) for main`);
+    const three = campaign("socratiq-t5-lora", { compute: { fallbackInstanceTypes: ["p5.4xlarge"] } });
+    assert.equal(fallbackQuotaDemand(three)[0]!.vcpus, p5 * three.runs.length, "all GPU nodes start together");
+
+    const short = checkFallbackQuota(demand!, "us-east-1", 0);
+    assert.equal(short.status, "warn");
+    assert.match(short.detail, /is 0 vCPUs in us-east-1, but the nodes need \d+ at once \(fallback p5\.4xlarge .*\); needed only if a run moves to its fallback type$/);
+    assert.match(short.fix!, new RegExp(`--quota-code ${demand!.quota.code} --desired-value ${p5}`));
+    assert.equal(checkFallbackQuota(demand!, "us-east-1", p5).status, "pass");
+    assert.equal(checkFallbackQuota(demand!, "us-east-1", { error: "AccessDenied" }).status, "warn");
 });
