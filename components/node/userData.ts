@@ -34,6 +34,9 @@ export const CLOUDWATCH_AGENT_CONFIG_PATH = "/opt/aws/amazon-cloudwatch-agent/et
 export const CLOUDWATCH_AGENT_INSTALL_PATH = "/opt/campaign/install-cloudwatch-agent.sh";
 /** Where the Deep Learning AMIs mount the instance's local NVMe; the runner's default work dir is under it. */
 export const LOCAL_NVME_PATH = "/opt/dlami/nvme";
+/** The Deep Learning AMI's oneshot service whose script stripes the instance store into one LVM volume and mounts
+ *  it at LOCAL_NVME_PATH (docs/node-runner.md, Boot). The runner's unit is ordered after it. */
+export const LOCAL_NVME_SERVICE = "dlami-nvme.service";
 
 /** The node runner as a node runs it: one text file, `#!/usr/bin/python3 -I`, built from scripts/node-runner/campaign_runner/
  *  by scripts/node-runner/build_runner.py (the Python tests fail when it is stale). */
@@ -181,10 +184,14 @@ function unitFile(capMinutes: number, fetch: boolean, mountsFor: string): string
     return [
         "[Unit]",
         "Description=campaign job runner (the node powers off when the job ends)",
-        "Wants=network-online.target",
-        "After=network-online.target docker.service",
-        // Starts only after the mount that holds the work dir (local NVMe) exists; a path with no mount unit of
-        // its own adds nothing beyond the root file system.
+        // The Deep Learning AMI mounts its local NVMe from a script that its oneshot dlami-nvme.service runs (LVM
+        // over the instance store, then mount(8)), not from /etc/fstab or a .mount unit, so RequiresMountsFor=
+        // below has no mount unit to order after at boot: the unit waits for that service's end instead. On an AMI
+        // without it, Wants= and After= on a unit that does not exist add nothing. docs/node-runner.md (Boot).
+        `Wants=network-online.target ${LOCAL_NVME_SERVICE}`,
+        `After=network-online.target docker.service ${LOCAL_NVME_SERVICE}`,
+        // A work dir on a mount that /etc/fstab or a .mount unit declares (e.g. CAMPAIGN_WORK_DIR on a volume of
+        // one's own): started only once it is mounted; a path with no mount unit adds nothing beyond the root.
         // https://www.freedesktop.org/software/systemd/man/latest/systemd.unit.html#RequiresMountsFor=
         `RequiresMountsFor=${mountsFor}`,
         "",

@@ -20,6 +20,7 @@ import {
     USER_DATA_LIMIT_BYTES,
     CLOUDWATCH_AGENT_CONFIG_PATH,
     DOCKER_IF_MISSING,
+    LOCAL_NVME_SERVICE,
     hardCapMinutes,
     loadRunnerScript,
     renderNodeUserData,
@@ -130,6 +131,11 @@ for (const [name, settings, script, options, variant] of variants) {
 
         const unit = file(config, `/etc/systemd/system/${RUNNER_UNIT}`)!.content;
         assert.match(unit, /^ExecStart=\/opt\/campaign\/run-job\.sh$/m);
+        // The DLAMI mounts its NVMe from a service, not a mount unit: the runner is ordered after that service.
+        const unitList = (key: string) => unit.split("\n").filter((l) => l.startsWith(`${key}=`)).flatMap((l) => l.slice(key.length + 1).split(" "));
+        assert.equal(LOCAL_NVME_SERVICE, "dlami-nvme.service");
+        assert.ok(unitList("Wants").includes(LOCAL_NVME_SERVICE) && unitList("After").includes(LOCAL_NVME_SERVICE), unit);
+        assert.ok(unitList("RequiresMountsFor").length === 1, "a work dir on a declared mount still waits for it");
         assert.ok(unit.split("\n").includes(`ExecStopPost=/bin/sh -c '${STOP_POST_COMMAND}'`), "the node powers off whenever the runner stops");
         assert.match(unit, new RegExp(`^TimeoutStopSec=${UNIT_STOP_TIMEOUT_SECONDS}$`, "m"), "the runner's exit path fits in the unit's stop timeout");
         assert.equal(runnerEnv(settings).CAMPAIGN_UNIT_STOP_SECONDS, String(UNIT_STOP_TIMEOUT_SECONDS), "the runner is told the same timeout");
