@@ -49,8 +49,13 @@ export const trainSpec = z
         kind: z.literal("train"),
         campaign: z.string(),
         run: z.string(),
-        /** Hash of this spec without this field; checkpoints carry it, and one of another spec is refused. */
+        /** The training hash: what shapes the trained weights (this spec without the evaluation and the two hashes,
+         *  the prepared data's training content instead of prepHash; trainingHashOf). Checkpoints and the output's
+         *  metrics.json carry it; the trainer refuses a checkpoint of another one. */
         specHash: z.string().regex(/^[0-9a-f]{16}$/),
+        /** The evaluation hash: the evaluation settings (evaluationHashOf). eval.json records the one it was computed
+         *  with, so a finished run whose evaluation changed is evaluated again from its saved model, not retrained. */
+        evaluationHash: z.string().regex(/^[0-9a-f]{16}$/).optional(),
         /** The prepared dataset this run trains on; the trainer refuses data from another prep. */
         prepHash: z.string().regex(/^[0-9a-f]{16}$/),
         model,
@@ -184,4 +189,35 @@ function sortKeys(value: unknown): unknown {
 
 export function shortHash(value: unknown): string {
     return createHash("sha256").update(canonicalJson(value)).digest("hex").slice(0, 16);
+}
+
+/** A train spec before its hashes are computed. */
+export type TrainSpecBody = Omit<TrainSpec, "specHash" | "evaluationHash">;
+
+/**
+ * The training hash: everything that changes the trained weights, and nothing that only changes how they are
+ * evaluated. The evaluation is left out, and so is prepHash, which also covers the evaluation rows prep sets apart:
+ * `trainingDataHash` stands for the prepared training data instead (the prep identity without its evaluation).
+ * Without an evaluation this equals the hash of the whole body, as before the split.
+ */
+export function trainingHashOf(body: TrainSpecBody, trainingDataHash: string): string {
+    const { evaluation: _evaluation, prepHash, ...rest } = body;
+    void prepHash;
+    return shortHash({ ...rest, prepHash: trainingDataHash });
+}
+
+/** The evaluation hash: how the run is evaluated (the rows, the generation, the answer shape, the metrics). Whether
+ *  this run also computes the baseline is not part of it: baseline/eval.json records the same hash. */
+export function evaluationHashOf(evaluation: TrainEvaluation): string {
+    const { computeBaseline: _computeBaseline, ...settings } = evaluation;
+    return shortHash(settings);
+}
+
+/** The body with its two hashes. */
+export function withHashes(body: TrainSpecBody, trainingDataHash: string): TrainSpec {
+    return {
+        ...body,
+        specHash: trainingHashOf(body, trainingDataHash),
+        ...(body.evaluation ? { evaluationHash: evaluationHashOf(body.evaluation) } : {}),
+    };
 }

@@ -3,7 +3,7 @@
 import { z } from "zod";
 import { lora as loraSchema, methodKinds, model as modelSchema, training as trainingSchema, type Experiment, type ModelConfig } from "../config/schema";
 import { parseExperiment } from "../config/experiment";
-import { JOB_SPEC_VERSION, shortHash, trainSpec as trainSpecSchema, type EvaluationSet, type PrepSpec, type TrainEvaluation, type TrainSpec } from "./jobSpec";
+import { JOB_SPEC_VERSION, shortHash, trainSpec as trainSpecSchema, withHashes, type EvaluationSet, type PrepSpec, type TrainEvaluation, type TrainSpec, type TrainSpecBody } from "./jobSpec";
 import { baselineOwners, type BaselineOwner } from "./baseline";
 import { checkEvaluation } from "./evaluationChecks";
 import { IMAGE_FOLDER, PREP_RUN, RESERVED_RUN_NAMES } from "./layout";
@@ -30,9 +30,9 @@ export function resolveCampaign(raw: unknown, source = "the experiment config"):
     problems.push(...checkEvaluation(experiment));
     if (problems.some((p) => p.severity === "error")) throw new ConfigError(problems, source);
 
-    const prepSpec = renderPrepSpec(experiment, runs);
+    const { spec: prepSpec, trainingDataHash } = renderPrepSpec(experiment, runs);
     const owners = baselineOwners(runs);
-    const trainSpecs = runs.map((run) => renderTrainSpec(experiment, run, prepSpec.prepHash, owners));
+    const trainSpecs = runs.map((run) => renderTrainSpec(experiment, run, prepSpec.prepHash, trainingDataHash, owners));
     return { experiment, runs, prepSpec, trainSpecs, warnings: problems };
 }
 
@@ -134,13 +134,14 @@ function abbreviate(key: string): string {
 
 // ---------------------------------------------------------------- specs
 
-function renderPrepSpec(experiment: Experiment, runs: readonly ResolvedRun[]): PrepSpec {
+/** The prep spec, and the hash of its identity without the evaluation rows: what the runs' training hashes cover. */
+function renderPrepSpec(experiment: Experiment, runs: readonly ResolvedRun[]): { spec: PrepSpec; trainingDataHash: string } {
     const { estimate: _estimate, ...data } = experiment.data;
     const tokenizer = data.tokenize.enabled ? runs[0]?.model : undefined;
     const stageModels = uniqueModels(runs).filter((m) => !m.id.startsWith("s3://"));
     const evaluation = evaluationSetOf(experiment);
     const identity = { version: PREP_FORMAT_VERSION, data, tokenizer, stageModels, evaluation };
-    return {
+    const spec: PrepSpec = {
         schemaVersion: JOB_SPEC_VERSION,
         kind: "prep",
         campaign: experiment.name,
@@ -150,6 +151,7 @@ function renderPrepSpec(experiment: Experiment, runs: readonly ResolvedRun[]): P
         stageModels,
         ...(evaluation ? { evaluation } : {}),
     };
+    return { spec, trainingDataHash: shortHash({ ...identity, evaluation: undefined }) };
 }
 
 /** What prep keeps for the evaluation: the rows and the group column, not how they are scored. */
@@ -176,9 +178,9 @@ function uniqueModels(runs: readonly ResolvedRun[]): ModelConfig[] {
     return [...seen.values()];
 }
 
-function renderTrainSpec(experiment: Experiment, run: ResolvedRun, prepHash: string, owners: readonly BaselineOwner[]): TrainSpec {
+function renderTrainSpec(experiment: Experiment, run: ResolvedRun, prepHash: string, trainingDataHash: string, owners: readonly BaselineOwner[]): TrainSpec {
     const evaluation = trainEvaluationOf(experiment, run, owners);
-    const body: Omit<TrainSpec, "specHash"> = {
+    const body: TrainSpecBody = {
         schemaVersion: JOB_SPEC_VERSION,
         kind: "train",
         campaign: experiment.name,
@@ -198,7 +200,7 @@ function renderTrainSpec(experiment: Experiment, run: ResolvedRun, prepHash: str
         ...(experiment.customJob ? { customJob: experiment.customJob } : {}),
         ...(evaluation ? { evaluation } : {}),
     };
-    const spec = { ...body, specHash: shortHash(body) };
+    const spec = withHashes(body, trainingDataHash);
     // The spec is the contract with the Python jobs: render only what the schema accepts.
     const checked = trainSpecSchema.safeParse(spec);
     if (!checked.success) throw new Error(`internal: rendered train spec for ${run.name} is invalid: ${joinPath(checked.error.issues[0]?.path ?? [])} ${checked.error.issues[0]?.message}`);

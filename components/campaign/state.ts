@@ -13,7 +13,7 @@ import type { ControlAction } from "./contract";
 import { effectiveControl, parseControl } from "./control";
 import { campaignControlKey } from "./layout";
 import { phases, type Phase } from "./contract";
-import { datasetSuccessKey, PREP_RUN, runKeys } from "./layout";
+import { baselineEvaluationKeys, datasetSuccessKey, evaluationKeys, PREP_RUN, runKeys } from "./layout";
 import { relaunchDecision, type RunRecord } from "./relaunch";
 import type { ResolvedCampaign, ResolvedRun } from "./types";
 
@@ -44,6 +44,14 @@ export class StaticCampaignState implements CampaignStateReader {
             readonly specHashes?: Readonly<Record<string, string>>;
             /** How often each run failed with that spec; absent: 1 for a failed run. */
             readonly failures?: Readonly<Record<string, number>>;
+            /** The evaluation hash each run's last spec.json named. */
+            readonly evaluationHashes?: Readonly<Record<string, string>>;
+            /** The spec hash in each run's output/metrics.json (its saved final model). */
+            readonly outputSpecHashes?: Readonly<Record<string, string>>;
+            /** The evaluation hash in each run's output/eval.json. */
+            readonly evaluatedHashes?: Readonly<Record<string, string>>;
+            /** The evaluation hash in each run's output/baseline/eval.json. */
+            readonly baselineEvaluatedHashes?: Readonly<Record<string, string>>;
             /** Each run's control action in effect (a stop or restart request). */
             readonly controls?: Readonly<Record<string, ControlAction>>;
         } = {},
@@ -61,9 +69,22 @@ export class StaticCampaignState implements CampaignStateReader {
     async runRecord(run: string): Promise<RunRecord> {
         const phase = this.state.phases?.[run];
         const lastSpecHash = this.state.specHashes?.[run];
-        return { phase, lastSpecHash, failures: this.state.failures?.[run] ?? (phase === "failed" ? 1 : 0) };
+        return {
+            phase,
+            lastSpecHash,
+            failures: this.state.failures?.[run] ?? (phase === "failed" ? 1 : 0),
+            ...evaluationRecord({
+                lastEvaluationHash: this.state.evaluationHashes?.[run],
+                outputSpecHash: this.state.outputSpecHashes?.[run],
+                evaluatedHash: this.state.evaluatedHashes?.[run],
+                baselineEvaluatedHash: this.state.baselineEvaluatedHashes?.[run],
+            }),
+        };
     }
 }
+
+/** The trainer's output/metrics.json (containers/trainer/run.py): written after the final model, with its specHash. */
+const TRAINED_METRICS_FILE = "metrics.json";
 
 /** S3 error names and the HTTP code that mean "does not exist yet" for a campaign's objects. */
 const MISSING_NAMES = new Set(["NoSuchBucket", "NoSuchKey", "NotFound"]);
@@ -137,9 +158,26 @@ export class S3CampaignState implements CampaignStateReader {
 
     async runRecord(run: string): Promise<RunRecord> {
         const keys = runKeys(this.campaign, run);
-        const [status, spec] = await Promise.all([this.read(keys.status), this.read(keys.spec)]);
+        // The output's metrics.json and eval.json say which model is saved and how it was evaluated (relaunch.ts).
+        const [status, spec, metrics, evaluation, baseline] = await Promise.all([
+            this.read(keys.status),
+            this.read(keys.spec),
+            this.read(`${keys.output}${TRAINED_METRICS_FILE}`),
+            this.read(evaluationKeys(this.campaign, run).metrics),
+            this.read(baselineEvaluationKeys(this.campaign, run).metrics),
+        ]);
         const phase = status === undefined ? undefined : phaseOf(status);
-        return { phase, lastSpecHash: spec === undefined ? undefined : specHashOf(spec), failures: status === undefined ? 0 : failuresOf(status) };
+        return {
+            phase,
+            lastSpecHash: spec === undefined ? undefined : specHashOf(spec),
+            failures: status === undefined ? 0 : failuresOf(status),
+            ...evaluationRecord({
+                lastEvaluationHash: hashField(spec, "evaluationHash"),
+                outputSpecHash: hashField(metrics, "specHash"),
+                evaluatedHash: hashField(evaluation, "evaluationHash"),
+                baselineEvaluatedHash: hashField(baseline, "evaluationHash"),
+            }),
+        };
     }
 
     /** An object's text, undefined when it does not exist. */
@@ -154,10 +192,23 @@ export class S3CampaignState implements CampaignStateReader {
     }
 }
 
+type EvaluationRecord = Pick<RunRecord, "lastEvaluationHash" | "outputSpecHash" | "evaluatedHash" | "baselineEvaluatedHash">;
+
+/** The saved model's and evaluations' hashes that are known (a record without them reads as before the split). */
+function evaluationRecord(hashes: { [K in keyof EvaluationRecord]: string | undefined }): EvaluationRecord {
+    return Object.fromEntries(Object.entries(hashes).filter(([, v]) => v !== undefined)) as EvaluationRecord;
+}
+
 /** The specHash of a spec.json body; undefined when it is not JSON or has none. */
 export function specHashOf(body: string): string | undefined {
+    return hashField(body, "specHash");
+}
+
+/** A string field at the top of a JSON body (spec.json, metrics.json, eval.json); undefined when absent or unreadable. */
+export function hashField(body: string | undefined, field: "specHash" | "evaluationHash"): string | undefined {
+    if (body === undefined) return undefined;
     try {
-        const hash = (JSON.parse(body) as { specHash?: unknown }).specHash;
+        const hash = (JSON.parse(body) as Record<string, unknown>)[field];
         return typeof hash === "string" ? hash : undefined;
     } catch {
         return undefined;
@@ -228,17 +279,20 @@ export interface Declarations {
     readonly prep: "run" | "cached" | "none";
     /** Runs that get a GPU node: new, interrupted, running, or failed with changed settings or retries left. */
     readonly runs: readonly ResolvedRun[];
+    /** Runs whose node evaluates their saved model without training (a subset of runs): relaunch.ts. */
+    readonly evaluateOnly: readonly string[];
     /** Runs that succeeded: no node, their artifacts are in S3. */
     readonly finished: readonly string[];
     /** Runs that failed with these settings and are not relaunched, each with what to do about it. */
     readonly held: ReadonlyArray<{ readonly run: string; readonly reason: string }>;
-    /** What `pulumi up` should tell the user: held runs, and running runs whose settings changed. */
+    /** What `pulumi up` should tell the user: held runs, running runs whose settings changed, evaluate-only nodes. */
     readonly warnings: readonly string[];
 }
 
 export function declarations(campaign: ResolvedCampaign, state: CampaignState): Declarations {
     const retries = campaign.experiment.compute.retries;
     const runs: ResolvedRun[] = [];
+    const evaluateOnly: string[] = [];
     const finished: string[] = [];
     const held: Array<{ run: string; reason: string }> = [];
     const warnings: string[] = [];
@@ -246,14 +300,20 @@ export function declarations(campaign: ResolvedCampaign, state: CampaignState): 
         const phase = state.runPhases[run.name];
         const record = state.runRecords?.[run.name] ?? { phase, failures: phase === "failed" ? 1 : 0 };
         if (record.controlProblem) warnings.push(`${run.name}: ${record.controlProblem}`);
-        const decision = relaunchDecision(run.name, record, campaign.trainSpecs[i]!.specHash, retries);
+        const spec = campaign.trainSpecs[i]!;
+        const evaluation = spec.evaluation && spec.evaluationHash ? { hash: spec.evaluationHash, computeBaseline: spec.evaluation.computeBaseline } : undefined;
+        const decision = relaunchDecision(run.name, record, spec.specHash, retries, evaluation);
         if (decision.declare) runs.push(run);
+        if (decision.why === "evaluate") {
+            evaluateOnly.push(run.name);
+            warnings.push(decision.reason);
+        }
         else if (decision.why === "succeeded") finished.push(run.name);
         else held.push({ run: run.name, reason: decision.reason });
         if (decision.why === "running" && record.lastSpecHash !== undefined && record.lastSpecHash !== campaign.trainSpecs[i]!.specHash) warnings.push(decision.reason);
     });
     const prep = runs.length === 0 ? "none" : state.prepReady ? "cached" : "run";
-    return { prep, runs, finished, held, warnings: [...held.map((h) => h.reason), ...warnings] };
+    return { prep, runs, evaluateOnly, finished, held, warnings: [...held.map((h) => h.reason), ...warnings] };
 }
 
 /** A new campaign: nothing prepared, no run started. */

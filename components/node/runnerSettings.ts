@@ -77,6 +77,9 @@ export interface RunnerSettings {
     /** compute.dataVolumeGb: the EBS volume attached to this node (vol-...). The runner finds it by id under
      *  /dev/disk/by-id, formats it once, mounts it and stages the dataset there. */
     readonly dataVolumeId?: string;
+    /** train: evaluate the run's saved model again without training (its evaluation settings changed since it
+     *  succeeded; components/campaign/relaunch.ts). The runner stages outputUri instead of restoring checkpoints. */
+    readonly evaluateOnly?: boolean;
     /** This run's control object (runs/<campaign>/<run>/control.json) and the campaign's (runs/<campaign>/control.json):
      *  the runner polls both and stops gracefully on a `stop` or `restart` (components/campaign/control.ts). */
     readonly runControlUri?: string;
@@ -125,6 +128,7 @@ export function runnerEnv(s: RunnerSettings): Record<string, string> {
         ["CAMPAIGN_METRICS_AGENT_INSTALL", s.metricsAgentInstall],
         ["CAMPAIGN_STALL_MINUTES", s.stallMinutes?.toString()],
         ["CAMPAIGN_DATA_VOLUME_ID", s.dataVolumeId],
+        ["CAMPAIGN_EVALUATE_ONLY", s.evaluateOnly ? "1" : undefined],
         ["CAMPAIGN_RUN_CONTROL_URI", s.runControlUri],
         ["CAMPAIGN_CAMPAIGN_CONTROL_URI", s.campaignControlUri],
         ["CAMPAIGN_CONTROL_POLL_SECONDS", s.controlPollSeconds?.toString()],

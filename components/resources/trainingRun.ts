@@ -20,6 +20,8 @@ export interface TrainSettingsInput {
     readonly stallMinutes?: number;
     readonly image?: string;
     readonly secretParameters: Readonly<Record<string, string>>;
+    /** The node evaluates the run's saved model without training (components/campaign/relaunch.ts). */
+    readonly evaluateOnly?: boolean;
 }
 
 /** A command line from an argument list, each argument quoted for the shell when it needs it. */
@@ -59,6 +61,7 @@ export function trainRunnerSettings(t: TrainSettingsInput): RunnerSettings {
         ...(t.stallMinutes !== undefined ? { stallMinutes: t.stallMinutes } : {}),
         keepCheckpoints: t.spec.training.saveTotalLimit,
         secretParameters: { ...t.secretParameters },
+        ...(t.evaluateOnly ? { evaluateOnly: true } : {}),
     };
 }
 
@@ -109,6 +112,8 @@ export interface TrainingRunArgs {
     readonly runner: RunnerUpload;
     readonly renderUserData: UserDataRenderer;
     readonly tags: Readonly<Record<string, string>>;
+    /** Evaluate the run's saved model again without training (its evaluation settings changed). Default: false. */
+    readonly evaluateOnly?: boolean;
 }
 
 export class TrainingRun extends pulumi.ComponentResource {
@@ -148,6 +153,7 @@ export class TrainingRun extends pulumi.ComponentResource {
             gpuIdleThreshold: args.gpuIdleThreshold,
             ...(args.stallMinutes !== undefined ? { stallMinutes: args.stallMinutes } : {}),
             secretParameters: args.secretParameters,
+            ...(args.evaluateOnly ? { evaluateOnly: true } : {}),
         });
         // The runner finds the dataset volume by its id under /dev/disk/by-id, so the id goes into its settings.
         const userData = pulumi

@@ -12,7 +12,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { ResolvedCampaign, ResolvedRun } from "../../components/campaign/types";
 import type { DataConfig, Experiment } from "../../components/config/schema";
-import { prepSpec as prepSpecSchema, shortHash, trainSpec as trainSpecSchema, type PrepSpec, type TrainSpec } from "../../components/campaign/jobSpec";
+import { prepSpec as prepSpecSchema, shortHash, trainSpec as trainSpecSchema, withHashes, type PrepSpec, type TrainSpec } from "../../components/campaign/jobSpec";
 import { checkCampaign, checkRun } from "../../components/campaign/checks";
 import { parseExperiment } from "../../components/config/experiment";
 import { ConfigError } from "../../components/config/problems";
@@ -86,6 +86,8 @@ export function applyStandIns(campaign: ResolvedCampaign, options: StandInOption
     const { estimate: _estimate, ...prepData } = data;
     const { prepHash: _old, ...prepBody } = { ...real, data: prepData, stageModels, ...(tokenizer ? { tokenizer } : {}) };
     const prepSpec: PrepSpec = { ...prepBody, prepHash: shortHash(prepBody) };
+    // What the runs' training hashes cover: the prepared data without the evaluation rows (jobSpec.ts, trainingHashOf).
+    const trainingDataHash = shortHash({ ...prepBody, evaluation: undefined });
 
     const runs = campaign.runs.map((run) => {
         const { run: standIn, changes } = standInRun(run, modelFor, options);
@@ -97,8 +99,8 @@ export function applyStandIns(campaign: ResolvedCampaign, options: StandInOption
 
     const trainSpecs = campaign.trainSpecs.map((spec, i): TrainSpec => {
         const run = runs[i];
-        const { specHash: _hash, ...body } = { ...spec, prepHash: prepSpec.prepHash, model: run.model, method: run.method, training: run.training, gpus: STAND_IN_PROCESSES };
-        return { ...body, specHash: shortHash(body) };
+        const { specHash: _hash, evaluationHash: _evaluationHash, ...body } = { ...spec, prepHash: prepSpec.prepHash, model: run.model, method: run.method, training: run.training, gpus: STAND_IN_PROCESSES };
+        return withHashes(body, trainingDataHash);
     });
     checkSpecs(prepSpec, trainSpecs);
     for (const s of swappedModels) substitutions.push(`model: ${s} (no hub download here; same architecture family, built locally)`);

@@ -287,7 +287,9 @@ class Runner:
             except (ValueError, AttributeError):
                 phase = ""
             self.log("previous status: %s" % (phase or "unreadable"))
-            if phase == Phase.SUCCEEDED.value:
+            if phase == Phase.SUCCEEDED.value and self.s.evaluate_only:
+                self.log("evaluate-only node: the run succeeded before; its saved model is evaluated again with the new evaluation settings")
+            elif phase == Phase.SUCCEEDED.value:
                 raise NothingToDo()
         elif NOT_FOUND.search(res.stderr):
             self.log("no previous status: a fresh start")
@@ -362,18 +364,39 @@ class Runner:
             inputs.append(stager.describe("dataset", self.s.data_uri, self.layout.data_dir))
             if self.s.model_uri:
                 inputs.append(stager.describe("base model", self.s.model_uri, self.layout.dir_of("CAMPAIGN_MODEL_DIR")))
+            if self.s.evaluate_only:
+                # the run's final model and metrics.json, uploaded when it succeeded: the trainer evaluates it
+                inputs.append(stager.describe("saved output", self.s.output_uri, self.layout.dir_of("CAMPAIGN_OUTPUT_DIR")))
         stager.check_space(inputs)
         for item in inputs:
             stager.stage(item)
         if self.s.role == "train":
             if not os.path.exists(os.path.join(self.layout.data_dir, SUCCESS_MARKER)):
                 raise Failure("the dataset at %s is incomplete: no %s marker" % (self.s.data_uri, SUCCESS_MARKER))
-            if self.s.checkpoints_uri:
+            if self.s.evaluate_only:
+                # No checkpoint is restored or synced: nothing trains here, and the trainer must find the model.
+                self.check_saved_output(spec)
+            elif self.s.checkpoints_uri:
                 self.sync = self._checkpoint_sync()
                 try:
                     self.restored_step = self.sync.restore(spec.get("specHash")) or 0
                 except RuntimeError as e:
                     raise Failure(str(e))
+
+    def check_saved_output(self, spec: dict) -> None:
+        """An evaluate-only node stops before the job when the staged output is not the trained model of this spec:
+        the trainer would otherwise train it again."""
+        path = os.path.join(self.layout.dir_of("CAMPAIGN_OUTPUT_DIR"), "metrics.json")
+        try:
+            with open(path, encoding="utf-8") as f:
+                saved = json.load(f).get("specHash")
+        except (OSError, ValueError, AttributeError):
+            saved = None
+        if saved != spec.get("specHash"):
+            raise Failure("evaluate-only node: the saved output at %s is not the trained model of spec %s (its metrics.json names %s); "
+                          "nothing is trained here, so run `pulumi up` again to let the campaign decide afresh"
+                          % (self.s.output_uri, spec.get("specHash"), saved or "none"))
+        self.log("evaluate-only node: the saved model of spec %s is staged; no checkpoint is restored" % saved)
 
     def _checkpoint_sync(self) -> CheckpointSync:
         assert self.s.checkpoints_uri is not None

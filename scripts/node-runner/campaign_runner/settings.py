@@ -77,6 +77,8 @@ class Settings:
     control_poll_seconds: int = 30
     # systemd's TimeoutStopSec for the unit (components/node/runnerSettings.ts): the exit path after a SIGTERM fits in it.
     unit_stop_seconds: int = 360
+    # train: the run's saved output is staged and evaluated again, without training (its evaluation settings changed)
+    evaluate_only: bool = False
 
     @property
     def is_train(self) -> bool:
@@ -206,6 +208,12 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     if volume is not None and not VOLUME_ID.match(volume):
         r.problems.append("CAMPAIGN_DATA_VOLUME_ID must be an EBS volume id such as vol-0123456789abcdef0, not %r" % volume)
 
+    evaluate_only = r.text("CAMPAIGN_EVALUATE_ONLY", "0")
+    if evaluate_only not in ("0", "1"):
+        r.problems.append("CAMPAIGN_EVALUATE_ONLY must be 0 or 1, not %r" % evaluate_only)
+    elif evaluate_only == "1" and role != "train":
+        r.problems.append("CAMPAIGN_EVALUATE_ONLY is for a train node (it evaluates the run's saved model); this one is %s" % (role or "of no role"))
+
     gpu_idle_minutes = r.whole("CAMPAIGN_GPU_IDLE_MINUTES", 0)
     stall_minutes = r.whole("CAMPAIGN_STALL_MINUTES", 30)
     settings = Settings(
@@ -250,6 +258,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         disk_by_id_dir=r.text("CAMPAIGN_DISK_BY_ID_DIR", "/dev/disk/by-id") or "/dev/disk/by-id",
         s3_retry_attempts=max(r.whole("CAMPAIGN_S3_RETRY_ATTEMPTS", 6), 1),
         s3_retry_base_seconds=r.number("CAMPAIGN_S3_RETRY_BASE_SECONDS", 1.0),
+        evaluate_only=evaluate_only == "1",
         control_uris=tuple(u for u in (uris["CAMPAIGN_RUN_CONTROL_URI"], uris["CAMPAIGN_CAMPAIGN_CONTROL_URI"]) if u),
         control_poll_seconds=max(r.whole("CAMPAIGN_CONTROL_POLL_SECONDS", 30), 1),
         unit_stop_seconds=r.whole("CAMPAIGN_UNIT_STOP_SECONDS", 360),
