@@ -201,8 +201,18 @@ export function checkOffered(instanceType: string, region: string, zones: { read
     if (zones.configured.length && missing.length === candidates.length) {
         return { check, status: "fail", detail: `${instanceType} is not offered in ${missing.join(", ")}; it is in ${where}`, fix: `set compute.availabilityZones to zones that offer it, e.g. [${[...offered].sort().join(", ")}] (and a subnet there, if you give one)` };
     }
+    if (zones.configured.length && missing.includes(zones.configured[0]!)) {
+        // The nodes launch in the first zone (capacity.ts nodeZone); a later zone is only the next choice.
+        const first = zones.configured.find((z) => offered.has(z))!;
+        return {
+            check,
+            status: "fail",
+            detail: `the nodes launch in the first zone, ${zones.configured[0]}, which does not offer ${instanceType} (it is in ${where})`,
+            fix: `put a zone that offers it first: compute.availabilityZones: [${[first, ...zones.configured.filter((z) => z !== first)].join(", ")}]`,
+        };
+    }
     if (zones.configured.length) {
-        return { check, status: "warn", detail: `${instanceType} is not offered in ${missing.join(", ")} (it is in ${where}); the node uses the zones that offer it`, fix: `drop ${missing.join(", ")} from compute.availabilityZones` };
+        return { check, status: "warn", detail: `${instanceType} is not offered in ${missing.join(", ")} (it is in ${where}), later in compute.availabilityZones than the zone the nodes launch in`, fix: `drop ${missing.join(", ")} from compute.availabilityZones` };
     }
     return { check, status: "warn", detail: `no zone is configured and ${instanceType} is not offered in ${missing.join(", ")} of ${region} (it is in ${where})`, fix: `set compute.availabilityZones to zones that offer it, e.g. [${[...offered].sort().join(", ")}]` };
 }
