@@ -236,11 +236,13 @@ export interface CandidateFacts {
     readonly spotPrices?: Readonly<Record<string, Readonly<Record<string, number>> | { readonly error: string }>>;
 }
 
+const NOT_OFFERED = "not offered";
+
 /** Why a candidate cannot launch, from what AWS answered; undefined when nothing speaks against it. */
 function candidateObstacle(candidate: LaunchCandidate, facts: CandidateFacts): string | undefined {
     const offered = facts.offeredIn[candidate.instanceType];
     if (offered === undefined || "error" in offered) return `offerings of ${candidate.instanceType} unknown`;
-    if (candidate.zone ? !offered.includes(candidate.zone) : offered.length === 0) return "not offered";
+    if (candidate.zone ? !offered.includes(candidate.zone) : offered.length === 0) return NOT_OFFERED;
     if (facts.spotPrices) {
         const prices = facts.spotPrices[candidate.instanceType];
         if (prices === undefined || "error" in prices) return "spot price unknown";
@@ -254,8 +256,9 @@ const candidateLabel = (c: LaunchCandidate) => `${c.instanceType}${c.zone ? ` in
 
 /**
  * A run's zones and fallback types in launch order (components/plan/capacity.ts launchOrder), each against its
- * offering and, on spot, a recent spot price. Pass: the first candidate (what the node launches as) has both. Warn:
- * a later one is the first that does, with the exact config that launches it. Fail: none does. Neither read shows
+ * offering and, on spot, a recent spot price. Pass: the first candidate (what the node launches as) has both. When a
+ * later one is the first that does, the exact config that launches it: a failure when the first is not offered (its
+ * launch would fail), else a warning. Fail: none does. Neither read shows
  * free capacity (EC2 answers that only to a launch), so a pass is no promise; a fail is certain.
  */
 export function checkLaunchOrder(campaign: ResolvedCampaign, run: ResolvedRun, zones: readonly string[], facts: CandidateFacts): CheckResult {
@@ -269,7 +272,8 @@ export function checkLaunchOrder(campaign: ResolvedCampaign, run: ResolvedRun, z
         const pick = order[first]!;
         return {
             check,
-            status: "warn",
+            // Not offered there: pulumi up would fail on it for certain. A missing spot price or an unread offering only may.
+            status: obstacles[0] === NOT_OFFERED ? "fail" : "warn",
             detail: `the node launches as ${candidateLabel(order[0]!)} (${obstacles[0]}); the first in order that is offered${facts.spotPrices ? " with a spot price" : ""} is ${candidateLabel(pick)}: ${listing}`,
             fix: `set ${configFor(campaign, run, pick, zones)}`,
         };

@@ -33,7 +33,7 @@ test("the first zone does not offer the type: preflight names the next zone that
     const results = await runPreflight(campaign, "socsci210-qwen14b-qlora", reads());
     const launch = results.find((r) => r.check === "launch main");
     assert.ok(launch, results.map((r) => r.check).join(", "));
-    assert.equal(launch.status, "warn");
+    assert.equal(launch.status, "fail", "pulumi up would launch where the type is not offered");
     assert.match(launch.detail, /^the node launches as p4de\.24xlarge in us-east-1a \(not offered\); the first in order that is offered is p4de\.24xlarge in us-east-1b: .*p5\.48xlarge in us-east-1a/);
     assert.equal(launch.fix, "set compute.availabilityZones: [us-east-1b, us-east-1a]");
 

@@ -66,7 +66,7 @@ test("the plan lists the fallback order and names the first fallback type when a
     assert.ok(!capacityNotes(campaign("dev")).some((l) => /fallback/.test(l)));
 });
 
-test("preflight's launch order: pass on the first choice, the first offered candidate with its exact config, or a failure", () => {
+test("preflight's launch order: pass on the first choice, else the first candidate that works with its exact config (a failure when the first is not offered), or a failure", () => {
     const c = campaign("dev", { compute: { availabilityZones: ["us-east-1c", "us-east-1a"], fallbackInstanceTypes: ["g6.2xlarge"] } });
     const run = c.runs[0]!;
     const zones = ["us-east-1c", "us-east-1a"];
@@ -79,7 +79,7 @@ test("preflight's launch order: pass on the first choice, the first offered cand
 
     // The own type is offered only in the second zone: move that zone first.
     const secondZone = checkLaunchOrder(c, run, zones, { ...all, offeredIn: { "g5.2xlarge": ["us-east-1a"], "g6.2xlarge": zones } });
-    assert.equal(secondZone.status, "warn");
+    assert.equal(secondZone.status, "fail", "the node would launch where the type is not offered");
     assert.match(secondZone.detail, /launches as g5\.2xlarge in us-east-1c \(not offered\); the first in order that is offered with a spot price is g5\.2xlarge in us-east-1a/);
     assert.equal(secondZone.fix, "set compute.availabilityZones: [us-east-1a, us-east-1c]");
 
@@ -101,7 +101,7 @@ test("preflight's launch order: pass on the first choice, the first offered cand
     // On demand only the offering counts.
     const onDemand = campaign("dev", { compute: { market: "on-demand", availabilityZones: ["us-east-1c", "us-east-1a"], fallbackInstanceTypes: ["g6.2xlarge"] } });
     const od = checkLaunchOrder(onDemand, onDemand.runs[0]!, zones, { offeredIn: { "g5.2xlarge": [], "g6.2xlarge": ["us-east-1a"] } });
-    assert.equal(od.status, "warn");
+    assert.equal(od.status, "fail");
     assert.equal(od.fix, "set compute.instanceType: g6.2xlarge and compute.availabilityZones: [us-east-1a, us-east-1c]");
 });
 
