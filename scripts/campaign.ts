@@ -5,7 +5,11 @@
 //   watch    progress bars per run from status.json, and the tail of the logs, until every run has ended
 //   status   one table of the campaign's jobs and nodes, then each run's task metrics beside the base model's
 //   run      up, watch, then a reconciling up that removes finished nodes; --destroy also destroys the stack
-//   down     destroy, saying what was kept and what it costs per month
+//   down     stop every node gracefully and wait (bounded) until each has synced and ended, then destroy, saying what
+//            was kept and what it costs per month (--now: destroy at once; each node still saves on the OS path)
+//   stop     ask the campaign's nodes (or --run R's) to save a checkpoint, sync and end; wait until they have
+//            (--no-wait: do not wait); the stopped runs get no node on the next up until `continue`
+//   continue clear the stops, so the next up (campaign up, pulumi up) gives the runs new nodes that resume
 //
 // Real campaigns through the Pulumi Automation API: it needs the Pulumi CLI and AWS credentials.
 // State goes to the backend you are logged in to, else to a local file backend under .pulumi/.
@@ -17,17 +21,19 @@ import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { resolveCampaign } from "../components/campaign/resolve";
 import type { ResolvedCampaign } from "../components/campaign/types";
 import { getInstance } from "../components/plan/catalog";
-import { PREP_RUN, runKeys } from "../components/campaign/layout";
+import { campaignControlKey, PREP_RUN, runKeys } from "../components/campaign/layout";
+import { CONTROL_POLL_SECONDS } from "../components/node/runnerSettings";
 import { buildPlan, renderPlan } from "../components/plan/plan";
 import { composeExperiment, resolveStack } from "../components/config/presets";
 import { ConfigError } from "../components/config/problems";
 import { readEvaluations, renderEvaluation } from "./cli/evaluation";
 import { isTerminal, renderProgress, renderStatusTable, type JobView } from "./cli/progress";
 import { readStatus, readText } from "./cli/s3Read";
+import { clearControl, renderStopResult, waitForStopped, writeControl, type StopScope } from "./cli/stop";
 import { runPreflight, sdkReads } from "./cli/preflight";
 import { preflightExitCode, renderPreflight } from "../components/plan/preflight";
 
-export const commands = ["preflight", "up", "watch", "status", "run", "down"] as const;
+export const commands = ["preflight", "up", "watch", "status", "run", "down", "stop", "continue"] as const;
 export type Command = (typeof commands)[number];
 
 export interface CliArgs {
@@ -36,13 +42,22 @@ export interface CliArgs {
     readonly yes: boolean;
     readonly destroy: boolean;
     readonly intervalSeconds: number;
+    /** stop, continue: only these runs (repeatable --run); absent: the whole campaign. */
+    readonly runs?: readonly string[];
+    /** stop: write the request and return; down: destroy at once, without the graceful stop. */
+    readonly noWait?: boolean;
+    readonly now?: boolean;
+    /** stop, down: how long to wait for the nodes to end (--timeout seconds). */
+    readonly timeoutSeconds?: number;
 }
 
 export const usage = `usage: npm run campaign -- <${commands.join("|")}> --stack <name> [--yes] [--destroy] [--interval <seconds>]
   preflight  quotas, zones, AMI, network, bucket in AWS, one line a check (exit 1 on a failure)
   up      plan, preflight, confirm, pulumi up   watch   progress until every run has ended
   status  one table of jobs and nodes       run     up + watch + reconciling up (--destroy: then destroy)
-  down    pulumi destroy (artifacts kept as the config says)`;
+  down    graceful stop of every node (bounded wait), then pulumi destroy (artifacts kept as the config says) [--now] [--timeout <seconds>]
+  stop    save, sync and end the nodes [--run <run>]... [--no-wait] [--timeout <seconds>]; held until continue
+  continue  clear the stops [--run <run>]...: the next up resumes the runs`;
 
 export class UsageError extends Error {}
 
@@ -56,6 +71,10 @@ export function parseArgs(argv: readonly string[]): CliArgs {
     let yes = false;
     let destroy = false;
     let intervalSeconds = 15;
+    const runs: string[] = [];
+    let noWait = false;
+    let now = false;
+    let timeoutSeconds: number | undefined;
     for (let i = 0; i < rest.length; i++) {
         const arg = rest[i];
         const value = (): string => {
@@ -66,7 +85,14 @@ export function parseArgs(argv: readonly string[]): CliArgs {
         if (arg === "--stack" || arg === "-s") stack = value();
         else if (arg === "--yes" || arg === "-y") yes = true;
         else if (arg === "--destroy") destroy = true;
-        else if (arg === "--interval") {
+        else if (arg === "--run" && (command === "stop" || command === "continue")) runs.push(value());
+        else if (arg === "--no-wait" && command === "stop") noWait = true;
+        else if (arg === "--now" && command === "down") now = true;
+        else if (arg === "--timeout" && (command === "stop" || command === "down")) {
+            const raw = value();
+            timeoutSeconds = Number(raw);
+            if (!Number.isFinite(timeoutSeconds) || timeoutSeconds < 1) throw new UsageError(`--timeout must be a number of seconds >= 1, got "${raw}"`);
+        } else if (arg === "--interval") {
             const raw = value();
             intervalSeconds = Number(raw);
             if (!Number.isFinite(intervalSeconds) || intervalSeconds < 1) throw new UsageError(`--interval must be a number of seconds >= 1, got "${raw}"`);
@@ -74,7 +100,13 @@ export function parseArgs(argv: readonly string[]): CliArgs {
     }
     if (!stack) throw new UsageError(`--stack is required\n${usage}`);
     if (destroy && command !== "run") throw new UsageError(`--destroy goes with "run" (use "down" to destroy a stack)`);
-    return { command: command as Command, stack, yes, destroy, intervalSeconds };
+    const stopOptions = {
+        ...(runs.length > 0 ? { runs } : {}),
+        ...(noWait ? { noWait } : {}),
+        ...(now ? { now } : {}),
+        ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}),
+    };
+    return { command: command as Command, stack, yes, destroy, intervalSeconds, ...stopOptions };
 }
 
 // The pinned AWS SDK supports Node 20; its notice about future releases' Node requirement is noise here.
@@ -258,11 +290,66 @@ async function main(argv: readonly string[]): Promise<number> {
             }
             return views.every((v) => v.run === PREP_RUN || v.status?.phase === "succeeded") ? 0 : 1;
         }
-        case "down":
+        case "down": {
+            // Gracefully first: every node saves, syncs and ends, so nothing is cut off mid-upload. The campaign-wide
+            // request is a restart: the runs stay resumable, and the next up continues them as after a plain destroy.
+            if (!args.now) {
+                const bucket = await bucketOf().catch(() => undefined);
+                if (bucket) await gracefulStop(client, bucket, campaign, { all: true }, "restart", args.timeoutSeconds ?? DOWN_WAIT_SECONDS, args.intervalSeconds);
+                else console.log("No bucket output yet: nothing can be running; destroying.");
+            }
             await stack.destroy({ onOutput: print, refresh: true });
             console.log(keptMessage(plan));
             return 0;
+        }
+        case "stop": {
+            const bucket = await bucketOf();
+            const scope: StopScope = args.runs ? { runs: args.runs } : { all: true };
+            unknownRuns(campaign, args.runs);
+            if (args.noWait) {
+                const keys = await writeControl(client, bucket, campaign.experiment.name, scope, "stop", process.env.USER);
+                console.log(`Stop requested in ${keys.map((k) => `s3://${bucket}/${k}`).join(", ")}; the nodes read it within ${CONTROL_POLL_SECONDS} s.`);
+                console.log(`Until \`npm run campaign -- continue --stack ${args.stack}\`, the next up gives the stopped runs no node.`);
+                return 0;
+            }
+            const done = await gracefulStop(client, bucket, campaign, scope, "stop", args.timeoutSeconds ?? DOWN_WAIT_SECONDS, args.intervalSeconds);
+            console.log(`Until \`npm run campaign -- continue --stack ${args.stack}\`, the next up gives the stopped runs no node.`);
+            return done ? 0 : 1;
+        }
+        case "continue": {
+            const bucket = await bucketOf();
+            unknownRuns(campaign, args.runs);
+            const keys = await clearControl(client, bucket, campaign.experiment.name, args.runs ? { runs: args.runs } : { all: true }, campaign.runs.map((r) => r.name));
+            console.log(`Cleared ${keys.map((k) => `s3://${bucket}/${k}`).join(", ")}.`);
+            if (args.runs && (await readText(client, bucket, campaignControlKey(campaign.experiment.name)))?.includes('"stop"')) {
+                console.log(`The campaign-wide stop (s3://${bucket}/${campaignControlKey(campaign.experiment.name)}) still holds every run: continue without --run to clear it.`);
+            }
+            console.log(`The next up (npm run campaign -- up --stack ${args.stack}, or pulumi up) gives the unfinished runs new nodes that resume from their newest checkpoint.`);
+            return 0;
+        }
     }
+}
+
+/** How long `down` and `stop` wait for the nodes by default: a save of up to 5 minutes and the sync of a large checkpoint. */
+const DOWN_WAIT_SECONDS = 1200;
+
+/** Writes the request, then waits with a line per poll; false when some run did not confirm within the bound. */
+async function gracefulStop(client: S3Client, bucket: string, campaign: ResolvedCampaign, scope: StopScope, action: "stop" | "restart",
+    timeoutSeconds: number, intervalSeconds: number): Promise<boolean> {
+    const name = campaign.experiment.name;
+    const keys = await writeControl(client, bucket, name, scope, action, process.env.USER);
+    console.log(`${action === "stop" ? "Stop" : "Graceful stop (restart)"} requested in ${keys.map((k) => `s3://${bucket}/${k}`).join(", ")}; ` +
+        `each node reads it within ${CONTROL_POLL_SECONDS} s, saves a checkpoint, syncs it and ends. Waiting up to ${timeoutSeconds} s:`);
+    const runs = "all" in scope ? [PREP_RUN, ...campaign.runs.map((r) => r.name)] : [...scope.runs];
+    const result = await waitForStopped(() => readJobViews(client, bucket, campaign), runs, { timeoutSeconds, intervalSeconds, log: (l) => console.log(l) });
+    console.log(renderStopResult(result, timeoutSeconds));
+    return result.unconfirmed.length === 0;
+}
+
+function unknownRuns(campaign: ResolvedCampaign, runs: readonly string[] | undefined): void {
+    const known = campaign.runs.map((r) => r.name);
+    const unknown = (runs ?? []).filter((r) => !known.includes(r));
+    if (unknown.length > 0) throw new UsageError(`unknown run(s) ${unknown.join(", ")}; the campaign's runs: ${known.join(", ")}`);
 }
 
 function keptMessage(plan: ReturnType<typeof buildPlan>): string {

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { controlRequest } from "../../components/campaign/contract";
 import { campaignControlKey, runKeys, s3Uri } from "../../components/campaign/layout";
 import type { Status } from "../../components/campaign/jobSpec";
+import { parseArgs } from "../../scripts/campaign";
 import { readStatus } from "../../scripts/cli/s3Read";
 import { clearControl, renderStopResult, waitForStopped, writeControl } from "../../scripts/cli/stop";
 import type { JobView } from "../../scripts/cli/progress";
@@ -105,4 +106,17 @@ test("a node that ends while the wait polls is confirmed with its checkpoint", a
     assert.deepEqual(result.ended.map((e) => [e.run, e.phase]), [["late", "interrupted"]]);
     assert.ok(lines.some((l) => l.startsWith("  late: interrupted with checkpoint-12 in S3")), lines.join("\n"));
     assert.match(renderStopResult(result, 600), /^Every working node has ended/);
+});
+
+test("the command line: stop and continue take runs, stop --no-wait, down --now, a bound for the wait", () => {
+    assert.deepEqual(parseArgs(["stop", "--stack", "dev", "--run", "a", "--run", "b", "--no-wait"]), {
+        command: "stop", stack: "dev", yes: false, destroy: false, intervalSeconds: 15, runs: ["a", "b"], noWait: true,
+    });
+    assert.deepEqual(parseArgs(["down", "--stack", "dev", "--now", "--timeout", "60"]), {
+        command: "down", stack: "dev", yes: false, destroy: false, intervalSeconds: 15, now: true, timeoutSeconds: 60,
+    });
+    assert.deepEqual(parseArgs(["continue", "--stack", "dev", "--run", "a"]).runs, ["a"]);
+    assert.throws(() => parseArgs(["up", "--stack", "dev", "--run", "a"]), /unknown option "--run"/);
+    assert.throws(() => parseArgs(["down", "--stack", "dev", "--no-wait"]), /unknown option "--no-wait"/);
+    assert.throws(() => parseArgs(["stop", "--stack", "dev", "--timeout", "0"]), /--timeout must be a number of seconds >= 1, got "0"/);
 });
