@@ -33,6 +33,9 @@ export interface GpuFacts {
     /** Dense (no 2:4 sparsity) bf16 tensor-core peak per GPU, TFLOP/s. */
     readonly bf16DenseTflops: number;
     readonly tflopsSource: string;
+    /** Peak memory bandwidth per GPU (HBM or GDDR), GB/s: what bounds generation's decoding (estimate.ts). */
+    readonly memoryBandwidthGBs: number;
+    readonly bandwidthSource: string;
     readonly bf16: boolean;
     readonly computeCapability: string;
 }
@@ -40,6 +43,7 @@ export interface GpuFacts {
 // Memory as software sees it: from the project's aws-facts notes (A10G 22,888 MiB; L40S 45,776 MiB;
 // A100 40,960 / 81,920 MiB; H100 81,920 MiB), as the Karpenter reference lists nvidia.com/gpu-memory;
 // L4 22,888 MiB and H200 144,384 MiB from the same reference (karpenter.k8s.aws/instance-gpu-memory, Aug 2026).
+// Memory bandwidth per GPU (read 2026-11-30): NVIDIA's datasheets as quoted by the pages named in each bandwidthSource.
 const GPU: Readonly<Record<GpuModel, GpuFacts>> = {
     // NVIDIA publishes no A10G datasheet (it is an AWS-only part). The A10 datasheet gives 125 TFLOP/s dense
     // bf16, but the A10G trades tensor throughput for CUDA-core throughput; Baseten's "NVIDIA A10 vs A10G for
@@ -51,6 +55,8 @@ const GPU: Readonly<Record<GpuModel, GpuFacts>> = {
         memoryMiB: 22_888,
         bf16DenseTflops: 70,
         tflopsSource: "Baseten, NVIDIA A10 vs A10G (A10G bf16 tensor 70 TFLOP/s; the A10 datasheet's 125 is the non-G part)",
+        memoryBandwidthGBs: 600,
+        bandwidthSource: "Baseten, NVIDIA A10 vs A10G (baseten.co/blog/nvidia-a10-vs-a10g-for-ml-model-inference): 24 GB GDDR6 at 600 GB/s, as the A10",
         bf16: true,
         computeCapability: "8.6",
     },
@@ -59,6 +65,8 @@ const GPU: Readonly<Record<GpuModel, GpuFacts>> = {
         memoryMiB: 22_888,
         bf16DenseTflops: 121,
         tflopsSource: "NVIDIA L4 datasheet: BF16 tensor 242 TFLOP/s with sparsity, 121 dense",
+        memoryBandwidthGBs: 300,
+        bandwidthSource: "NVIDIA L4 datasheet figure, 24 GB GDDR6 at 300 GB/s, as quoted by grokipedia.com/page/NVIDIA_L4_vs_L40S",
         bf16: true,
         computeCapability: "8.9",
     },
@@ -67,6 +75,8 @@ const GPU: Readonly<Record<GpuModel, GpuFacts>> = {
         memoryMiB: 45_776,
         bf16DenseTflops: 362,
         tflopsSource: "NVIDIA L40S datasheet: BF16 tensor 362.05 TFLOP/s dense (733 with sparsity)",
+        memoryBandwidthGBs: 864,
+        bandwidthSource: "NVIDIA L40S datasheet figure, 48 GB GDDR6 at 864 GB/s, as quoted by grokipedia.com/page/NVIDIA_L4_vs_L40S",
         bf16: true,
         computeCapability: "8.9",
     },
@@ -75,6 +85,8 @@ const GPU: Readonly<Record<GpuModel, GpuFacts>> = {
         memoryMiB: 40_960,
         bf16DenseTflops: 312,
         tflopsSource: "NVIDIA A100 datasheet: BF16 tensor 312 TFLOP/s dense (624 with sparsity)",
+        memoryBandwidthGBs: 1_555,
+        bandwidthSource: "NVIDIA A100 datasheet (nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf) as quoted by glennklockwood.com/garden/processors/A100: 40 GB HBM2 at 1,555 GB/s",
         bf16: true,
         computeCapability: "8.0",
     },
@@ -83,6 +95,8 @@ const GPU: Readonly<Record<GpuModel, GpuFacts>> = {
         memoryMiB: 81_920,
         bf16DenseTflops: 312,
         tflopsSource: "NVIDIA A100 datasheet: BF16 tensor 312 TFLOP/s dense (624 with sparsity)",
+        memoryBandwidthGBs: 2_039,
+        bandwidthSource: "NVIDIA A100 datasheet (nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf) as quoted by glennklockwood.com/garden/processors/A100: 80 GB HBM2e at 2,039 GB/s",
         bf16: true,
         computeCapability: "8.0",
     },
@@ -91,6 +105,8 @@ const GPU: Readonly<Record<GpuModel, GpuFacts>> = {
         memoryMiB: 81_920,
         bf16DenseTflops: 989,
         tflopsSource: "NVIDIA H100 SXM datasheet: BF16 tensor 1,979 TFLOP/s with sparsity, 989 dense",
+        memoryBandwidthGBs: 3_350,
+        bandwidthSource: "NVIDIA H100 SXM datasheet figure, 80 GB HBM3 at 3.35 TB/s, as quoted by aiminingco.com/gpu/h200/specs (the H200's 4.8 TB/s is 43% more)",
         bf16: true,
         computeCapability: "9.0",
     },
@@ -100,6 +116,8 @@ const GPU: Readonly<Record<GpuModel, GpuFacts>> = {
         memoryMiB: 144_384,
         bf16DenseTflops: 989,
         tflopsSource: "NVIDIA H200 datasheet: BF16 tensor 1,979 TFLOP/s with sparsity, 989 dense (the H100 SXM's compute)",
+        memoryBandwidthGBs: 4_800,
+        bandwidthSource: "NVIDIA H200 datasheet figure, 141 GB HBM3e at 4.8 TB/s, as quoted by aiminingco.com/gpu/h200/specs",
         bf16: true,
         computeCapability: "9.0",
     },
@@ -120,6 +138,9 @@ export interface InstanceSpec {
     /** Dense bf16 tensor peak per GPU, TFLOP/s; 0 for CPU types. */
     readonly bf16DenseTflops: number;
     readonly tflopsSource: string | undefined;
+    /** Peak memory bandwidth per GPU, GB/s; 0 for CPU types. */
+    readonly memoryBandwidthGBs: number;
+    readonly bandwidthSource: string | undefined;
     /** The GPU computes in bf16 (Ampere or newer). */
     readonly bf16: boolean;
     readonly computeCapability: string | undefined;
@@ -165,6 +186,8 @@ function build(row: Row): InstanceSpec {
         gpuMemoryGiB: g ? g.memoryMiB / 1024 : 0,
         bf16DenseTflops: g?.bf16DenseTflops ?? 0,
         tflopsSource: g?.tflopsSource,
+        memoryBandwidthGBs: g?.memoryBandwidthGBs ?? 0,
+        bandwidthSource: g?.bandwidthSource,
         bf16: g?.bf16 ?? false,
         computeCapability: g?.computeCapability,
         localNvmeGb: row.localNvmeGb,

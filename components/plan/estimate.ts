@@ -434,7 +434,7 @@ export function estimateTrainingTime(input: TimeInput): TimeEstimate {
     const seconds = totalFlops / (input.gpus * input.peakTflopsPerGpu * 1e12 * mfu);
     const trainingHours = seconds / 3600;
     const setupHours = input.setupHours ?? DEFAULT_SETUP_HOURS;
-    assumptions.push(`setup: ${setupHours} h for boot, image pull and weights from S3 before the first step; evaluation and checkpoint uploads not counted`);
+    assumptions.push(`setup: ${setupHours} h for boot, image pull and weights from S3 before the first step; checkpoint uploads not counted (the task-metric evaluation is estimated apart: estimateGeneration)`);
     return { tokens, flopsPerToken, totalFlops, steps, mfu, trainingHours, setupHours, hours: trainingHours + setupHours, assumptions };
 }
 
@@ -516,4 +516,68 @@ export function estimateCost(input: CostInput): CostEstimate {
         "worst case: every node runs to its max-hours cap",
     ];
     return { runs, prep, usd, worstCaseUsd, storageUsdPerMonth, assumptions };
+}
+
+// ---------------------------------------------------------------- generation (the evaluation's time)
+
+/**
+ * Share of the peak memory bandwidth a Hugging Face generate() loop reaches while decoding: each new token of a
+ * batch reads every weight once, and unfused kernels, launch gaps and the KV cache keep it well below peak. Half
+ * is taken, so the estimate errs long.
+ */
+export const DECODE_BANDWIDTH_EFFICIENCY = 0.5;
+
+/** MFU of the prompt's forward pass (prefill), compute-bound: the training figure for a full forward. */
+export const PREFILL_MFU = 0.35;
+
+export interface GenerationInput {
+    readonly architecture: Architecture;
+    /** Prompts generated for, in batches of batchSize. */
+    readonly rows: number;
+    /** Mean prompt length, tokens. */
+    readonly promptTokens: number;
+    /** evaluation.generation.maxNewTokens: every prompt is taken to generate them all (greedy to the cap). */
+    readonly maxNewTokens: number;
+    readonly batchSize: number;
+    /** Bytes per weight as the evaluation loads the model: 2 in bf16/fp16, 4 in fp32, NF4 for QLoRA's base. */
+    readonly weightBytesPerParam: number;
+    /** The one GPU the evaluation runs on (evaluate.py: one process, one device). */
+    readonly memoryBandwidthGBs: number;
+    readonly peakTflops: number;
+}
+
+export interface GenerationEstimate {
+    readonly prefillSeconds: number;
+    readonly decodeSeconds: number;
+    readonly hours: number;
+    readonly assumptions: string[];
+}
+
+/**
+ * One evaluation's generation time: rows x (prompt prefill + maxNewTokens decode). Prefill is compute-bound
+ * (2N FLOPs per prompt token at PREFILL_MFU); each decode step of a batch is bound by reading the weights
+ * (weight bytes / (bandwidth x DECODE_BANDWIDTH_EFFICIENCY)), or by its compute when the batch is large.
+ */
+export function estimateGeneration(input: GenerationInput): GenerationEstimate {
+    if (!(input.memoryBandwidthGBs > 0) || !(input.peakTflops > 0) || !(input.batchSize >= 1)) throw new Error("memoryBandwidthGBs, peakTflops and batchSize must be positive");
+    const arch = input.architecture;
+    const seq2seq = arch.kind === "t5";
+    // A seq2seq prompt meets the encoder and a new token the decoder: about half the model each.
+    const n = seq2seq ? matmulParams(arch) / 2 : matmulParams(arch);
+    const decodeBytes = countParams(arch) * (seq2seq ? 0.5 : 1) * input.weightBytesPerParam;
+    const flops = input.peakTflops * 1e12 * PREFILL_MFU;
+    const prefillSeconds = (input.rows * input.promptTokens * 2 * n) / flops;
+    const batches = Math.ceil(input.rows / input.batchSize);
+    const stepSeconds = Math.max(decodeBytes / (input.memoryBandwidthGBs * 1e9 * DECODE_BANDWIDTH_EFFICIENCY), (2 * n * input.batchSize) / flops);
+    const decodeSeconds = batches * input.maxNewTokens * stepSeconds;
+    return {
+        prefillSeconds,
+        decodeSeconds,
+        hours: (prefillSeconds + decodeSeconds) / 3600,
+        assumptions: [
+            `evaluation: rows x (prompt prefill at 2N FLOPs per token, MFU ${PREFILL_MFU}, + maxNewTokens decode steps per batch, each reading the ` +
+                `${seq2seq ? "decoder's " : ""}weights once at ${DECODE_BANDWIDTH_EFFICIENCY * 100}% of the GPU's memory bandwidth, ${input.memoryBandwidthGBs.toLocaleString("en-US")} GB/s (components/plan/catalog.ts)); ` +
+                "every answer taken to run to maxNewTokens; KV-cache reads and the adapter's extra matmuls not counted; on one GPU",
+        ],
+    };
 }

@@ -5,7 +5,7 @@ import type { ResolvedCampaign } from "../campaign/types";
 import { getInstance, type InstanceSpec } from "./catalog";
 import { estimateCost } from "./estimate";
 import type { Problem } from "../config/problems";
-import { runEstimates, prepEstimate, storageEstimate } from "./runEstimates";
+import { evaluationEstimate, runEstimates, prepEstimate, storageEstimate } from "./runEstimates";
 import { capacityNotes } from "./capacity";
 import { imageBuildPlan, type ImageBuildPlan } from "./imageBuild";
 
@@ -47,10 +47,22 @@ export interface TrainStagePlan {
     readonly memory: MemoryPlan | null;
     readonly steps: number | null;
     readonly tokens: number | null;
+    /** The task-metric evaluation on the run's node after training (and its base model's baseline); null without one. */
+    readonly evaluation: EvaluationPlan | null;
+    /** Training, setup and evaluation: the node's billed hours. */
     readonly estimatedHours: number | null;
     readonly estimatedUsd: number | null;
     readonly maxHours: number;
     readonly worstCaseUsd: number;
+}
+
+export interface EvaluationPlan {
+    readonly rows: number;
+    /** 1, or 2 when this run also evaluates its base model (the baseline). */
+    readonly evaluations: number;
+    readonly maxNewTokens: number;
+    readonly hours: number;
+    readonly estimatedUsd: number;
 }
 
 export interface Plan {
@@ -84,6 +96,12 @@ export function buildPlan(campaign: ResolvedCampaign): Plan {
     estimates.forEach((e) => {
         if (e) add([...e.memory.assumptions, ...e.time.assumptions]);
     });
+    // The evaluation runs on the same node after training, so its hours are the node's too.
+    const evaluations = campaign.runs.map((run, i) => evaluationEstimate(experiment, run, campaign.trainSpecs[i]?.evaluation?.computeBaseline ?? false));
+    evaluations.forEach((e) => {
+        if (e) add(e.assumptions);
+    });
+    const nodeHours = (i: number): number | undefined => (estimates[i] ? estimates[i]!.time.hours + (evaluations[i]?.hours ?? 0) : undefined);
     const storage = storageEstimate(campaign);
     add(storage.assumptions);
     const keep = experiment.storage.keepOnDestroy || experiment.storage.existingBucket !== undefined;
@@ -93,7 +111,7 @@ export function buildPlan(campaign: ResolvedCampaign): Plan {
         runs: campaign.runs.map((run, i) => ({
             name: run.name,
             instanceType: run.instanceType,
-            hours: Math.min(estimates[i]?.time.hours ?? 0, experiment.compute.maxHours),
+            hours: Math.min(nodeHours(i) ?? 0, experiment.compute.maxHours),
             maxHours: experiment.compute.maxHours,
             volumeGb: experiment.compute.rootVolumeGb + (experiment.compute.dataVolumeGb ?? 0),
         })),
@@ -121,6 +139,7 @@ export function buildPlan(campaign: ResolvedCampaign): Plan {
     const runs = campaign.runs.map((run, i): TrainStagePlan => {
         const e = estimates[i];
         const c = cost.runs[i];
+        const ev = evaluations[i];
         return {
             stage: "train",
             run: run.name,
@@ -133,7 +152,11 @@ export function buildPlan(campaign: ResolvedCampaign): Plan {
             memory: e ? pickMemory(e.memory) : null,
             steps: e ? e.time.steps : null,
             tokens: e ? e.time.tokens : null,
-            estimatedHours: e ? e.time.hours : null,
+            evaluation:
+                e && ev
+                    ? { rows: ev.rows, evaluations: ev.evaluations, maxNewTokens: experiment.evaluation!.generation.maxNewTokens, hours: ev.hours, estimatedUsd: ev.hours * c.usdPerHour }
+                    : null,
+            estimatedHours: nodeHours(i) ?? null,
             estimatedUsd: e ? c.usd : null,
             maxHours: experiment.compute.maxHours,
             worstCaseUsd: c.worstCaseUsd,
@@ -232,6 +255,14 @@ export function renderPlan(plan: Plan, source: string): string {
         ]);
     }
     out.push(...table(rows).map((l) => `   ${l}`));
+    for (const r of plan.runs) {
+        if (!r.evaluation) continue;
+        const v = r.evaluation;
+        out.push(
+            `   ${r.run}: evaluation after training, on the same node: ${v.evaluations === 2 ? "the trained model and its base model (the baseline)" : "the trained model"}, ` +
+                `${count(v.rows)} rows x up to ${v.maxNewTokens} new tokens${v.evaluations === 2 ? " each" : ""}: about ${hrs(v.hours)}, ${usd(v.estimatedUsd)} (in the run's time and cost)`,
+        );
+    }
     for (const r of plan.runs) {
         if (!r.memory) continue;
         const m = r.memory;

@@ -3,7 +3,7 @@
 import type { Experiment } from "../config/schema";
 import type { ResolvedCampaign, ResolvedRun } from "../campaign/types";
 import { getInstance, type InstanceSpec } from "./catalog";
-import { estimateMemory, estimateTrainingTime, type MemoryEstimate, type TimeEstimate } from "./estimate";
+import { NF4_BYTES_PER_PARAM, estimateGeneration, estimateMemory, estimateTrainingTime, type MemoryEstimate, type TimeEstimate } from "./estimate";
 import { countParams, findModel, loraTrainableParams } from "./models";
 
 export interface RunEstimates {
@@ -51,6 +51,59 @@ export function runEstimates(experiment: Experiment, run: ResolvedRun): RunEstim
         peakTflopsPerGpu: instance.bf16DenseTflops,
     });
     return { instance, memory, time };
+}
+
+export interface EvaluationEstimate {
+    /** Rows generated for in one evaluation. */
+    readonly rows: number;
+    /** Evaluations on the run's node: the trained model, plus its base model's baseline when this run computes it. */
+    readonly evaluations: number;
+    /** Every evaluation together. */
+    readonly hours: number;
+    readonly assumptions: string[];
+}
+
+/** The share of the rows (or groups) a split gets. */
+function splitShare(experiment: Experiment, name: "train" | "validation" | "test"): number {
+    const split = experiment.data.split;
+    if (split.kind === "random") return split.ratios[name];
+    if (split.counts) return split.counts[name] / (split.counts.train + split.counts.validation + split.counts.test);
+    return split.ratios?.[name] ?? 0;
+}
+
+/**
+ * The evaluation's generation time on one run's node (containers/trainer/evaluate.py): the trained model on the
+ * evaluation rows, and once more for the base model when this run computes the campaign's baseline
+ * (components/campaign/baseline.ts). Undefined without an evaluation, or for a model the table does not know.
+ */
+export function evaluationEstimate(experiment: Experiment, run: ResolvedRun, computesBaseline: boolean): EvaluationEstimate | undefined {
+    const e = experiment.evaluation;
+    const model = findModel(run.model.id);
+    if (!e || !model) return undefined;
+    const instance = getInstance(run.instanceType);
+    const available = totalExamples(experiment) * splitShare(experiment, e.split);
+    const rows = Math.max(1, Math.round(e.rows === "all" ? available : Math.min(e.rows, available)));
+    const precisionBytes = run.training.precision === "fp32" ? 4 : 2;
+    const one = estimateGeneration({
+        architecture: model.architecture,
+        rows,
+        promptTokens: Math.min(experiment.data.estimate.meanTokens, run.training.maxSeqLength),
+        maxNewTokens: e.generation.maxNewTokens,
+        batchSize: e.generation.batchSize,
+        weightBytesPerParam: run.method.kind === "qlora" ? NF4_BYTES_PER_PARAM : precisionBytes,
+        memoryBandwidthGBs: instance.memoryBandwidthGBs,
+        peakTflops: instance.bf16DenseTflops,
+    });
+    const evaluations = computesBaseline ? 2 : 1;
+    return {
+        rows,
+        evaluations,
+        hours: one.hours * evaluations,
+        assumptions: [
+            ...one.assumptions,
+            `evaluation rows: ${e.rows === "all" ? `all of the ${e.split} split` : `${e.rows} of the ${e.split} split`} (about ${rows.toLocaleString("en-US")}), prompts of data.estimate.meanTokens; the run that computes a base model's baseline evaluates twice`,
+        ],
+    };
 }
 
 /** Rows prep reads in all (train is one share of them). */
