@@ -10,6 +10,8 @@
 //   stop     ask the campaign's nodes (or --run R's) to save a checkpoint, sync and end; wait until they have
 //            (--no-wait: do not wait); the stopped runs get no node on the next up until `continue`
 //   continue clear the stops, so the next up (campaign up, pulumi up) gives the runs new nodes that resume
+//   report   one self-contained HTML file: every run's curves side by side, the plan against what happened (--out FILE;
+//            --bucket NAME reads that bucket without the Pulumi CLI, e.g. a rehearsal's emulator with AWS_ENDPOINT_URL)
 //
 // Real campaigns through the Pulumi Automation API: it needs the Pulumi CLI and AWS credentials.
 // State goes to the backend you are logged in to, else to a local file backend under .pulumi/.
@@ -29,11 +31,12 @@ import { ConfigError } from "../components/config/problems";
 import { readEvaluations, renderEvaluation } from "./cli/evaluation";
 import { isTerminal, renderProgress, renderStatusTable, type JobView } from "./cli/progress";
 import { readStatus, readText } from "./cli/s3Read";
+import { readReportInput, writeReport } from "./cli/report";
 import { clearControl, renderStopResult, waitForStopped, writeControl, type StopScope } from "./cli/stop";
 import { runPreflight, sdkReads } from "./cli/preflight";
 import { preflightExitCode, renderPreflight } from "../components/plan/preflight";
 
-export const commands = ["preflight", "up", "watch", "status", "run", "down", "stop", "continue"] as const;
+export const commands = ["preflight", "up", "watch", "status", "run", "down", "stop", "continue", "report"] as const;
 export type Command = (typeof commands)[number];
 
 export interface CliArgs {
@@ -42,6 +45,9 @@ export interface CliArgs {
     readonly yes: boolean;
     readonly destroy: boolean;
     readonly intervalSeconds: number;
+    /** report: where the HTML goes (default campaign-report-<stack>.html) and, optionally, the bucket to read. */
+    readonly out?: string;
+    readonly bucket?: string;
     /** stop, continue: only these runs (repeatable --run); absent: the whole campaign. */
     readonly runs?: readonly string[];
     /** stop: write the request and return; down: destroy at once, without the graceful stop. */
@@ -57,7 +63,8 @@ export const usage = `usage: npm run campaign -- <${commands.join("|")}> --stack
   status  one table of jobs and nodes       run     up + watch + reconciling up (--destroy: then destroy)
   down    graceful stop of every node (bounded wait), then pulumi destroy (artifacts kept as the config says) [--now] [--timeout <seconds>]
   stop    save, sync and end the nodes [--run <run>]... [--no-wait] [--timeout <seconds>]; held until continue
-  continue  clear the stops [--run <run>]...: the next up resumes the runs`;
+  continue  clear the stops [--run <run>]...: the next up resumes the runs
+  report  one HTML file: curves, metrics, timeline, cost, memory, throughput against the plan [--out FILE] [--bucket NAME]`;
 
 export class UsageError extends Error {}
 
@@ -71,6 +78,8 @@ export function parseArgs(argv: readonly string[]): CliArgs {
     let yes = false;
     let destroy = false;
     let intervalSeconds = 15;
+    let out: string | undefined;
+    let bucket: string | undefined;
     const runs: string[] = [];
     let noWait = false;
     let now = false;
@@ -85,6 +94,8 @@ export function parseArgs(argv: readonly string[]): CliArgs {
         if (arg === "--stack" || arg === "-s") stack = value();
         else if (arg === "--yes" || arg === "-y") yes = true;
         else if (arg === "--destroy") destroy = true;
+        else if (arg === "--out" && command === "report") out = value();
+        else if (arg === "--bucket" && command === "report") bucket = value();
         else if (arg === "--run" && (command === "stop" || command === "continue")) runs.push(value());
         else if (arg === "--no-wait" && command === "stop") noWait = true;
         else if (arg === "--now" && command === "down") now = true;
@@ -106,7 +117,7 @@ export function parseArgs(argv: readonly string[]): CliArgs {
         ...(now ? { now } : {}),
         ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}),
     };
-    return { command: command as Command, stack, yes, destroy, intervalSeconds, ...stopOptions };
+    return { command: command as Command, stack, yes, destroy, intervalSeconds, ...stopOptions, ...(out ? { out } : {}), ...(bucket ? { bucket } : {}) };
 }
 
 // The pinned AWS SDK supports Node 20; its notice about future releases' Node requirement is noise here.
@@ -224,6 +235,8 @@ async function main(argv: readonly string[]): Promise<number> {
         return preflightExitCode(results) === 0;
     };
     if (args.command === "preflight") return (await preflight()) ? 0 : 1;
+    // The report reads S3 only: with --bucket it needs no Pulumi CLI (a rehearsal's bucket, or a stack long gone).
+    if (args.command === "report" && args.bucket) return writeCampaignReport(reportClient(campaign.experiment.region), args.bucket, campaign, plan, source, args);
 
     const missing = pulumiCliProblem();
     if (missing) {
@@ -327,6 +340,8 @@ async function main(argv: readonly string[]): Promise<number> {
             console.log(`The next up (npm run campaign -- up --stack ${args.stack}, or pulumi up) gives the unfinished runs new nodes that resume from their newest checkpoint.`);
             return 0;
         }
+        case "report":
+            return writeCampaignReport(client, await bucketOf(), campaign, plan, source, args);
     }
 }
 
@@ -350,6 +365,18 @@ function unknownRuns(campaign: ResolvedCampaign, runs: readonly string[] | undef
     const known = campaign.runs.map((r) => r.name);
     const unknown = (runs ?? []).filter((r) => !known.includes(r));
     if (unknown.length > 0) throw new UsageError(`unknown run(s) ${unknown.join(", ")}; the campaign's runs: ${known.join(", ")}`);
+}
+
+/** An S3 client for the report; AWS_ENDPOINT_URL (an emulator) gets path-style addressing. */
+function reportClient(region: string): S3Client {
+    const endpoint = process.env.AWS_ENDPOINT_URL;
+    return new S3Client({ region, ...(endpoint ? { endpoint, forcePathStyle: true } : {}) });
+}
+
+async function writeCampaignReport(client: S3Client, bucket: string, campaign: ResolvedCampaign, plan: ReturnType<typeof buildPlan>, source: string, args: CliArgs): Promise<number> {
+    const file = writeReport(await readReportInput(client, bucket, campaign, plan, source), args.out ?? `campaign-report-${args.stack}.html`);
+    console.log(`Report: ${file}`);
+    return 0;
 }
 
 function keptMessage(plan: ReturnType<typeof buildPlan>): string {

@@ -3,7 +3,8 @@
 // Rehearses a campaign on this machine with no AWS account: the same job specs the stack would render,
 // the same node runner in process mode, a local S3 emulator, a fake instance-metadata service. Prep,
 // then each training run, with status heartbeats and checkpoint sync into the emulator; --interrupt-at
-// simulates a spot notice and shows the resume on a "new node". It ends with teardown and a report.
+// simulates a spot notice and shows the resume on a "new node". It ends with teardown, a report, and the HTML
+// report (.rehearsal/<stack>/report.html).
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
@@ -20,6 +21,7 @@ import { ConfigError } from "../components/config/problems";
 import type { RunnerSettings } from "../components/node/runnerSettings";
 import { readEvaluations, renderEvaluation } from "./cli/evaluation";
 import { renderProgress } from "./cli/progress";
+import { readReportInput, writeReport } from "./cli/report";
 import { readStatus, readText } from "./cli/s3Read";
 import { startFakeImds, type FakeImds } from "./local/fakeImds";
 import { fakeAwsEnv, startMoto } from "./local/moto";
@@ -345,6 +347,10 @@ export async function rehearseCampaign(campaign: ResolvedCampaign, source: strin
         say(report(campaign, plan, nodes, metrics, objects, standIns.substitutions, mirror, source));
         // The task metrics, as `campaign status` shows them (scripts/cli/evaluation.ts).
         if (experiment.evaluation) say(`\n${renderEvaluation(campaign, await readEvaluations(client, BUCKET, campaign))}`);
+        // The same HTML report `npm run campaign -- report` writes: every run's curves side by side, the plan against what happened.
+        const notes = standIns.substitutions.length ? ["Rehearsed on this machine with stand-ins (the plan's figures are for the configured instances):", ...standIns.substitutions.map((s) => `- ${s}`)] : [];
+        const reportFile = writeReport(await readReportInput(client, BUCKET, campaign, plan, source, notes), path.join(workDir, "report.html"));
+        say(`\nReport: ${path.relative(process.cwd(), reportFile) || reportFile} (one self-contained HTML file: open it in a browser)`);
         return remaining.length === 0 && prep.code === 0 ? 0 : 1;
     } finally {
         await imds.stop();

@@ -110,6 +110,7 @@ const folderRules: Record<string, { folders: string[]; files?: string[] }> = {
     plan: { folders: ["plan", "config"], files: ["components/campaign/types.ts"] },
     node: { folders: ["node", "campaign", "config"] },
     resources: { folders: ["resources", "node", "campaign", "plan", "config"] },
+    report: { folders: ["report", "campaign", "plan", "config"] },
 };
 
 test("each folder of components/ imports only what its README allows, and has a README", () => {
