@@ -29,7 +29,7 @@ import { buildPlan, renderPlan } from "../components/plan/plan";
 import { composeExperiment, resolveStack } from "../components/config/presets";
 import { ConfigError } from "../components/config/problems";
 import { readEvaluations, renderEvaluation } from "./cli/evaluation";
-import { isTerminal, renderProgress, renderStatusTable, type JobView } from "./cli/progress";
+import { isTerminal, renderAttempts, renderProgress, renderStatusTable, type JobView } from "./cli/progress";
 import { readStatus, readText } from "./cli/s3Read";
 import { readReportInput, writeReport } from "./cli/report";
 import { clearControl, renderStopResult, waitForStopped, writeControl, type StopScope } from "./cli/stop";
@@ -287,7 +287,11 @@ async function main(argv: readonly string[]): Promise<number> {
         }
         case "status": {
             const bucket = await bucketOf();
-            console.log(renderStatusTable(await readJobViews(client, bucket, campaign), new Date()));
+            const views = await readJobViews(client, bucket, campaign);
+            console.log(renderStatusTable(views, new Date()));
+            // Every node's attempt at each run, with how it ended (status.json's attempts).
+            const attempts = renderAttempts(views);
+            if (attempts) console.log(`\n${attempts}`);
             // Each run's task metrics beside its base model's, and the best run (scripts/cli/evaluation.ts).
             if (campaign.experiment.evaluation) console.log(`\n${renderEvaluation(campaign, await readEvaluations(client, bucket, campaign))}`);
             return 0;

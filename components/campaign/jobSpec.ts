@@ -3,6 +3,7 @@
 // Python jobs validate against those files. A test fails when the generated files are stale.
 import { createHash } from "node:crypto";
 import { z } from "zod";
+import { attempt } from "./attempts";
 import { customJob, data, evaluationFields, lora, methodKinds, model, training } from "../config/schema";
 import { phases } from "./contract";
 
@@ -163,6 +164,9 @@ export const status = z
                     .strict(),
             )
             .optional(),
+        /** Every node's attempt at the run, oldest first, this node's last: each runner carries the earlier ones
+         *  forward from the status.json it found (attempts.ts). Absent in statuses written before. */
+        attempts: z.array(attempt).optional(),
     })
     .strict();
 export type Status = z.output<typeof status>;

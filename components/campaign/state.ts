@@ -14,6 +14,7 @@ import { effectiveControl, parseControl } from "./control";
 import { campaignControlKey } from "./layout";
 import { phases, type Phase } from "./contract";
 import { baselineEvaluationKeys, datasetSuccessKey, evaluationKeys, PREP_RUN, runKeys } from "./layout";
+import { attemptsOf, failuresWithSpec } from "./attempts";
 import { relaunchDecision, type RunRecord } from "./relaunch";
 import type { ResolvedCampaign, ResolvedRun } from "./types";
 
@@ -170,7 +171,7 @@ export class S3CampaignState implements CampaignStateReader {
         return {
             phase,
             lastSpecHash: spec === undefined ? undefined : specHashOf(spec),
-            failures: status === undefined ? 0 : failuresOf(status),
+            failures: status === undefined ? 0 : failuresOf(status, spec === undefined ? undefined : specHashOf(spec)),
             ...evaluationRecord({
                 lastEvaluationHash: hashField(spec, "evaluationHash"),
                 outputSpecHash: hashField(metrics, "specHash"),
@@ -216,18 +217,25 @@ export function hashField(body: string | undefined, field: "specHash" | "evaluat
 }
 
 /**
- * How often a run failed, from its status.json: the failed events of its history when the runner kept one
- * across attempts, and at least 1 when its phase is failed.
+ * How often a run failed with `specHash` (the spec its last node ran), from its status.json: the failed attempts of
+ * its history across nodes (attempts.ts; each runner carries the earlier nodes' attempts forward), or, in a status
+ * written before the runner kept attempts, the failed events of its one node; at least 1 when its phase is failed.
  */
-export function failuresOf(body: string): number {
+export function failuresOf(body: string, specHash?: string): number {
     try {
         const status = JSON.parse(body) as { phase?: unknown; events?: unknown };
-        const events = Array.isArray(status.events) ? status.events : [];
-        // Only transitions count: a warning event carries the phase it happened in, not a new failure.
-        const failed = events.filter((e) => {
-            const event = e as { kind?: unknown; phase?: unknown } | null;
-            return event?.phase === "failed" && (event.kind === undefined || event.kind === "phase");
-        }).length;
+        const attempts = attemptsOf(body);
+        let failed: number;
+        if (attempts !== undefined && attempts.length > 0) {
+            failed = failuresWithSpec(attempts, specHash);
+        } else {
+            const events = Array.isArray(status.events) ? status.events : [];
+            // Only transitions count: a warning event carries the phase it happened in, not a new failure.
+            failed = events.filter((e) => {
+                const event = e as { kind?: unknown; phase?: unknown } | null;
+                return event?.phase === "failed" && (event.kind === undefined || event.kind === "phase");
+            }).length;
+        }
         return status.phase === "failed" ? Math.max(1, failed) : failed;
     } catch {
         return 0;

@@ -82,3 +82,33 @@ export function renderStatusTable(views: readonly JobView[], now: Date): string 
     const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
     return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd()).join("\n");
 }
+
+/**
+ * `campaign status`: each run's attempts across nodes (status.json's `attempts`, carried forward by every runner),
+ * oldest first: the node, when it ran, how it ended and why, and the spec it ran. Runs with no attempts list are left
+ * out (their status was written before runners kept one); empty when no run has one.
+ */
+export function renderAttempts(views: readonly JobView[]): string {
+    const blocks: string[] = [];
+    for (const v of views) {
+        const attempts = v.status?.attempts;
+        if (!attempts || attempts.length === 0) continue;
+        const failed = attempts.filter((a) => a.outcome === "failed").length;
+        const rows = [["#", "node", "started", "ended", "outcome", "spec", "reason"]];
+        attempts.forEach((a, i) => {
+            rows.push([
+                String(i + 1),
+                `${a.node ?? "-"} ${a.instanceType ?? ""}`.trim(),
+                a.startedAt ?? "-",
+                a.endedAt ?? "-",
+                a.outcome ?? (i === attempts.length - 1 ? "running" : "no final status"),
+                a.specHash ?? "-",
+                (a.reason ?? (a.exitCode !== null && a.outcome !== "succeeded" ? `exit ${a.exitCode}` : "")).replace(/\s+/g, " ").slice(0, 120),
+            ]);
+        });
+        const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+        const table = rows.map((r) => `  ${r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd()}`).join("\n");
+        blocks.push(`${v.run}: ${attempts.length} attempt(s), ${failed} failed\n${table}`);
+    }
+    return blocks.length ? `Attempts per run (each node is one attempt; relaunch counts the failed ones of the current spec):\n${blocks.join("\n")}` : "";
+}

@@ -256,6 +256,17 @@ describe("node runner", () => {
         assert.equal(metrics.finalStep, 30);
         const logs = await s3.list(sc.uri(sc.keys.logs));
         assert.equal(logs.filter((k) => k.startsWith("attempts/") && k.endsWith("/job.log")).length, 2, "both attempts' logs are kept");
+        // The second node carried the first node's attempt forward: the run's history across nodes, in order.
+        const specHash = (await s3.getJson<{ specHash?: string }>(sc.uri(sc.keys.spec)))?.specHash ?? null;
+        assert.deepEqual(
+            st2.attempts?.map((a) => [a.outcome, a.exitCode, a.specHash]),
+            [
+                ["interrupted", 75, specHash],
+                ["succeeded", 0, specHash],
+            ],
+        );
+        assert.match(st2.attempts?.[0]?.reason ?? "", /spot interruption notice/);
+        assert.ok(st2.attempts!.every((a) => a.startedAt && a.endedAt), "both attempts have their times");
     });
 
     test("a spot notice as the job finishes: it exits 0, its output is uploaded and the run succeeds", async () => {

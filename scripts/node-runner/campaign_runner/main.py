@@ -287,6 +287,7 @@ class Runner:
             except (ValueError, AttributeError):
                 phase = ""
             self.log("previous status: %s" % (phase or "unreadable"))
+            self.status.carry_attempts(res.stdout)  # the earlier nodes' attempts, so relaunch counts them all
             if phase == Phase.SUCCEEDED.value and self.s.evaluate_only:
                 self.log("evaluate-only node: the run succeeded before; its saved model is evaluated again with the new evaluation settings")
             elif phase == Phase.SUCCEEDED.value:
@@ -581,6 +582,7 @@ class Runner:
             mount = datavolume.prepare(self.s.data_volume_id, self.s.disk_by_id_dir, self.s.data_volume_mount, self.log)
             self.layout = JobLayout(self.job_dir, os.path.join(mount, "data"))
         spec = self.fetch_spec()
+        self.status.spec_hash = spec.get("specHash") if isinstance(spec.get("specHash"), str) else None
         self.read_secrets()
         self.start_image_pull()
         self.stage_inputs(spec)

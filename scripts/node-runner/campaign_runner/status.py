@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional
 
 from .contract import PHASES, TERMINAL_PHASES
 from .logs import utc_now_iso
+from . import attempts as attempt_history
 
 
 class Phase(enum.Enum):
@@ -121,6 +122,10 @@ class StatusBook:
         self.progress: Optional[Dict[str, Any]] = None
         self.timings: Dict[str, Optional[str]] = {k: None for k in TIMING_KEYS}
         self.events: List[Dict[str, Any]] = []
+        # The earlier nodes' attempts at the run (attempts.py), and what this node's attempt is known by.
+        self.earlier_attempts: List[Dict[str, Any]] = []
+        self.spec_hash: Optional[str] = None
+        self.started_at = utc_now_iso()
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ transitions
@@ -180,6 +185,11 @@ class StatusBook:
         with self._lock:
             self.events.append({"at": utc_now_iso(), "kind": "event", "phase": self.phase.value, "reason": message[:1000]})
 
+    def carry_attempts(self, previous_text: str) -> None:
+        """The attempts in the status.json an earlier node left, kept before this node's (attempts.py)."""
+        with self._lock:
+            self.earlier_attempts = attempt_history.carried(previous_text)
+
     # ------------------------------------------------------------------ observations
 
     def job_ended(self, code: int) -> None:
@@ -217,6 +227,7 @@ class StatusBook:
                 "progress": dict(self.progress) if self.progress else None, "exitCode": self.exit_code,
                 "reason": self.reason, "lastCheckpoint": self.last_checkpoint, "timings": dict(self.timings),
                 "events": [dict(e) for e in self.events],
+                "attempts": attempt_history.history(self),
             }
 
     def render_bytes(self) -> bytes:
