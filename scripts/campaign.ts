@@ -2,7 +2,8 @@
 //
 //   preflight  whether AWS will give the campaign what it declares (quotas, zones, AMI, network, bucket), one line a check
 //   up       the plan summary, the preflight, a confirmation (--yes skips it), then `pulumi up`
-//   watch    progress bars per run from status.json, and the tail of the logs, until every run has ended
+//   watch    progress bars per run from status.json, each run's loss as a sparkline, and the tail of the logs, until
+//            every run has ended
 //   status   one table of the campaign's jobs and nodes, then each run's task metrics beside the base model's
 //   run      up, watch, then a reconciling up that removes finished nodes; --destroy also destroys the stack
 //   down     stop every node gracefully and wait (bounded) until each has synced and ended, then destroy, saying what
@@ -31,7 +32,7 @@ import { ConfigError } from "../components/config/problems";
 import { readEvaluations, renderEvaluation } from "./cli/evaluation";
 import { isTerminal, renderAttempts, renderProgress, renderStatusTable, type JobView } from "./cli/progress";
 import { readStatus, readText } from "./cli/s3Read";
-import { readReportInput, writeReport } from "./cli/report";
+import { lossSparklines, readReportInput, writeReport } from "./cli/report";
 import { clearControl, renderStopResult, waitForStopped, writeControl, type StopScope } from "./cli/stop";
 import { runPreflight, sdkReads } from "./cli/preflight";
 import { preflightExitCode, renderPreflight } from "../components/plan/preflight";
@@ -190,6 +191,8 @@ async function watch(client: S3Client, bucket: string, campaign: ResolvedCampaig
         const now = new Date();
         console.log(`\n${now.toISOString()}  campaign ${campaign.experiment.name}`);
         console.log(renderProgress(views, now));
+        const curves = await lossSparklines(client, bucket, campaign);
+        if (curves) console.log(curves);
         const active = views.find((v) => v.status && !isTerminal(v));
         if (active) for (const line of await logTail(client, bucket, campaign.experiment.name, active.run, 5)) console.log(`  | ${line}`);
         const trainViews = views.filter((v) => v.run !== PREP_RUN);

@@ -1,6 +1,7 @@
 // The campaign report's S3 reads (components/report/ renders it): each run's attempts under runs/<campaign>/<run>/
 // metrics/ (<attempt>.jsonl and, once that node ended, <attempt>.status.json), the live status.json for the attempt
-// still running, and the campaign's objects for the artifacts table. Used by `campaign report` and the rehearsal.
+// still running, and the campaign's objects for the artifacts table. Used by `campaign report` and the rehearsal;
+// `campaign watch` draws each run's loss so far as a sparkline from the same reads.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
@@ -10,6 +11,7 @@ import type { ResolvedCampaign } from "../../components/campaign/types";
 import type { Plan } from "../../components/plan/plan";
 import { mergeAttempts, type AttemptInput, type RunHistory } from "../../components/report/history";
 import { renderReportHtml, type ReportInput } from "../../components/report/html";
+import { sparkline } from "../../components/report/sparkline";
 import { readStatus, readText } from "./s3Read";
 
 export async function listObjects(client: S3Client, bucket: string, prefix: string): Promise<Array<{ key: string; size: number }>> {
@@ -80,4 +82,18 @@ export function writeReport(input: ReportInput, file: string): string {
     fs.mkdirSync(path.dirname(target), { recursive: true });
     fs.writeFileSync(target, renderReportHtml(input));
     return target;
+}
+
+/** `campaign watch`: each run's training loss so far as a sparkline, from the same merged history as the report. */
+export async function lossSparklines(client: S3Client, bucket: string, campaign: ResolvedCampaign, width = 40): Promise<string> {
+    const width0 = Math.max(...campaign.runs.map((r) => r.name.length));
+    const lines = await Promise.all(
+        campaign.runs.map(async (r) => {
+            const losses = (await readRunHistory(client, bucket, campaign.experiment.name, r.name)).train.flatMap((t) => (t.loss === null ? [] : [t.loss]));
+            if (!losses.length) return undefined;
+            const fmt = (v: number) => (Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(4));
+            return `  ${r.name.padEnd(width0)}  loss ${sparkline(losses, width)}  ${fmt(losses[0]!)} -> ${fmt(losses[losses.length - 1]!)} (${losses.length} logged steps)`;
+        }),
+    );
+    return lines.filter((l): l is string => l !== undefined).join("\n");
 }
