@@ -7,6 +7,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { CreateRepositoryCommand, ECRClient, PutImageCommand } from "@aws-sdk/client-ecr";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -16,7 +17,7 @@ import type { RunnerSettings } from "../../components/node/runnerSettings";
 import { CLOUDWATCH_AGENT_CONFIG_PATH } from "../../components/node/userData";
 import { S3Helper, putSecureParameter } from "../helpers/aws";
 import { startFakeImds, type FakeImds } from "../../scripts/local/fakeImds";
-import { freePort, startMoto, type Moto } from "../../scripts/local/moto";
+import { fakeAwsEnv, freePort, startMoto, type Moto } from "../../scripts/local/moto";
 import { fakeJob, faultyAwsBin, runRunner, runnerBaseDir, type RunnerResult } from "../../scripts/local/nodeRunner";
 
 const BUCKET = "campaign-runner-tests";
@@ -475,7 +476,10 @@ describe("node runner", () => {
         });
         assert.equal(result.code, 0, result.output);
         assertOneShutdown(result);
-        assert.equal((await finalStatus(sc)).phase, "succeeded");
+        const st = await finalStatus(sc);
+        assert.equal(st.phase, "succeeded");
+        // This image is not in the emulator's ECR: its size is unknown before the pull, which the status says.
+        assert.ok((st.events ?? []).some((e) => e.kind === "warning" && /the image's size is unknown before its pull \(ecr batch-get-image/.test(e.reason ?? "")), JSON.stringify(st.events));
         assert.deepEqual(result.agentCalls.map((c) => c.args), [AGENT_START]);
         assert.match(result.output, /starting the CloudWatch agent failed \(carrying on without GPU metrics\)/);
         const verbs = result.dockerCalls.map((c) => c[0]);
@@ -492,7 +496,7 @@ describe("node runner", () => {
         assert.equal(metrics.secretSha256, createHash("sha256").update(sc.secret).digest("hex"));
     });
 
-    test("prep role: stages the input, uploads the dataset with _SUCCESS and the staged model", async () => {
+    test("prep role: stages the input, uploads the dataset with _SUCCESS and each staged model to its own models/<id>/<revision>/", async () => {
         const inputUri = s3Uri(BUCKET, "inputs/abc/raw.jsonl");
         await s3.put(inputUri, '{"q":1}\n{"q":2}\n{"q":3}\n');
         const prepHash = "fedcba9876543210";
@@ -508,14 +512,31 @@ describe("node runner", () => {
             modelUri: undefined,
             checkpointsUri: undefined,
             secretParameters: {},
-        });
-        const result = await runRunner({ settings: sc.settings, awsEndpoint: moto.endpoint, imdsEndpoint: (await imds()).endpoint });
+        }, JSON.stringify({
+            schemaVersion: 1,
+            kind: "prep",
+            run: "prep",
+            // The fake job stages tiny@main only; the second model has no staged folder (a job that skipped it).
+            stageModels: [
+                { id: "tiny", revision: "main", family: "t5" },
+                { id: "org/not-staged", revision: "v1", family: "t5" },
+            ],
+        }));
+        const base = runnerBaseDir();
+        const result = await runRunner({ settings: sc.settings, awsEndpoint: moto.endpoint, imdsEndpoint: (await imds()).endpoint, baseDir: base, pathPrepend: [faultyAwsBin] });
         assert.equal(result.code, 0, result.output);
         assertOneShutdown(result);
         assert.equal((await finalStatus(sc)).phase, "succeeded");
         assert.deepEqual(await s3.list(outputUri), [SUCCESS_MARKER, "manifest.json", "train.jsonl"].sort());
         assert.equal(JSON.parse((await s3.getText(`${outputUri}manifest.json`))!).rows, 3);
         assert.ok(await s3.getText(`${modelOutputUri}tiny/main/config.json`));
+        // One sync per staged model, into its own folder: the prep role may list and write only models/<id>/<revision>/.
+        const calls = awsCalls(join(base, "rec"));
+        const modelCalls = calls.filter((c) => c.argv.some((a) => a.startsWith(modelOutputUri)));
+        assert.deepEqual(modelCalls.map((c) => [c.argv[0], c.argv[1], c.argv.find((a) => a.startsWith("s3://"))]), [["s3", "sync", `${modelOutputUri}tiny/main/`]]);
+        assert.ok(!calls.some((c) => c.argv.includes(modelOutputUri)), "nothing lists or writes all of models/");
+        assert.deepEqual(await s3.list(modelOutputUri), ["tiny/main/config.json"]);
+        assert.match(result.output, /no staged folder \S+org\/not-staged\/v1: nothing to upload/);
         assert.deepEqual(result.agentCalls, [], "a prep node (no GPU) never starts the agent");
     });
 });
@@ -863,5 +884,36 @@ describe("node runner: limits, faults and the disk", () => {
         assert.match(st.reason ?? "", /docker pull .*:missing failed \(exit 1\): .*manifest unknown/);
         assert.ok(!result.dockerCalls.some((c) => c[0] === "run"), "no docker run");
         assert.deepEqual(result.agentCalls, [], "no agent for a job that never ran");
+    });
+
+    test("an image that cannot fit on docker's file system: failed before the pull with the numbers, the job never runs", async () => {
+        // The image's manifest in the emulator's ECR: two layers of 512 TiB compressed, as BatchGetImage returns it.
+        const layer = (n: string) => ({ mediaType: "application/vnd.docker.image.rootfs.diff.tar.gzip", size: 2 ** 49, digest: `sha256:${n.repeat(64)}` });
+        const manifest = {
+            schemaVersion: 2,
+            mediaType: "application/vnd.docker.distribution.manifest.v2+json",
+            config: { mediaType: "application/vnd.docker.container.image.v1+json", size: 0, digest: `sha256:${"0".repeat(64)}` },
+            layers: [layer("1"), layer("2")],
+        };
+        const ecr = new ECRClient({ endpoint: moto.endpoint, region: fakeAwsEnv.AWS_REGION, credentials: { accessKeyId: fakeAwsEnv.AWS_ACCESS_KEY_ID, secretAccessKey: fakeAwsEnv.AWS_SECRET_ACCESS_KEY } });
+        await ecr.send(new CreateRepositoryCommand({ repositoryName: "huge-trainer" }));
+        const put = await ecr.send(new PutImageCommand({ repositoryName: "huge-trainer", imageTag: "t1", imageManifest: JSON.stringify(manifest) }));
+        const image = `123456789012.dkr.ecr.us-east-1.amazonaws.com/huge-trainer@${put.image!.imageId!.imageDigest!}`;
+        const sc = await scenario("image-space", { jobMode: "docker", image });
+        const result = await runRunner({
+            settings: sc.settings,
+            awsEndpoint: moto.endpoint,
+            imdsEndpoint: (await imds()).endpoint,
+            // Docker's data root is on the work dir's file system here, so the inputs count with it (one sentence).
+            env: { ...fast },
+        });
+        assert.equal(result.code, 1, result.output);
+        assertOneShutdown(result);
+        const st = await finalStatus(sc);
+        assert.equal(st.phase, "failed");
+        assert.equal(st.exitCode, null);
+        assert.match(st.reason ?? "", /not enough space in \S+ for (dataset and base model and )?the image \S+huge-trainer@sha256:[0-9a-f]+ \(1048576\.00 GiB compressed, about 4194304\.00 GiB with its layers unpacked\): 4194304\.\d\d GiB needed, [\d.]+ GiB free/);
+        const verbs = result.dockerCalls.map((c) => c.slice(0, 2).join(" "));
+        assert.ok(!verbs.some((v) => v.startsWith("pull") || v.startsWith("run")), `no pull, no run: ${verbs.join(",")}`);
     });
 });

@@ -18,7 +18,8 @@ from campaign_runner.imds import Answer
 from campaign_runner.job import JobLayout, docker_run_argv, ecr_registry
 from campaign_runner.outcome import StopDetail, StopKind, before_job_reason, classify, describe_exit, runner_exit_code
 from campaign_runner.settings import SettingsError, load_settings, read_env_file
-from campaign_runner.staging import space_problem
+from campaign_runner.image import ImageNeed, docker_arch, existing_ancestor, image_id, manifest_size, repository_of
+from campaign_runner.staging import Need, space_problem, space_problems
 from campaign_runner.status import Phase, StatusBook, TransitionError, parse_progress
 from campaign_runner.watchdogs import GpuIdle, MaxRuntime, ProgressStall, busiest_gpu
 
@@ -231,6 +232,43 @@ def test_exit_classification() -> None:
     assert [runner_exit_code(p) for p in ("succeeded", "noop", "interrupted", "failed")] == [0, 0, 75, 1]
     assert before_job_reason(StopDetail(StopKind.SPOT, notice="n")).phase == "interrupted"
     assert "before the job ran" in (before_job_reason(StopDetail(StopKind.SIGNAL, signal_name="TERM")).reason or "")
+
+
+def test_free_space_is_checked_per_file_system_with_the_image_on_dockers() -> None:
+    gib = 1024 ** 3
+    nvme, root = 1, 2
+    dataset = Need("dataset", "/opt/dlami/nvme/campaign/job/data", nvme, 300 * gib)
+    model = Need("base model", "/opt/dlami/nvme/campaign/job/model", nvme, 30 * gib)
+    trainer = ImageNeed("123.dkr.ecr.us-east-1.amazonaws.com/t@sha256:ab", "/var/lib/docker", 10 * gib, False)
+    assert trainer.size == 40 * gib, "compressed blobs kept plus layers unpacked at 3x"
+    on_root = Need(trainer.describe(), "/var/lib", root, trainer.size)
+    assert space_problems([dataset, model, on_root], {nvme: 3500 * gib, root: 150 * gib}) == [], "each file system holds its own"
+    problems = space_problems([dataset, model, on_root], {nvme: 3500 * gib, root: 30 * gib})
+    assert len(problems) == 1 and "/var/lib" in problems[0] and "40.00 GiB needed, 30.00 GiB free" in problems[0]
+    assert "10.00 GiB compressed" in problems[0], problems
+    # Without local NVMe the work dir is on the root volume too: inputs and image compete for the same space.
+    shared = [Need("dataset", "/var/lib/campaign/job/data", root, 80 * gib), Need(trainer.describe(), "/var/lib", root, trainer.size)]
+    assert space_problems(shared[:1], {root: 100 * gib}) == [] and space_problems(shared[1:], {root: 100 * gib}) == []
+    together = space_problems(shared, {root: 100 * gib})
+    assert len(together) == 1 and "120.00 GiB needed, 100.00 GiB free" in together[0] and together[0].count("dataset and the image") == 1
+    assert ImageNeed("i", "/var/lib/docker", 10 * gib, True).size == 0, "an image already pulled needs nothing more"
+
+
+def test_image_size_from_its_manifest_before_the_pull() -> None:
+    manifest = {"schemaVersion": 2, "config": {"size": 7}, "layers": [{"size": 100}, {"size": 250}]}
+    assert manifest_size(manifest, "amd64") == (357, None)
+    index = {"manifests": [{"digest": "sha256:arm", "platform": {"os": "linux", "architecture": "arm64"}},
+                           {"digest": "sha256:att", "platform": {"os": "unknown", "architecture": "unknown"}},
+                           {"digest": "sha256:x86", "platform": {"os": "linux", "architecture": "amd64"}}]}
+    assert manifest_size(index, "amd64") == (None, "sha256:x86"), "an index (e.g. with attestations) names the platform's manifest"
+    assert manifest_size(index, "riscv64") == (None, None)
+    assert manifest_size({"layers": [{"size": "big"}]}, "amd64") == (None, None)
+    assert docker_arch("x86_64") == "amd64" and docker_arch("aarch64") == "arm64"
+    assert repository_of("1.dkr.ecr.us-east-1.amazonaws.com/repo/t:tag") == "1.dkr.ecr.us-east-1.amazonaws.com/repo/t"
+    assert repository_of("host:5000/repo@sha256:ab") == "host:5000/repo" and repository_of("host:5000/repo") == "host:5000/repo"
+    ecr = "123456789012.dkr.ecr.us-east-1.amazonaws.com/campaign/trainer"
+    assert [image_id(ecr + "@sha256:ab"), image_id(ecr + ":v1"), image_id(ecr)] == ["imageDigest=sha256:ab", "imageTag=v1", "imageTag=latest"]
+    assert existing_ancestor("/proc/self/no/such/dir") == "/proc/self"
 
 
 def test_space_problem_names_the_numbers() -> None:

@@ -29,7 +29,7 @@ import time
 import traceback
 from typing import Any, Dict, List, Optional
 
-from . import datavolume
+from . import datavolume, image
 from .agent import MetricsAgent
 from .aws import AwsCli, Cancelled, NOT_FOUND, tail_brief
 from .contract import SUCCESS_MARKER
@@ -113,6 +113,7 @@ class Runner:
         self.job_started_at: Optional[float] = None
         self.secret_env: Dict[str, str] = {}
         self.pull: Optional[subprocess.Popen] = None
+        self.image_need: Optional[image.ImageNeed] = None
         self.sync: Optional[CheckpointSync] = None
         self.history: Optional[HistoryUpload] = None
         self.attempt_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-local"
@@ -322,7 +323,9 @@ class Runner:
             self.secret_env[name] = res.stdout.rstrip("\n")
             self.log("secret %s read from SSM parameter %s" % (name, parameter))
 
-    def start_image_pull(self) -> None:
+    def prepare_image(self) -> None:
+        """docker mode: `docker login` to ECR, then what the image will need on disk, before anything is pulled or
+        staged, so that the free-space check counts it on docker's own file system (image.py)."""
         if self.s.job_mode != "docker" or not self.s.image:
             return
         ecr = ecr_registry(self.s.image)
@@ -334,6 +337,19 @@ class Runner:
             if not password.ok or login.returncode != 0:
                 raise Failure("docker login to %s failed: %s" % (registry, password.brief() or tail_brief(login.stderr.decode())))
             self.log("logged in to %s" % registry)
+        need, why = image.measure(self.s.image, self.aws, self.stop_requested)
+        if need is None:
+            self.status.warn("the image's size is unknown before its pull (%s): the free-space check counts the inputs only" % why)
+            self.log("the image's size is unknown before its pull (%s): the free-space check counts the inputs only" % why)
+        elif need.present:
+            self.log("the image %s is already in docker's store" % self.s.image)
+        else:
+            self.log("%s goes to docker's data root %s" % (need.describe(), need.root_dir))
+        self.image_need = need
+
+    def start_image_pull(self) -> None:
+        if self.s.job_mode != "docker" or not self.s.image:
+            return
         self.log("pulling %s (in the background)" % self.s.image)
         self.pull_log = open(os.path.join(self.log_dir, "docker-pull.log"), "wb")
         self.pull_started = time.monotonic()
@@ -368,7 +384,8 @@ class Runner:
             if self.s.evaluate_only:
                 # the run's final model and metrics.json, uploaded when it succeeded: the trainer evaluates it
                 inputs.append(stager.describe("saved output", self.s.output_uri, self.layout.dir_of("CAMPAIGN_OUTPUT_DIR")))
-        stager.check_space(inputs)
+        stager.check_space(inputs, self.image_need)
+        self.start_image_pull()  # after the check: an image that cannot fit is not pulled
         for item in inputs:
             stager.stage(item)
         if self.s.role == "train":
@@ -584,7 +601,7 @@ class Runner:
         spec = self.fetch_spec()
         self.status.spec_hash = spec.get("specHash") if isinstance(spec.get("specHash"), str) else None
         self.read_secrets()
-        self.start_image_pull()
+        self.prepare_image()
         self.stage_inputs(spec)
         self.wait_image_pull()
         if self.stop is not None:

@@ -111,8 +111,10 @@ def merged_environment(environ: Mapping[str, str]) -> Dict[str, str]:
 
 
 def default_work_dir() -> str:
-    """Local NVMe where the Deep Learning AMI mounts it; the root EBS volume otherwise."""
-    if os.path.isdir(DLAMI_NVME) and os.access(DLAMI_NVME, os.W_OK):
+    """Local NVMe where the Deep Learning AMI mounted it; the root EBS volume otherwise. The directory alone is not
+    enough: before dlami-nvme.service has mounted it, or when that service found no instance store, it is a plain
+    directory on the root volume (and anything written there before the mount would be hidden by it)."""
+    if os.path.ismount(DLAMI_NVME) and os.access(DLAMI_NVME, os.W_OK):
         return os.path.join(DLAMI_NVME, "campaign")
     return "/var/lib/campaign"
 

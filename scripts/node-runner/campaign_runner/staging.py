@@ -13,9 +13,10 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from .aws import AwsCli, as_prefix, tail_brief
+from .image import ImageNeed, existing_ancestor
 
 UNREACHABLE = re.compile(r"Could not connect|Connect timeout|Unable to locate credentials")
 GIB = 1024 ** 3
@@ -54,6 +55,29 @@ def local_bytes(directory: str) -> int:
     return total
 
 
+@dataclass(frozen=True)
+class Need:
+    """Bytes that something still needs on one file system (`device`, reached at `where`)."""
+    what: str
+    where: str
+    device: int
+    size: int
+
+
+def space_problems(needs: List[Need], free: Dict[int, int]) -> List[str]:
+    """One sentence per file system whose free space cannot hold everything that goes onto it; none when all fit.
+    Each file system counts alone: the local NVMe may hold the inputs while docker's image goes to the root volume."""
+    by_device: Dict[int, List[Need]] = {}
+    for need in needs:
+        by_device.setdefault(need.device, []).append(need)
+    problems = []
+    for device, group in by_device.items():
+        problem = space_problem(sum(n.size for n in group), free[device], group[0].where, " and ".join(n.what for n in group))
+        if problem:
+            problems.append(problem)
+    return problems
+
+
 def space_problem(needed: int, free: int, where: str, what: str) -> Optional[str]:
     """A sentence when `needed` bytes cannot fit in `free`; None when they can."""
     if needed <= free:
@@ -86,20 +110,20 @@ class Stager:
             raise StagingError("staging %s: nothing found at %s" % (label, uri))
         return Input(label, as_prefix(uri), dest, False, sum(size for _, size in objects))
 
-    def check_space(self, inputs: List[Input], extra_bytes: int = 0, extra_what: str = "") -> None:
-        """Fails early when what is still to download does not fit where it goes."""
-        by_fs: dict = {}
+    def check_space(self, inputs: List[Input], image: Optional[ImageNeed] = None) -> None:
+        """Fails early when what is still to download does not fit where it goes: the inputs, and in docker mode the
+        image on docker's data root, summed per file system (the root volume may hold both)."""
+        needs = []
         for item in inputs:
             os.makedirs(item.dest, exist_ok=True)
-            device = os.stat(item.dest).st_dev
-            missing = max(item.size - local_bytes(item.dest), 0)
-            where, needed, what = by_fs.get(device, (item.dest, 0, []))
-            by_fs[device] = (where, needed + missing, what + [item.label])
-        for where, needed, what in by_fs.values():
-            names = " and ".join(what + ([extra_what] if extra_what else []))
-            problem = space_problem(needed + extra_bytes, shutil.disk_usage(where).free, where, names)
-            if problem:
-                raise StagingError(problem)
+            needs.append(Need(item.label, item.dest, os.stat(item.dest).st_dev, max(item.size - local_bytes(item.dest), 0)))
+        if image is not None and image.size > 0:
+            where = existing_ancestor(image.root_dir)
+            needs.append(Need(image.describe(), where, os.stat(where).st_dev, image.size))
+        free = {n.device: shutil.disk_usage(n.where).free for n in needs}
+        problems = space_problems(needs, free)
+        if problems:
+            raise StagingError("; ".join(problems))
 
     def stage(self, item: Input) -> None:
         os.makedirs(item.dest, exist_ok=True)
@@ -133,4 +157,4 @@ def upload_dir(aws: AwsCli, directory: str, uri: str, marker: str) -> Optional[s
     return None if done.ok else done.brief()
 
 
-__all__ = ["Stager", "StagingError", "Input", "upload_dir", "space_problem", "tail_brief"]
+__all__ = ["Stager", "StagingError", "Input", "Need", "upload_dir", "space_problem", "space_problems", "tail_brief"]
