@@ -47,6 +47,9 @@ export interface JobNodeArgs {
     readonly s3ReadPrefixes?: readonly string[];
     /** s3://bucket/folder/ URIs in any bucket the node may list and read (a model given as s3://...). Default: none. */
     readonly s3ReadUris?: readonly string[];
+    /** Single objects of the campaign's bucket the node may read, by exact key (the campaign-wide control object,
+     *  layout.ts campaignControlKey). Default: none. */
+    readonly s3ReadKeys?: readonly string[];
     /** The node runner uploaded to the campaign's bucket: the node may read exactly that key, and boots after the upload. */
     readonly runner: RunnerUpload;
     /** SSM parameters the node may read (its secrets). Default: none. */
@@ -79,6 +82,8 @@ export interface NodePolicyInputs {
     readonly readUris?: readonly string[];
     /** The runner object's key (exact, no wildcard): s3:GetObject on it alone. Default: none. */
     readonly runnerKey?: string;
+    /** Other single objects (exact keys) the node may read and list: the campaign-wide control object. Default: none. */
+    readonly readKeys?: readonly string[];
     readonly parameterArns: readonly string[];
     readonly ecrRepositoryArns: readonly string[];
     readonly publishMetrics: boolean;
@@ -155,6 +160,7 @@ export function nodePolicyDocument(p: NodePolicyInputs): PolicyDocument {
     if (!/^arn:aws[a-z-]*:s3:::[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(p.bucketArn)) throw new Error(`not a bucket ARN: ${p.bucketArn}`);
     const rw = p.readWritePrefixes.map(checkPrefix);
     const ro = p.readPrefixes.map(checkPrefix);
+    const readKeys = (p.readKeys ?? []).map(checkObjectKey);
     if (rw.length === 0) throw new Error("a job node needs at least one prefix it may write (its status and logs)");
     const statements: Statement[] = [
         {
@@ -162,7 +168,8 @@ export function nodePolicyDocument(p: NodePolicyInputs): PolicyDocument {
             Effect: "Allow",
             Action: ["s3:ListBucket"],
             Resource: p.bucketArn,
-            Condition: { StringLike: { "s3:prefix": [...rw, ...ro].flatMap((prefix) => [prefix, `${prefix}*`]) } },
+            // The exact keys too: without s3:ListBucket on a key, S3 answers a GET of a missing object 403, not 404.
+            Condition: { StringLike: { "s3:prefix": [...[...rw, ...ro].flatMap((prefix) => [prefix, `${prefix}*`]), ...readKeys] } },
         },
         {
             Sid: "ReadWriteCampaignObjects",
@@ -184,6 +191,10 @@ export function nodePolicyDocument(p: NodePolicyInputs): PolicyDocument {
     if (p.runnerKey !== undefined) {
         // The fetch variant of the user data downloads the runner at boot (components/node/userData.ts).
         statements.push({ Sid: "FetchRunner", Effect: "Allow", Action: ["s3:GetObject"], Resource: [`${p.bucketArn}/${checkObjectKey(p.runnerKey)}`] });
+    }
+    if (readKeys.length > 0) {
+        // The campaign-wide control object (a graceful stop for every node): read only, the exact key.
+        statements.push({ Sid: "ReadCampaignControl", Effect: "Allow", Action: ["s3:GetObject"], Resource: readKeys.map((key) => `${p.bucketArn}/${key}`) });
     }
     if (p.parameterArns.length > 0) {
         statements.push({ Sid: "ReadOwnSecrets", Effect: "Allow", Action: ["ssm:GetParameter", "ssm:GetParameters"], Resource: [...p.parameterArns] });
@@ -298,6 +309,7 @@ export class JobNode extends pulumi.ComponentResource {
                                 readPrefixes: args.s3ReadPrefixes ?? [],
                                 readUris: args.s3ReadUris ?? [],
                                 runnerKey: args.runner.key,
+                                readKeys: args.s3ReadKeys ?? [],
                                 parameterArns,
                                 ecrRepositoryArns,
                                 publishMetrics: args.publishMetrics ?? args.role === "train",

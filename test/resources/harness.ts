@@ -465,6 +465,10 @@ export function assertSafe(g: Graph): void {
                     const key = res.slice(bucketArn.length + 1);
                     if (key.endsWith("*")) {
                         assert.ok(!key.slice(0, -1).includes("*"), `${label}: ${res} wildcards`);
+                    } else if (st.Sid === "ReadCampaignControl") {
+                        // The campaign-wide control object (a graceful stop), read-only.
+                        assert.equal(key, `runs/${x.name}/control.json`, `${label}: ${rp.name} reads the campaign's control object`);
+                        assert.deepEqual(actions, ["s3:GetObject"], `${label}: the control object is read-only`);
                     } else {
                         // One object without wildcards: only the runner, read-only.
                         assert.ok(!key.includes("*") && st.Sid === "FetchRunner", `${label}: ${rp.name} names the single object ${res}`);
