@@ -1,9 +1,11 @@
-// npm start  /  npm run rehearse -- --stack <name> [--interrupt-at STEP] [--max-steps N]
+// npm start  /  npm run rehearse -- --stack <name> [--interrupt-at STEP] [--destroy-at STEP] [--max-steps N]
 //
 // Rehearses a campaign on this machine with no AWS account: the same job specs the stack would render,
 // the same node runner in process mode, a local S3 emulator, a fake instance-metadata service. Prep,
 // then each training run, with status heartbeats and checkpoint sync into the emulator; --interrupt-at
-// simulates a spot notice and shows the resume on a "new node". It ends with teardown, a report, and the HTML
+// simulates a spot notice and shows the resume on a "new node"; --destroy-at runs `campaign down` at that step (the
+// graceful stop through the campaign's control object, the wait until the node has synced and ended, the destroy)
+// and then the next `pulumi up`, whose new node resumes from the stop's checkpoint. It ends with teardown, a report, and the HTML
 // report (.rehearsal/<stack>/report.html).
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -23,6 +25,9 @@ import { readEvaluations, renderEvaluation } from "./cli/evaluation";
 import { renderProgress } from "./cli/progress";
 import { readReportInput, writeReport } from "./cli/report";
 import { readStatus, readText } from "./cli/s3Read";
+import { renderStopResult, waitForStopped, writeControl, type StopWaitResult } from "./cli/stop";
+import { campaignControlKey } from "../components/campaign/layout";
+import { relaunchDecision } from "../components/campaign/relaunch";
 import { startFakeImds, type FakeImds } from "./local/fakeImds";
 import { fakeAwsEnv, startMoto } from "./local/moto";
 import { runRunner, runnerBaseDir, type RunnerResult } from "./local/nodeRunner";
@@ -38,16 +43,19 @@ const BUCKET = "campaign-rehearsal";
 export interface RehearseArgs {
     readonly stack: string;
     readonly interruptAt?: number;
+    /** `campaign down` at this step: graceful stop, wait, destroy; then `pulumi up` again resumes the run. */
+    readonly destroyAt?: number;
     readonly maxSteps: number;
     /** At most this many examples per optimizer step (the short form npm test uses); unset keeps the preset's batch. */
     readonly maxBatch?: number;
 }
 
-export const usage = "usage: npm run rehearse -- [--stack <name>] [--interrupt-at STEP] [--max-steps N] [--max-batch N]   (default stack: dev)";
+export const usage = "usage: npm run rehearse -- [--stack <name>] [--interrupt-at STEP] [--destroy-at STEP] [--max-steps N] [--max-batch N]   (default stack: dev)";
 
 export function parseRehearseArgs(argv: readonly string[]): RehearseArgs {
     let stack = "dev";
     let interruptAt: number | undefined;
+    let destroyAt: number | undefined;
     let maxSteps = 24;
     let maxBatch: number | undefined;
     for (let i = 0; i < argv.length; i++) {
@@ -63,14 +71,19 @@ export function parseRehearseArgs(argv: readonly string[]): RehearseArgs {
             if (!v || v.startsWith("-")) throw new Error(`--stack needs a name\n${usage}`);
             stack = v;
         } else if (arg === "--interrupt-at") interruptAt = int("--interrupt-at");
+        else if (arg === "--destroy-at") destroyAt = int("--destroy-at");
         else if (arg === "--max-steps") maxSteps = int("--max-steps");
         else if (arg === "--max-batch") maxBatch = int("--max-batch");
         else throw new Error(`unknown argument "${arg}"\n${usage}`);
     }
+    if (destroyAt !== undefined && destroyAt >= maxSteps) {
+        throw new Error(`--destroy-at ${destroyAt} must be below the rehearsal's ${maxSteps} steps (--max-steps)`);
+    }
+    if (destroyAt !== undefined && interruptAt !== undefined) throw new Error("--destroy-at and --interrupt-at: one stop per rehearsal");
     if (interruptAt !== undefined && interruptAt >= maxSteps) {
         throw new Error(`--interrupt-at ${interruptAt} must be below the rehearsal's ${maxSteps} steps (--max-steps)`);
     }
-    return { stack, interruptAt, maxSteps, ...(maxBatch !== undefined ? { maxBatch } : {}) };
+    return { stack, interruptAt, ...(destroyAt !== undefined ? { destroyAt } : {}), maxSteps, ...(maxBatch !== undefined ? { maxBatch } : {}) };
 }
 
 const t0 = Date.now();
@@ -279,6 +292,7 @@ export async function rehearseCampaign(campaign: ResolvedCampaign, source: strin
         say(`    gate open: _SUCCESS is in S3; ${describeManifest(manifest)}`);
 
         stepLine(6, TOTAL, `training: ${standIns.trainSpecs.length} run(s), one node each, through the same runner`);
+        let destroyRequested = false;
         for (const spec of standIns.trainSpecs) {
             const keys = runKeys(experiment.name, spec.run);
             const settings: RunnerSettings = {
@@ -290,6 +304,10 @@ export async function rehearseCampaign(campaign: ResolvedCampaign, source: strin
                 logsUri: s3Uri(BUCKET, keys.logs),
                 outputUri: s3Uri(BUCKET, keys.output),
                 checkpointsUri: s3Uri(BUCKET, keys.checkpoints),
+                runControlUri: s3Uri(BUCKET, keys.control),
+                campaignControlUri: s3Uri(BUCKET, campaignControlKey(experiment.name)),
+                // A node polls every 30 s; here every second, so the stop shows within a step or two.
+                controlPollSeconds: 1,
                 metricsUri: s3Uri(BUCKET, keys.metrics),
                 dataUri: s3Uri(BUCKET, datasetPrefix(standIns.prepSpec.prepHash)),
                 command: `${python} containers/trainer/main.py`,
@@ -297,7 +315,19 @@ export async function rehearseCampaign(campaign: ResolvedCampaign, source: strin
                 keepCheckpoints: spec.training.saveTotalLimit,
             };
             let interrupted = false;
+            let stopWait: Promise<StopWaitResult> | undefined;
             const onStep = (step: number) => {
+                if (args.destroyAt !== undefined && !destroyRequested && step >= args.destroyAt) {
+                    destroyRequested = interrupted = true;
+                    say(`${clock()}  ** campaign down at step ${step}: a graceful stop for every node (${campaignControlKey(experiment.name)}, action restart), then the wait **`);
+                    stopWait = writeControl(client, BUCKET, experiment.name, { all: true }, "restart", "rehearsal").then(() =>
+                        waitForStopped(async () => [{ run: spec.run, usdPerHour: 0, ...(await readStatus(client, BUCKET, experiment.name, spec.run)) }], [spec.run], {
+                            timeoutSeconds: 600,
+                            intervalSeconds: 5,
+                            log: (line) => say(`${clock()}  ${line.trim()}`),
+                        }),
+                    );
+                }
                 if (args.interruptAt !== undefined && !interrupted && step >= args.interruptAt) {
                     interrupted = true;
                     say(`${clock()}  ** spot interruption notice for ${spec.run} at step ${step} (two minutes to go) **`);
@@ -310,6 +340,14 @@ export async function rehearseCampaign(campaign: ResolvedCampaign, source: strin
             nodes.push({ name: interrupted ? `${spec.run} (node 1)` : spec.run, result: first, status });
             if (interrupted && status?.phase === "succeeded") {
                 say(`${clock()}  ${spec.run} finished its last steps before the notice could stop it: it succeeded, and nothing is redone`);
+            }
+            if (stopWait) {
+                say(`${clock()}  ${renderStopResult(await stopWait, 600)}`);
+                say(`${clock()}  destroy: the node has ended itself, so \`pulumi destroy\` only removes its (terminated) instance; the bucket and the checkpoints stay`);
+                const record = { ...(await new S3CampaignState(client, BUCKET, experiment.name).runRecord(spec.run)), control: (await new S3CampaignState(client, BUCKET, experiment.name).control(spec.run)).action };
+                const decision = relaunchDecision(spec.run, record, spec.specHash, experiment.compute.retries);
+                say(`${clock()}  up again: \`pulumi up\` reads ${spec.run}'s status (${record.phase}) and the control object (${record.control ?? "none"}): ${decision.declare ? "a new node" : "no node"} (${decision.reason})`);
+                stopWait = undefined;
             }
             if (status?.phase === "interrupted") {
                 say(`${clock()}  ${spec.run} was interrupted with ${status.lastCheckpoint ?? "no checkpoint"} in S3; the next \`pulumi up\` declares a new node, which resumes:`);
