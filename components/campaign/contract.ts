@@ -54,6 +54,8 @@ export const evaluationFiles = {
     baselineDir: "baseline",
     /** The evaluation rows prep sets apart in the prepared dataset (prompt, reference, group column). */
     datasetDir: "evaluation",
+    /** The validation rows training.selectBy generates for during training, in a seeded order (prompt, reference). */
+    selectionDir: "selection",
 } as const;
 
 /** The data splits prep writes, in order. */
@@ -98,6 +100,19 @@ export const manifest = z
                 ofRows: z.number().int().positive(),
                 seed: z.number().int(),
                 groupBy: z.string().nullable(),
+                columns: z.array(z.string()).min(2),
+                files: z.array(z.object({ path: z.string(), rows: z.number().int().min(0) }).loose()).min(1),
+            })
+            .strict()
+            .nullable()
+            .optional(),
+        /** The validation rows for training.selectBy (containers/prep/evaluation.py); null when no run selects by a task metric. */
+        selection: z
+            .object({
+                split: z.literal("validation"),
+                rows: z.number().int().positive(),
+                ofRows: z.number().int().positive(),
+                seed: z.number().int(),
                 columns: z.array(z.string()).min(2),
                 files: z.array(z.object({ path: z.string(), rows: z.number().int().min(0) }).loose()).min(1),
             })

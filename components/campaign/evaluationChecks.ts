@@ -2,6 +2,7 @@
 // format, the evaluated split against the split ratios). Each names the path and the fix.
 import type { Experiment } from "../config/schema";
 import type { Problem } from "../config/problems";
+import type { ResolvedRun } from "./types";
 
 const error = (path: string, message: string): Problem => ({ severity: "error", path, message });
 
@@ -29,6 +30,41 @@ export function checkEvaluation(experiment: Experiment): Problem[] {
     }
     if (experiment.customJob) {
         problems.push(error("evaluation", "runs in the built-in trainer, and a customJob replaces it: remove evaluation, or write eval.json from your own job"));
+    }
+    return problems;
+}
+
+/**
+ * training.selectBy of each run: the metric is scored as the evaluation scores it, on validation rows, at every
+ * evalSteps, and picks the checkpoint the trainer keeps (load_best_model_at_end).
+ */
+export function checkSelection(experiment: Experiment, runs: readonly ResolvedRun[]): Problem[] {
+    const problems: Problem[] = [];
+    const reported = new Set<string>();
+    const e = experiment.evaluation;
+    for (const run of runs) {
+        const t = run.training;
+        const s = t.selectBy;
+        if (!s) continue;
+        const at = (field: string) => (run.path ? `${run.path}.training.${field}` : `training.${field}`);
+        const label = experiment.runs || experiment.sweep ? ` (run ${run.name})` : "";
+        const once = (problem: Problem) => {
+            if (!reported.has(problem.path + problem.message)) problems.push(problem);
+            reported.add(problem.path + problem.message);
+        };
+        if (!e) {
+            once(error(at("selectBy"), `scores generated answers as the evaluation does, but the experiment has no evaluation${label}: add evaluation (answer, metrics: [${s.metric}]), or remove selectBy to select by the validation loss`));
+        } else if (!e.metrics.includes(s.metric)) {
+            once(error(at("selectBy.metric"), `is ${s.metric}, which evaluation.metrics (${e.metrics.join(", ")}) does not compute${label}: add ${s.metric} to evaluation.metrics or select by one of them`));
+        }
+        if (splitShare(experiment, "validation") === 0) {
+            const where = experiment.data.split.kind === "random" ? "data.split.ratios.validation" : `data.split.${experiment.data.split.counts ? "counts" : "ratios"}.validation`;
+            once(error(at("selectBy"), `samples validation rows at every evaluation, but ${where} gives the validation split nothing${label}: give it a share (e.g. 0.05 of the rows)`));
+        }
+        if (t.saveSteps % t.evalSteps !== 0 && !t.earlyStopping) {
+            // (with earlyStopping, checks.ts reports the same arithmetic)
+            once(error(at("saveSteps"), `is ${t.saveSteps} but selectBy keeps the checkpoint with the best ${s.metric}, so every saved step must be an evaluated one: make saveSteps a multiple of evalSteps (${t.evalSteps})${label}, e.g. ${t.evalSteps * Math.max(1, Math.round(t.saveSteps / t.evalSteps))}`));
+        }
     }
     return problems;
 }

@@ -10,7 +10,14 @@ import { phases } from "./contract";
 export const JOB_SPEC_VERSION = 1;
 
 /** What prep needs of experiment.evaluation: which rows to set apart, and the column to group them by. */
-export const evaluationSet = evaluationFields.pick({ split: true, rows: true, seed: true, groupBy: true }).strict();
+export const evaluationSet = evaluationFields
+    .pick({ split: true, rows: true, seed: true, groupBy: true })
+    .extend({
+        /** training.selectBy: validation rows set apart in selection/ (a seeded order, `seed`), the most any run
+         *  samples; a run takes the first training.selectBy.rows of them. Absent: no run selects by a task metric. */
+        selectionRows: z.number().int().positive().optional(),
+    })
+    .strict();
 export type EvaluationSet = z.output<typeof evaluationSet>;
 
 /** What the trainer needs of experiment.evaluation, plus the campaign's decisions about this run. */
@@ -205,9 +212,14 @@ export type TrainSpecBody = Omit<TrainSpec, "specHash" | "evaluationHash">;
  * Without an evaluation this equals the hash of the whole body, as before the split.
  */
 export function trainingHashOf(body: TrainSpecBody, trainingDataHash: string): string {
-    const { evaluation: _evaluation, prepHash, ...rest } = body;
+    const { evaluation, prepHash, ...rest } = body;
     void prepHash;
-    return shortHash({ ...rest, prepHash: trainingDataHash });
+    // training.selectBy picks the checkpoint by answers generated and scored as the evaluation does: those settings
+    // shape the output model, so they are part of the training hash when it is set.
+    const selection = body.training.selectBy && evaluation
+        ? { answer: evaluation.answer, generation: evaluation.generation, labels: evaluation.labels, seed: evaluation.seed }
+        : undefined;
+    return shortHash({ ...rest, prepHash: trainingDataHash, ...(selection ? { selection } : {}) });
 }
 
 /** The evaluation hash: how the run is evaluated (the rows, the generation, the answer shape, the metrics). Whether

@@ -5,7 +5,7 @@ import { lora as loraSchema, methodKinds, model as modelSchema, training as trai
 import { parseExperiment } from "../config/experiment";
 import { JOB_SPEC_VERSION, shortHash, trainSpec as trainSpecSchema, withHashes, type EvaluationSet, type PrepSpec, type TrainEvaluation, type TrainSpec, type TrainSpecBody } from "./jobSpec";
 import { baselineOwners, type BaselineOwner } from "./baseline";
-import { checkEvaluation } from "./evaluationChecks";
+import { checkEvaluation, checkSelection } from "./evaluationChecks";
 import { IMAGE_FOLDER, PREP_RUN, RESERVED_RUN_NAMES } from "./layout";
 import { mergeConfig } from "../config/presets";
 import { ConfigError, joinPath, problemsFromZod, type Problem } from "../config/problems";
@@ -28,6 +28,7 @@ export function resolveCampaign(raw: unknown, source = "the experiment config"):
     for (const run of runs) problems.push(...checkRun(experiment, run));
     problems.push(...checkCampaign(experiment, runs));
     problems.push(...checkEvaluation(experiment));
+    problems.push(...checkSelection(experiment, runs));
     if (problems.some((p) => p.severity === "error")) throw new ConfigError(problems, source);
 
     const { spec: prepSpec, trainingDataHash } = renderPrepSpec(experiment, runs);
@@ -139,7 +140,7 @@ function renderPrepSpec(experiment: Experiment, runs: readonly ResolvedRun[]): {
     const { estimate: _estimate, ...data } = experiment.data;
     const tokenizer = data.tokenize.enabled ? runs[0]?.model : undefined;
     const stageModels = uniqueModels(runs).filter((m) => !m.id.startsWith("s3://"));
-    const evaluation = evaluationSetOf(experiment);
+    const evaluation = evaluationSetOf(experiment, runs);
     const identity = { version: PREP_FORMAT_VERSION, data, tokenizer, stageModels, evaluation };
     const spec: PrepSpec = {
         schemaVersion: JOB_SPEC_VERSION,
@@ -154,11 +155,13 @@ function renderPrepSpec(experiment: Experiment, runs: readonly ResolvedRun[]): {
     return { spec, trainingDataHash: shortHash({ ...identity, evaluation: undefined }) };
 }
 
-/** What prep keeps for the evaluation: the rows and the group column, not how they are scored. */
-function evaluationSetOf(experiment: Experiment): EvaluationSet | undefined {
+/** What prep keeps for the evaluation: the rows and the group column, not how they are scored; and the validation
+ *  rows the runs that select by a task metric sample (the most any of them asks for). */
+function evaluationSetOf(experiment: Experiment, runs: readonly ResolvedRun[]): EvaluationSet | undefined {
     const e = experiment.evaluation;
     if (!e) return undefined;
-    return { split: e.split, rows: e.rows, seed: e.seed, ...(e.groupBy ? { groupBy: e.groupBy } : {}) };
+    const selectionRows = Math.max(0, ...runs.map((r) => r.training.selectBy?.rows ?? 0));
+    return { split: e.split, rows: e.rows, seed: e.seed, ...(e.groupBy ? { groupBy: e.groupBy } : {}), ...(selectionRows > 0 ? { selectionRows } : {}) };
 }
 
 function trainEvaluationOf(experiment: Experiment, run: ResolvedRun, owners: readonly BaselineOwner[]): TrainEvaluation | undefined {

@@ -177,6 +177,28 @@ export const method = z
 
 // ---------------------------------------------------------------- training
 
+/** Metrics of the evaluation registry (containers/common/task_metrics.py); each names the answer shapes it reads. */
+export const evaluationMetrics = ["rouge", "bleu", "exact_match", "accuracy", "macro_f1", "pearson", "mae", "rmse", "parse_rate"] as const;
+export type EvaluationMetric = (typeof evaluationMetrics)[number];
+
+/** Metrics where lower is better; every other one is better higher. The direction comes from the metric, never the user. */
+export const lowerIsBetterMetrics: readonly EvaluationMetric[] = ["mae", "rmse"];
+
+/**
+ * Choosing the best checkpoint by a task metric instead of the validation loss: at every evalSteps the trainer
+ * generates answers for a seeded sample of `rows` validation rows, scores them as the evaluation does
+ * (evaluation.answer, evaluation.generation), and keeps the checkpoint with the best value; earlyStopping, when set,
+ * stops on it too. The final evaluation and the output model use that checkpoint.
+ */
+export const selectBy = z
+    .object({
+        /** One of evaluation.metrics (rouge is read as rougeL); mae and rmse are better lower, the others higher. */
+        metric: z.enum(evaluationMetrics),
+        /** Validation rows generated for at every evaluation during training: each costs rows x maxNewTokens decoding. */
+        rows: z.number().int().positive().max(10_000).default(64),
+    })
+    .strict();
+
 export const optimizers = ["adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "paged_adamw_32bit", "adamw_8bit", "adafactor", "sgd"] as const;
 export const schedulers = ["linear", "cosine", "constant", "constant_with_warmup"] as const;
 
@@ -207,10 +229,13 @@ export const training = z
         loggingSteps: z.number().int().positive().default(10),
         /** Checkpoints kept locally and in S3. */
         saveTotalLimit: z.number().int().positive().default(3),
+        /** Stops after `patience` evaluations without an improvement: of the validation loss, or of selectBy's metric. */
         earlyStopping: z
             .object({ patience: z.number().int().positive(), threshold: z.number().min(0).default(0) })
             .strict()
             .optional(),
+        /** The best checkpoint (and early stopping) by a task metric on validation rows; absent: by the validation loss. */
+        selectBy: selectBy.optional(),
         seed: z.number().int().default(42),
     })
     .strict();
@@ -225,9 +250,6 @@ export const customJob = z
 
 // ---------------------------------------------------------------- evaluation (the task metric the campaign is judged by)
 
-/** Metrics of the evaluation registry (containers/common/task_metrics.py); each names the answer shapes it reads. */
-export const evaluationMetrics = ["rouge", "bleu", "exact_match", "accuracy", "macro_f1", "pearson", "mae", "rmse", "parse_rate"] as const;
-export type EvaluationMetric = (typeof evaluationMetrics)[number];
 export const answerShapes = ["text", "json", "number", "label"] as const;
 export type AnswerShape = (typeof answerShapes)[number];
 

@@ -61,6 +61,8 @@ export interface EvaluationPlan {
     /** 1, or 2 when this run also evaluates its base model (the baseline). */
     readonly evaluations: number;
     readonly maxNewTokens: number;
+    /** training.selectBy: validation rows generated for at every evalSteps, and how many times. */
+    readonly selection: { readonly rows: number; readonly samplings: number } | null;
     readonly hours: number;
     readonly estimatedUsd: number;
 }
@@ -154,7 +156,14 @@ export function buildPlan(campaign: ResolvedCampaign): Plan {
             tokens: e ? e.time.tokens : null,
             evaluation:
                 e && ev
-                    ? { rows: ev.rows, evaluations: ev.evaluations, maxNewTokens: experiment.evaluation!.generation.maxNewTokens, hours: ev.hours, estimatedUsd: ev.hours * c.usdPerHour }
+                    ? {
+                          rows: ev.rows,
+                          evaluations: ev.evaluations,
+                          maxNewTokens: experiment.evaluation!.generation.maxNewTokens,
+                          selection: ev.selection ? { rows: ev.selection.rows, samplings: ev.selection.samplings } : null,
+                          hours: ev.hours,
+                          estimatedUsd: ev.hours * c.usdPerHour,
+                      }
                     : null,
             estimatedHours: nodeHours(i) ?? null,
             estimatedUsd: e ? c.usd : null,
@@ -260,7 +269,9 @@ export function renderPlan(plan: Plan, source: string): string {
         const v = r.evaluation;
         out.push(
             `   ${r.run}: evaluation after training, on the same node: ${v.evaluations === 2 ? "the trained model and its base model (the baseline)" : "the trained model"}, ` +
-                `${count(v.rows)} rows x up to ${v.maxNewTokens} new tokens${v.evaluations === 2 ? " each" : ""}: about ${hrs(v.hours)}, ${usd(v.estimatedUsd)} (in the run's time and cost)`,
+                `${count(v.rows)} rows x up to ${v.maxNewTokens} new tokens${v.evaluations === 2 ? " each" : ""}` +
+                (v.selection ? `, and during training ${v.selection.rows} validation rows at each of ${v.selection.samplings} evaluations (training.selectBy)` : "") +
+                `: about ${hrs(v.hours)}, ${usd(v.estimatedUsd)} (in the run's time and cost)`,
         );
     }
     for (const r of plan.runs) {

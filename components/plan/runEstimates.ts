@@ -58,7 +58,9 @@ export interface EvaluationEstimate {
     readonly rows: number;
     /** Evaluations on the run's node: the trained model, plus its base model's baseline when this run computes it. */
     readonly evaluations: number;
-    /** Every evaluation together. */
+    /** training.selectBy's generation at every evalSteps during training: rows each time, how often, and the hours. */
+    readonly selection?: { readonly rows: number; readonly samplings: number; readonly hours: number };
+    /** Every evaluation together, the selection's included. */
     readonly hours: number;
     readonly assumptions: string[];
 }
@@ -95,13 +97,32 @@ export function evaluationEstimate(experiment: Experiment, run: ResolvedRun, com
         peakTflops: instance.bf16DenseTflops,
     });
     const evaluations = computesBaseline ? 2 : 1;
+    // training.selectBy: selectBy.rows validation rows generated for at every evaluation during training
+    const select = run.training.selectBy;
+    const steps = runEstimates(experiment, run)?.time.steps ?? 0;
+    const samplings = select ? Math.floor(steps / run.training.evalSteps) : 0;
+    const selectionHours = select
+        ? samplings *
+          estimateGeneration({
+              architecture: model.architecture,
+              rows: Math.min(select.rows, Math.max(1, Math.round(totalExamples(experiment) * splitShare(experiment, "validation")))),
+              promptTokens: Math.min(experiment.data.estimate.meanTokens, run.training.maxSeqLength),
+              maxNewTokens: e.generation.maxNewTokens,
+              batchSize: e.generation.batchSize,
+              weightBytesPerParam: run.method.kind === "qlora" ? NF4_BYTES_PER_PARAM : precisionBytes,
+              memoryBandwidthGBs: instance.memoryBandwidthGBs,
+              peakTflops: instance.bf16DenseTflops,
+          }).hours
+        : 0;
     return {
         rows,
         evaluations,
-        hours: one.hours * evaluations,
+        selection: select ? { rows: select.rows, samplings, hours: selectionHours } : undefined,
+        hours: one.hours * evaluations + selectionHours,
         assumptions: [
             ...one.assumptions,
-            `evaluation rows: ${e.rows === "all" ? `all of the ${e.split} split` : `${e.rows} of the ${e.split} split`} (about ${rows.toLocaleString("en-US")}), prompts of data.estimate.meanTokens; the run that computes a base model's baseline evaluates twice`,
+            `evaluation rows: ${e.rows === "all" ? `all of the ${e.split} split` : `${e.rows} of the ${e.split} split`} (about ${rows.toLocaleString("en-US")}), prompts of data.estimate.meanTokens; the run that computes a base model's baseline evaluates twice` +
+                (select ? `; training.selectBy generates for its validation rows at every evalSteps (steps / evalSteps times), on one GPU` : ""),
         ],
     };
 }

@@ -5,6 +5,13 @@ prepared dataset, so the baseline and every run generate from exactly the same p
 
     evaluation/part-00000.parquet   prompt (string), reference (string), [<groupBy column>]
     manifest.json "evaluation"      split, rows, ofRows, seed, groupBy, columns, files
+
+With spec.evaluation.selectionRows (a run's training.selectBy), the validation rows the trainer generates for at every
+evaluation during training are set apart too, in a seeded order rather than in data order: a run that samples r rows
+takes the first r, so the same r rows whatever the most any run asks for.
+
+    selection/part-00000.parquet    prompt (string), reference (string)
+    manifest.json "selection"       split (validation), rows, ofRows, seed, columns, files
 """
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ from prep.read import Column
 from prep.split import SPLIT_CODES
 
 DATASET_DIR: str = CONTRACT["evaluationFiles"]["datasetDir"]
+SELECTION_DIR: str = CONTRACT["evaluationFiles"]["selectionDir"]
 PROMPT, REFERENCE = "prompt", "reference"
 
 
@@ -74,4 +82,24 @@ def select_rows(spec: dict[str, Any], table: pa.Table, formatted: Any, keep: np.
         "groupBy": group,
         "columns": rows.column_names,
     }
+    return EvaluationRows(rows, info)
+
+
+def select_selection_rows(spec: dict[str, Any], formatted: Any, keep: np.ndarray, codes: np.ndarray) -> EvaluationRows | None:
+    """The validation rows for training.selectBy in a seeded order (a permutation, so any prefix is a seeded sample),
+    the first selectionRows of them; None when no run selects by a task metric."""
+    ev = spec.get("evaluation") or {}
+    wanted = ev.get("selectionRows")
+    if not wanted:
+        return None
+    cleaned = pa.table({PROMPT: formatted.prompt, REFERENCE: formatted.answer_text}).filter(pa.array(keep))
+    chosen = np.flatnonzero(codes == SPLIT_CODES["validation"])
+    if len(chosen) == 0:
+        raise DataError(
+            "training.selectBy samples validation rows, but the validation split has no rows after cleaning and splitting: "
+            "give data.split's validation split a larger share"
+        )
+    order = np.random.default_rng(ev["seed"] % (1 << 64)).permutation(chosen)[:wanted]
+    rows = cleaned.take(pa.array(order))
+    info = {"split": "validation", "rows": rows.num_rows, "ofRows": len(chosen), "seed": ev["seed"], "columns": rows.column_names}
     return EvaluationRows(rows, info)

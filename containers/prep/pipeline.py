@@ -112,6 +112,7 @@ def run() -> None:
     examples = {name: int((codes == code).sum()) for name, code in split.SPLIT_CODES.items()}
     nonempty.check_split_examples(examples, final.num_rows, split_spec, removed, data["cleaning"])
     eval_rows = evaluation.select_rows(spec, table, f, keep, codes)
+    selection_rows = evaluation.select_selection_rows(spec, f, keep, codes)
     t = lap("split", t)
 
     splits: dict[str, Any] = {}
@@ -155,6 +156,7 @@ def run() -> None:
         "malformed": {"count": malformed.count, "fraction": malformed.count / total if total else 0.0, "reasons": malformed.reasons, "examples": malformed.examples},
         "splits": splits,
         "evaluation": None if eval_rows is None else {**eval_rows.info, "files": _write_shards(eval_rows.table, out_dir / evaluation.DATASET_DIR)},
+        "selection": None if selection_rows is None else {**selection_rows.info, "files": _write_shards(selection_rows.table, out_dir / evaluation.SELECTION_DIR)},
         "groups": None if members is None else {"column": group_col, "counts": {k: len(v) for k, v in members.items()}, "assignment": members},
         "tokens": token_info or None,
         "contentHash": _dataset_hash(splits),
@@ -178,7 +180,7 @@ def _clear_output(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in (SUCCESS_MARKER, MANIFEST):
         (out_dir / name).unlink(missing_ok=True)
-    for name in (*SPLITS, evaluation.DATASET_DIR):
+    for name in (*SPLITS, evaluation.DATASET_DIR, evaluation.SELECTION_DIR):
         shutil.rmtree(out_dir / name, ignore_errors=True)
 
 

@@ -72,6 +72,13 @@ def preflight(spec: dict[str, Any], paths: Paths) -> tuple[dict[str, Any], Path 
         raise ConfigError("training.earlyStopping keeps the best checkpoint, so saveSteps must be a multiple of evalSteps")
     if t.get("earlyStopping") and not manifest["splits"].get("validation", {}).get("rows"):
         raise ConfigError("training.earlyStopping needs a validation split; the prepared data has none")
+    if t.get("selectBy"):
+        if t["saveSteps"] % t["evalSteps"] != 0:
+            raise ConfigError("training.selectBy keeps the checkpoint with the best task metric, so saveSteps must be a multiple of evalSteps")
+        if not spec.get("evaluation"):
+            raise ConfigError("training.selectBy scores answers as the evaluation does, but this spec has no evaluation")
+        if not manifest["splits"].get("validation", {}).get("rows"):
+            raise ConfigError("training.selectBy samples validation rows; the prepared data has no validation split")
     if spec["data"]["packing"] and spec["model"]["family"] != "causal-lm":
         # an encoder-decoder's inputs and targets are separate sequences: there is no packed layout for them
         raise ConfigError("packed data is for causal LMs; this run's model is seq2seq. Prepare the data without packing (data.tokenize.packing: false).")
@@ -192,6 +199,8 @@ class EvalMetrics:
         self.samples: list[dict[str, str]] = []
         self.correct = 0
         self.total = 0
+        # the selection metric of this evaluation (trainer/selection.py), merged into the result below
+        self.extra: dict[str, float] = {}
 
     def __call__(self, pred: Any, compute_result: bool) -> dict[str, float]:
         import numpy as np
@@ -214,8 +223,9 @@ class EvalMetrics:
                 self.samples.append({"prediction": p, "label": l})
         if not compute_result:
             return {}
-        result = {"token_accuracy": self.correct / self.total if self.total else 0.0}
+        result = {"token_accuracy": self.correct / self.total if self.total else 0.0, **self.extra}
         self.correct = self.total = 0
+        self.extra = {}
         return result
 
 
@@ -233,6 +243,8 @@ class Splits:
     train: Any
     validation: Any | None
     test: Any | None
+    # training.selectBy's validation rows (prompt, reference), generated for at every evaluation
+    selection: list[dict[str, Any]] | None = None
 
 
 def load_splits(spec: dict[str, Any], paths: Paths, manifest: dict[str, Any], tokenizer: Any) -> Splits:
@@ -275,6 +287,11 @@ def training_arguments(spec: dict[str, Any], paths: Paths, bf16: bool, fp16: boo
         ds_config = str(ds_path)
     warmup: float | int = t["warmupSteps"] if t.get("warmupSteps") is not None else float(t.get("warmupRatio") or 0.0)
     early = t.get("earlyStopping")
+    select = t.get("selectBy")
+    from trainer.selection import greater_is_better, metric_key
+
+    # the best checkpoint: by selectBy's task metric (its own direction), else by the validation loss under early stopping
+    best_metric = metric_key(select["metric"]) if select else ("eval_loss" if early else None)
     wandb = spec["tracking"].get("wandbProject")
     report_to = "none"
     if wandb:
@@ -308,9 +325,9 @@ def training_arguments(spec: dict[str, Any], paths: Paths, bf16: bool, fp16: boo
         save_total_limit=t["saveTotalLimit"],
         logging_strategy="steps",
         logging_steps=t["loggingSteps"],
-        load_best_model_at_end=bool(early),
-        metric_for_best_model="eval_loss" if early else None,
-        greater_is_better=False if early else None,
+        load_best_model_at_end=best_metric is not None,
+        metric_for_best_model=best_metric,
+        greater_is_better=greater_is_better(select["metric"]) if select else (False if early else None),
         report_to=report_to,
         seed=t["seed"],
         data_seed=t["seed"],
@@ -335,7 +352,13 @@ def build_trainer(spec: dict[str, Any], loaded: LoadedModel, model: Any, splits:
         callbacks = callbacks + [EarlyStoppingCallback(early_stopping_patience=early["patience"], early_stopping_threshold=early["threshold"])]
     metrics_fn = EvalMetrics(loaded.tokenizer, spec["model"]["family"])
     has_eval = splits.validation is not None
-    trainer = Trainer(
+    make: Any = Trainer
+    if spec["training"].get("selectBy"):
+        from trainer.selection import TaskMetricSelection, selecting_trainer
+
+        selection = TaskMetricSelection(spec, loaded.tokenizer, splits.selection or [])
+        make = lambda **kwargs: selecting_trainer(selection, metrics_fn, **kwargs)  # noqa: E731
+    trainer = make(
         model=model,
         args=args,
         train_dataset=splits.train,
@@ -369,6 +392,11 @@ def train(spec: dict[str, Any], paths: Paths, manifest: dict[str, Any], resume: 
     model, params = apply_method(loaded.model, spec, adapter_from=final if not full else None)
     splits = load_splits(spec, paths, manifest, loaded.tokenizer)
     args = training_arguments(spec, paths, bf16, fp16, splits.validation is not None)
+    if t.get("selectBy"):
+        from trainer import selection
+
+        splits.selection = selection.load_rows(paths.data, manifest, t["selectBy"]["rows"])
+        log(f"selectBy: {t['selectBy']['metric']} on {len(splits.selection)} validation rows at every evaluation picks the best checkpoint")
     stop_cb, mark_cb = make_callbacks(stop, spec)
     trainer, metrics_fn = build_trainer(spec, loaded, model, splits, args, [stop_cb, mark_cb, ProgressFile(paths.progress, PROGRESS_INTERVAL),
                                                                                 MetricsHistory(paths.metrics)])

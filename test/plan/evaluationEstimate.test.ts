@@ -89,3 +89,17 @@ test("a campaign without an evaluation plans none", () => {
     for (const r of plan.runs) assert.equal(r.evaluation, null);
     assert.doesNotMatch(renderPlan(plan, "x"), /evaluation after training/);
 });
+
+test("training.selectBy adds its generation at every evalSteps to the run's evaluation, more with more rows", () => {
+    const plain = campaignWith({});
+    const select = (rows: number) => campaignWith({ training: { selectBy: { metric: "rouge", rows } } });
+    const [p0, p1, p2] = [buildPlan(plain), buildPlan(select(64)), buildPlan(select(256))];
+    p0.runs.forEach((r, i) => {
+        const [a, b] = [p1.runs[i]!.evaluation!, p2.runs[i]!.evaluation!];
+        assert.equal(r.evaluation!.selection, null);
+        assert.equal(a.selection!.rows, 64);
+        assert.equal(a.selection!.samplings, Math.floor(r.steps! / select(64).runs[i]!.training.evalSteps));
+        assert.ok(a.hours > r.evaluation!.hours && b.hours > a.hours, r.run);
+    });
+    assert.match(renderPlan(p1, "x"), /and during training 64 validation rows at each of \d+ evaluations \(training\.selectBy\)/);
+});
