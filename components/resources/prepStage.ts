@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { PrepSpec } from "../campaign/jobSpec";
-import { campaignControlKey, datasetPrefix, inputKey, PREP_RUN, runKeys, s3Uri } from "../campaign/layout";
+import { campaignControlKey, datasetPrefix, inputKey, modelPrefix, PREP_RUN, runKeys, s3Uri } from "../campaign/layout";
 import { shellQuote } from "../campaign/shell";
 import { JobNode, type RunnerUpload } from "./jobNode";
 import { runnerEnv, type RunnerSettings } from "../node/runnerSettings";
@@ -106,10 +106,19 @@ export function prepRunnerSettings(p: PrepSettingsInput): RunnerSettings {
     };
 }
 
-/** S3 prefixes of the prep node: it writes its own run folder, the dataset and staged weights; it reads its input. */
+/**
+ * S3 prefixes of the prep node: it writes its own run folder, the dataset and each staged model's own folder
+ * models/<id>/<revision>/ (never all of models/: the runner syncs one model at a time, so its listings stay inside
+ * those folders); it reads its input.
+ */
 export function prepPrefixes(bucket: string, prepSpec: PrepSpec, input: DataInput): { readWrite: string[]; read: string[] } {
     const readWrite = [runKeys(prepSpec.campaign, PREP_RUN).prefix, datasetPrefix(prepSpec.prepHash)];
-    if (prepSpec.stageModels.length > 0) readWrite.push("models/");
+    for (const m of prepSpec.stageModels) {
+        // A local path is not a hub id: prep stages nothing for it (containers/common/jobspec.py, is_hub_id).
+        if (m.id.startsWith(".") || m.id.startsWith("/")) continue;
+        const prefix = modelPrefix(m.id, m.revision);
+        if (!readWrite.includes(prefix)) readWrite.push(prefix);
+    }
     const read: string[] = [];
     const uri = inputUriOf(bucket, input);
     const prefix = uri ? readPrefixIn(bucket, uri) : undefined;

@@ -533,7 +533,7 @@ describe("node runner", () => {
         // One sync per staged model, into its own folder: the prep role may list and write only models/<id>/<revision>/.
         const calls = awsCalls(join(base, "rec"));
         const modelCalls = calls.filter((c) => c.argv.some((a) => a.startsWith(modelOutputUri)));
-        assert.deepEqual(modelCalls.map((c) => [c.argv[0], c.argv[1], c.argv.find((a) => a.startsWith("s3://"))]), [["s3", "sync", `${modelOutputUri}tiny/main/`]]);
+        assert.deepEqual(modelCalls.map((c) => [c.argv.slice(c.argv.indexOf("s3"), c.argv.indexOf("s3") + 2).join(" "), c.argv.find((a) => a.startsWith("s3://"))]), [["s3 sync", `${modelOutputUri}tiny/main/`]]);
         assert.ok(!calls.some((c) => c.argv.includes(modelOutputUri)), "nothing lists or writes all of models/");
         assert.deepEqual(await s3.list(modelOutputUri), ["tiny/main/config.json"]);
         assert.match(result.output, /no staged folder \S+org\/not-staged\/v1: nothing to upload/);

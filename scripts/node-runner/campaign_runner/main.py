@@ -41,6 +41,7 @@ from .outcome import Outcome, StopDetail, StopKind, before_job_reason, classify,
 from .settings import Settings, SettingsError, load_settings, merged_environment
 from .staging import Stager, StagingError, upload_dir
 from .history import HistoryUpload
+from .models import BadModelRef, staged_model_uploads
 from .status import Phase, StatusBook, parse_progress
 from .sync import CheckpointSync
 from .watchdogs import GpuIdle, MaxRuntime, ProgressStall, busiest_gpu
@@ -97,6 +98,7 @@ class Runner:
         self.job_log = os.path.join(self.log_dir, "job.log")
         self.layout = JobLayout(self.job_dir, os.path.join(self.job_dir, "data"))
         self.status = StatusBook(settings.campaign, settings.run, settings.role)
+        self.spec: Optional[dict] = None  # the job spec, once fetched (the prep role uploads its stageModels)
         self.log = Log(lambda: self.status.phase.value)
         self.aws = AwsCli(settings.aws_endpoint, self.log, settings.s3_retry_attempts, settings.s3_retry_base_seconds,
                           environ)
@@ -536,13 +538,26 @@ class Runner:
         except OSError:
             return ""
 
+    def upload_staged_models(self, model_dir: str, model_output_uri: str) -> None:
+        """Each staged model to its own models/<id>/<revision>/ (models.py): the prep role may list and write only those."""
+        try:
+            uploads = staged_model_uploads(self.spec, model_dir, model_output_uri)
+        except BadModelRef as e:
+            raise Failure(str(e))
+        for local, uri in uploads:
+            if not os.path.isdir(local):
+                # The prep job stages hub models only; it logged why it skipped this one.
+                self.log("no staged folder %s: nothing to upload to %s" % (local, uri))
+                continue
+            res = self.aws.s3("sync", local, uri)
+            if not res.ok:
+                raise Failure("uploading the staged model to %s failed: %s" % (uri, res.brief()))
+            self.log("uploaded the staged model to %s" % uri)
+
     def upload_outputs(self) -> None:
         started = time.monotonic()
-        model_dir = self.layout.dir_of("CAMPAIGN_MODEL_DIR")
-        if self.s.role == "prep" and self.s.model_output_uri and os.listdir(model_dir):
-            res = self.aws.s3("sync", model_dir, self.s.model_output_uri.rstrip("/") + "/")
-            if not res.ok:
-                raise Failure("uploading the staged model to %s failed: %s" % (self.s.model_output_uri, res.brief()))
+        if self.s.role == "prep" and self.s.model_output_uri:
+            self.upload_staged_models(self.layout.dir_of("CAMPAIGN_MODEL_DIR"), self.s.model_output_uri)
         problem = upload_dir(self.aws, self.layout.dir_of("CAMPAIGN_OUTPUT_DIR"), self.s.output_uri, SUCCESS_MARKER)
         if problem:
             raise Failure("uploading the output to %s failed: %s" % (self.s.output_uri, problem))
@@ -599,6 +614,7 @@ class Runner:
             mount = datavolume.prepare(self.s.data_volume_id, self.s.disk_by_id_dir, self.s.data_volume_mount, self.log)
             self.layout = JobLayout(self.job_dir, os.path.join(mount, "data"))
         spec = self.fetch_spec()
+        self.spec = spec
         self.status.spec_hash = spec.get("specHash") if isinstance(spec.get("specHash"), str) else None
         self.read_secrets()
         self.prepare_image()
