@@ -6,6 +6,7 @@ import { getInstance, type InstanceSpec } from "./catalog";
 import { estimateCost } from "./estimate";
 import type { Problem } from "../config/problems";
 import { evaluationEstimate, runEstimates, prepEstimate, storageEstimate } from "./runEstimates";
+import { calibrationFor, type MeasuredFigures } from "./calibration";
 import { capacityNotes } from "./capacity";
 import { imageBuildPlan, type ImageBuildPlan } from "./imageBuild";
 
@@ -87,14 +88,17 @@ export interface Plan {
     readonly warnings: readonly Problem[];
 }
 
-export function buildPlan(campaign: ResolvedCampaign): Plan {
+/** calibrateFrom: the measured figures of an earlier campaign and a label for them (`npm run plan -- --calibrate-from`). */
+export function buildPlan(campaign: ResolvedCampaign, calibrateFrom?: { readonly measured: MeasuredFigures; readonly label: string }): Plan {
     const { experiment } = campaign;
     const assumptions = new Set<string>();
     const add = (list: readonly string[]) => list.forEach((a) => assumptions.add(a));
 
     const prepFacts = prepEstimate(experiment);
     add(prepFacts.assumptions);
-    const estimates = campaign.runs.map((run) => runEstimates(experiment, run));
+    const calibrations = campaign.runs.map((run) => (calibrateFrom ? calibrationFor(calibrateFrom.measured, calibrateFrom.label, { name: run.name, model: run.model.id, instanceType: run.instanceType }) : undefined));
+    calibrations.forEach((c) => c && assumptions.add(c.note));
+    const estimates = campaign.runs.map((run, i) => runEstimates(experiment, run, calibrations[i] ?? {}));
     estimates.forEach((e) => {
         if (e) add([...e.memory.assumptions, ...e.time.assumptions]);
     });

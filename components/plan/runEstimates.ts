@@ -17,8 +17,9 @@ function sequenceLength(experiment: Experiment, run: ResolvedRun): number {
     return experiment.data.tokenize.enabled ? experiment.data.tokenize.maxLength : run.training.maxSeqLength;
 }
 
-/** Undefined when the model is not in components/plan/models.ts (nothing to estimate from). */
-export function runEstimates(experiment: Experiment, run: ResolvedRun): RunEstimates | undefined {
+/** Undefined when the model is not in components/plan/models.ts (nothing to estimate from). `measured`: an earlier
+ *  campaign's MFU and setup hours for this run (calibration.ts), in place of the assumed ones. */
+export function runEstimates(experiment: Experiment, run: ResolvedRun, measured: { readonly mfu?: number; readonly setupHours?: number } = {}): RunEstimates | undefined {
     const model = findModel(run.model.id);
     if (!model) return undefined;
     const instance = getInstance(run.instanceType);
@@ -49,6 +50,9 @@ export function runEstimates(experiment: Experiment, run: ResolvedRun): RunEstim
         maxLength: length,
         gpus: instance.gpuCount,
         peakTflopsPerGpu: instance.bf16DenseTflops,
+        // Measured figures of an earlier campaign (calibration.ts) replace the assumptions when given.
+        ...(measured.mfu !== undefined ? { mfu: measured.mfu } : {}),
+        ...(measured.setupHours !== undefined ? { setupHours: measured.setupHours } : {}),
     });
     return { instance, memory, time };
 }

@@ -3,6 +3,7 @@
 // memory per GPU against the plan's estimate, and the measured throughput against the plan's assumed MFU.
 import type { Status } from "../campaign/jobSpec";
 import type { ResolvedCampaign } from "../campaign/types";
+import { MEASURED_FIGURES_VERSION, type MeasuredFigures } from "../plan/calibration";
 import type { Plan, TrainStagePlan } from "../plan/plan";
 import { runEstimates } from "../plan/runEstimates";
 import type { AttemptSummary, RunHistory } from "./history";
@@ -47,6 +48,9 @@ export interface RunFigures {
     readonly plannedTokensPerSec: number | null;
     readonly assumedMfu: number | null;
     readonly measuredMfu: number | null;
+    /** Mean over the attempts that reached a step: billing start to the first step (boot, image, staging, model load). */
+    readonly setupHours: number | null;
+    readonly plannedSetupHours: number | null;
 }
 
 const GIB = 1024 ** 3;
@@ -88,6 +92,7 @@ export function runFigures(campaign: ResolvedCampaign, plan: Plan, run: string, 
     const measured = seconds > 0 && tokens > 0 ? tokens / seconds : null;
     const time = estimates?.time;
     const peak = estimates ? estimates.instance.gpuCount * estimates.instance.bf16DenseTflops * 1e12 : null;
+    const setups = attempts.flatMap((a) => (a.billedFrom && a.status?.timings.firstStep ? [(Date.parse(a.status.timings.firstStep) - Date.parse(a.billedFrom)) / 3600_000] : []));
     const memoryRecord = [...history.attempts].reverse().find((a) => a.memory !== null)?.memory ?? null;
     return {
         run,
@@ -105,6 +110,8 @@ export function runFigures(campaign: ResolvedCampaign, plan: Plan, run: string, 
         plannedTokensPerSec: time && time.trainingHours > 0 ? time.tokens / (time.trainingHours * 3600) : null,
         assumedMfu: time?.mfu ?? null,
         measuredMfu: measured !== null && time && peak ? (measured * time.flopsPerToken) / peak : null,
+        setupHours: setups.length ? setups.reduce((s, h) => s + h, 0) / setups.length : null,
+        plannedSetupHours: time?.setupHours ?? null,
     };
 }
 
@@ -114,4 +121,18 @@ export function winner(runs: readonly RunFigures[]): { run: string; by: string }
     if (byEval.length) return { run: byEval[0]!.run, by: "the lowest validation loss (eval_loss)" };
     const byTrain = runs.filter((r) => r.finalTrainLoss !== null).sort((a, b) => a.finalTrainLoss! - b.finalTrainLoss!);
     return byTrain.length ? { run: byTrain[0]!.run, by: "the lowest final training loss (no evaluation recorded)" } : null;
+}
+
+/** What `npm run plan -- --calibrate-from` reads (components/plan/calibration.ts): each run's measured MFU and setup. */
+export function measuredFigures(campaign: ResolvedCampaign, source: string, generatedAt: Date, runs: readonly RunFigures[]): MeasuredFigures {
+    return {
+        version: MEASURED_FIGURES_VERSION,
+        campaign: campaign.experiment.name,
+        source,
+        generatedAt: generatedAt.toISOString(),
+        runs: runs.map((f) => {
+            const run = campaign.runs.find((r) => r.name === f.run);
+            return { run: f.run, model: run?.model.id ?? "", instanceType: run?.instanceType ?? "", mfu: f.measuredMfu !== null && f.measuredMfu > 0 ? f.measuredMfu : null, setupHours: f.setupHours };
+        }),
+    };
 }

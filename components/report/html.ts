@@ -143,6 +143,7 @@ function runSection(f: RunFigures): string {
                 ],
                 ["throughput", f.measuredTokensPerSec === null ? "-" : `${formatNumber(f.measuredTokensPerSec)} tokens/s`, f.plannedTokensPerSec === null ? "-" : `${formatNumber(f.plannedTokensPerSec)} tokens/s`],
                 ["model FLOPs utilisation", pct(f.measuredMfu), f.assumedMfu === null ? "-" : `${pct(f.assumedMfu)} assumed`],
+                ["setup (billing start to first step)", f.setupHours === null ? "-" : `${(f.setupHours * 60).toFixed(1)} min`, f.plannedSetupHours === null ? "-" : `${(f.plannedSetupHours * 60).toFixed(0)} min assumed`],
             ],
         ),
     );
@@ -164,10 +165,15 @@ function artifactsSection(bucket: string, objects: ReportInput["objects"]): stri
     return [`<h2>Artifacts</h2>`, table(["S3 URI", "objects", "size"], rows, new Set([1, 2]))].join("\n");
 }
 
+/** Each run's figures, as the page shows them and as measuredFigures (figures.ts) records them for a later plan. */
+export function reportFigures(input: ReportInput): RunFigures[] {
+    return input.runs.map((r) => runFigures(input.campaign, input.plan, r.run, r.history, input.generatedAt));
+}
+
 export function renderReportHtml(input: ReportInput): string {
     const { campaign, plan } = input;
     const colors = new Map(input.runs.map((r, i) => [r.run, RUN_COLORS[i % RUN_COLORS.length]!]));
-    const figures = input.runs.map((r) => runFigures(campaign, plan, r.run, r.history, input.generatedAt));
+    const figures = reportFigures(input);
     const total = figures.reduce((s, f) => s + f.costUsd, 0);
     const name = campaign.experiment.name;
     return [

@@ -10,7 +10,8 @@ import { campaignPrefix, datasetPrefix, runKeys } from "../../components/campaig
 import type { ResolvedCampaign } from "../../components/campaign/types";
 import type { Plan } from "../../components/plan/plan";
 import { mergeAttempts, type AttemptInput, type RunHistory } from "../../components/report/history";
-import { renderReportHtml, type ReportInput } from "../../components/report/html";
+import { measuredFigures } from "../../components/report/figures";
+import { renderReportHtml, reportFigures, type ReportInput } from "../../components/report/html";
 import { sparkline } from "../../components/report/sparkline";
 import { readStatus, readText } from "./s3Read";
 
@@ -76,11 +77,18 @@ export async function readReportInput(
     return { campaign, plan, source, bucket, runs, objects, generatedAt: new Date(), notes };
 }
 
-/** Writes the report and returns its absolute path. */
+/** Where the measured figures go beside a report: report.html -> report.json (read by `npm run plan -- --calibrate-from`). */
+export function measuredFiguresFile(reportFile: string): string {
+    return reportFile.replace(/\.html?$/i, "") + ".json";
+}
+
+/** Writes the report, and its measured figures beside it as JSON; returns the report's absolute path. */
 export function writeReport(input: ReportInput, file: string): string {
     const target = path.resolve(file);
     fs.mkdirSync(path.dirname(target), { recursive: true });
     fs.writeFileSync(target, renderReportHtml(input));
+    const figures = measuredFigures(input.campaign, input.source, input.generatedAt, reportFigures(input));
+    fs.writeFileSync(measuredFiguresFile(target), JSON.stringify(figures, null, 2) + "\n");
     return target;
 }
 
