@@ -92,8 +92,6 @@ export function prepRunnerSettings(p: PrepSettingsInput): RunnerSettings {
         outputUri: s3Uri(p.bucket, datasetPrefix(p.prepSpec.prepHash)),
         runControlUri: s3Uri(p.bucket, keys.control),
         campaignControlUri: s3Uri(p.bucket, campaignControlKey(p.prepSpec.campaign)),
-        runControlUri: s3Uri(p.bucket, keys.control),
-        campaignControlUri: s3Uri(p.bucket, campaignControlKey(p.prepSpec.campaign)),
         ...(inputUri ? { inputUri } : {}),
         ...(p.prepSpec.stageModels.length > 0 ? { modelOutputUri: s3Uri(p.bucket, "models/") } : {}),
         jobMode: "docker",

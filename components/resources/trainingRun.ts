@@ -49,8 +49,6 @@ export function trainRunnerSettings(t: TrainSettingsInput): RunnerSettings {
         checkpointsUri: s3Uri(t.bucket, keys.checkpoints),
         runControlUri: s3Uri(t.bucket, keys.control),
         campaignControlUri: s3Uri(t.bucket, campaignControlKey(t.spec.campaign)),
-        runControlUri: s3Uri(t.bucket, keys.control),
-        campaignControlUri: s3Uri(t.bucket, campaignControlKey(t.spec.campaign)),
         metricsUri: s3Uri(t.bucket, keys.metrics),
         dataUri: s3Uri(t.bucket, datasetPrefix(t.spec.prepHash)),
         modelUri: modelUriOf(t.bucket, t.spec.model),
