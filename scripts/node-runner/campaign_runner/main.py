@@ -600,13 +600,14 @@ class Runner:
                                                                    self.status.instance_type or "unknown", self.status.instance_id or ""))
         threading.Thread(target=self.watch_spot, name="spot-watcher", daemon=True).start()
         threading.Thread(target=self.watch_max_runtime, name="max-runtime", daemon=True).start()
+        self.log(self.aws.tune_transfers(self.status.instance_type, os.path.join(self.state_dir, "aws-config"), os.cpu_count() or 1))
+
+        self.check_previous_status()
+        # Only now: a run that already succeeded has ended above, so no control object can turn it into an interrupted one.
         if self.s.control_uris:
             poller = ControlPoller(self.aws, self.s.control_uris, self.s.control_poll_seconds, self.state_dir, self.log,
                                    self.status.warn, self.on_control, self._finished)
             threading.Thread(target=poller.run, name="control", daemon=True).start()
-        self.log(self.aws.tune_transfers(self.status.instance_type, os.path.join(self.state_dir, "aws-config"), os.cpu_count() or 1))
-
-        self.check_previous_status()
         self.agent.begin_install()
         self.status.preparing()
         self.publish_soon()
