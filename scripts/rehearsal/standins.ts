@@ -260,7 +260,8 @@ function standInRun(run: ResolvedRun, modelFor: (id: string, family: "causal-lm"
     if (training.saveSteps > every) training.saveSteps = every;
     if (training.evalSteps > every) training.evalSteps = every;
     if (training.earlyStopping && training.saveSteps % training.evalSteps !== 0) training.saveSteps = training.evalSteps;
-    training.loggingSteps = Math.min(training.loggingSteps, every);
+    // Every step is logged: a rehearsal's run is a few steps long, and its report draws one point per logged step.
+    training.loggingSteps = 1;
     const gpus = getInstance(run.instanceType).gpuCount;
     if (options.maxBatch !== undefined && training.perDeviceBatch * training.gradientAccumulation > options.maxBatch) {
         const before = `perDeviceBatch ${training.perDeviceBatch} x gradientAccumulation ${training.gradientAccumulation}`;
