@@ -183,6 +183,24 @@ describe("node runner: graceful stop", () => {
         assert.match(warning!.reason!, /which is not one of stop, restart; ignored/);
     });
 
+    test("a stop in S3 never touches a run that already succeeded: the node ends at once, the status stays succeeded", async () => {
+        const campaign = "ctl-done";
+        const settings = await settingsFor(campaign);
+        const done = { campaign, run: "r1", role: "train", phase: "succeeded", updatedAt: "2026-11-30T12:00:00.000Z", instanceId: "i-0",
+            instanceType: null, progress: null, exitCode: 0, reason: null, lastCheckpoint: null,
+            timings: { nodeBoot: null, inputsReady: null, firstStep: null, jobEnd: null, shutdown: null } };
+        await s3.put(settings.statusUri, JSON.stringify(done));
+        await s3.put(settings.runControlUri!, controlBody("stop", "test", new Date()));
+        await s3.put(settings.campaignControlUri!, controlBody("stop", "test", new Date()));
+        const result = await runRunner({ settings, awsEndpoint: moto.endpoint, imdsEndpoint: await imds(), env: LONG });
+        assert.equal(result.code, 0, result.output);
+        assertOneShutdown(result);
+        assert.match(result.output, /this run already succeeded: nothing to do/);
+        const st = await finalStatus(campaign, result);
+        assert.equal(st.phase, "succeeded");
+        assert.equal(st.updatedAt, done.updatedAt, "the status is left as it was");
+    });
+
     test("SIGTERM as the OS goes down (instance terminated): checkpoint synced, interrupted with the reason, no second shutdown", async () => {
         const campaign = "ctl-os";
         const settings = await settingsFor(campaign);
