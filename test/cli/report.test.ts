@@ -65,3 +65,12 @@ test("attempts merged in time order; the running attempt gets the live status; s
     assert.ok(html.includes(`s3://${BUCKET}/runs/socratiq-t5/flan-t5-small/metrics/`), "the artifacts table names the objects' S3 URIs");
     assert.ok(!/<script|https?:\/\//.test(html.replace(/xmlns="http:\/\/www\.w3\.org\/2000\/svg"/g, "")), "no script and no external URL");
 });
+
+test("campaign report's arguments: --out and --bucket belong to report only", async () => {
+    const { parseArgs } = await import("../../scripts/campaign");
+    assert.deepEqual(parseArgs(["report", "--stack", "dev", "--out", "r.html", "--bucket", "campaign-rehearsal"]), {
+        command: "report", stack: "dev", yes: false, destroy: false, intervalSeconds: 15, out: "r.html", bucket: "campaign-rehearsal",
+    });
+    assert.deepEqual(parseArgs(["report", "--stack", "dev"]).out, undefined);
+    assert.throws(() => parseArgs(["status", "--stack", "dev", "--out", "r.html"]), /unknown option "--out"/);
+});
