@@ -308,6 +308,9 @@ export async function rehearseCampaign(campaign: ResolvedCampaign, source: strin
                 campaignControlUri: s3Uri(BUCKET, campaignControlKey(experiment.name)),
                 // A node polls every 30 s; here every second, so the stop shows within a step or two.
                 controlPollSeconds: 1,
+                // What a requested stop gives the job to save (a node's default is 300 s; the local runner's is 20 s,
+                // too short for the trainer's save on a loaded machine).
+                stopGraceSeconds: 120,
                 metricsUri: s3Uri(BUCKET, keys.metrics),
                 dataUri: s3Uri(BUCKET, datasetPrefix(standIns.prepSpec.prepHash)),
                 command: `${python} containers/trainer/main.py`,
