@@ -326,11 +326,30 @@ export const evaluation = evaluationFields.superRefine((e, ctx) => {
 
 // ---------------------------------------------------------------- runs (a sweep over one prepared dataset)
 
+/**
+ * An override of `schema`: every field optional and without its default. zod 4 applies a field's default even inside
+ * `.partial()` (with zod 4.6.7, `training.partial()` parsed a run's `training: { seed: 1 }` into every training
+ * default), and the merge then replaced the stack's own values with those defaults.
+ * Defaults are filled once, when the merged run is parsed against the full schema.
+ */
+function overrideOf<Shape extends z.ZodRawShape>(schema: z.ZodObject<Shape>) {
+    const shape: Record<string, z.ZodType> = {};
+    for (const [key, field] of Object.entries(schema.shape)) shape[key] = withoutDefault(field as z.ZodType);
+    return schema.extend(shape).partial();
+}
+
+function withoutDefault(field: z.ZodType): z.ZodType {
+    if (field instanceof z.ZodDefault) return withoutDefault(field.unwrap() as z.ZodType);
+    if (field instanceof z.ZodOptional) return withoutDefault(field.unwrap() as z.ZodType).optional();
+    if (field instanceof z.ZodObject) return overrideOf(field);
+    return field;
+}
+
 const runOverrides = z
     .object({
-        model: model.partial().optional(),
-        method: z.object({ kind: z.enum(methodKinds).optional(), lora: lora.partial().optional() }).strict().optional(),
-        training: training.partial().optional(),
+        model: overrideOf(model).optional(),
+        method: z.object({ kind: z.enum(methodKinds).optional(), lora: overrideOf(lora).optional() }).strict().optional(),
+        training: overrideOf(training).optional(),
         compute: z.object({ instanceType: z.string().optional() }).strict().optional(),
     })
     .strict();
