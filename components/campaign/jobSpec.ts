@@ -95,14 +95,16 @@ export type JobSpec = z.output<typeof jobSpec>;
 // ---------------------------------------------------------------- what jobs and the runner report
 
 export const progressPhases = ["training", "evaluating"] as const;
-/** The parts of the evaluation after training, in their order: the base model (when the run computes the
- *  campaign's baseline, output/baseline/), then the fine-tuned model. */
-export const evaluationParts = ["baseline", "fine-tuned"] as const;
+/** The parts of an evaluation the progress file reports: the teacher-forced loss pass over a held-out split
+ *  ("loss": the validation pass at every evalSteps during training, and the splits' losses after it, counted in
+ *  batches), then the generation after training, in rows: the base model (when the run computes the campaign's
+ *  baseline, output/baseline/), then the fine-tuned model. */
+export const evaluationParts = ["loss", "baseline", "fine-tuned"] as const;
 
 export const evaluationProgress = z
     .object({
         part: z.enum(evaluationParts),
-        /** Rows generated so far, and the part's rows in all. */
+        /** Rows generated so far, and the part's rows in all (batches, for the loss pass). */
         done: z.number().int().min(0),
         total: z.number().int().min(0),
         updatedAt: z.string(),

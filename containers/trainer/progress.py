@@ -35,6 +35,7 @@ class ProgressFile(TrainerCallback):
         self.start_tokens = 0
         self.tokens_per_sec: float | None = None
         self.eta: float | None = None
+        self.loss_batches = 0
 
     def snapshot(self, state: Any) -> dict[str, Any]:
         return {
@@ -78,6 +79,27 @@ class ProgressFile(TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._write(state)
+
+    def on_prediction_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # A loss pass over a large validation split can outlast compute.stallMinutes without a new step; its
+        # batches are progress too. The Trainer passes its eval_dataloader to every callback event.
+        if self.path is None or not state.is_world_process_zero:
+            return
+        self.loss_batches += 1
+        now = time.monotonic()
+        if now - self.last_write < self.interval:
+            return
+        loader = kwargs.get("eval_dataloader")
+        total = len(loader) if loader is not None and hasattr(loader, "__len__") else self.loss_batches
+        stamp = utc_now()
+        write_json_atomic(self.path, {**self.snapshot(state), "updatedAt": stamp, "phase": "evaluating",
+                                      "evaluation": {"part": "loss", "done": self.loss_batches, "total": max(total, self.loss_batches), "updatedAt": stamp}})
+        self.last_write = now
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # The pass ended: the next write is the training's again (no evaluation section).
+        self.loss_batches = 0
+        self._write(state, force=True)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._write(state, force=True)

@@ -193,6 +193,22 @@ def test_progress_stall_counts_evaluation_rows_after_the_last_step() -> None:
     assert w.last_step == 10
 
 
+def test_progress_stall_counts_the_batches_of_a_loss_pass_during_training() -> None:
+    """A validation pass at evalSteps writes no step for as long as it runs: its batches are progress, a pass whose
+    batches stop is a stall named as such, and the next training step after the pass is progress again."""
+    w = ProgressStall(window_seconds=600, restored_step=0)
+    assert not w.observe(progress(500), now=0)
+    for t in range(100, 3000, 400):
+        assert not w.observe(evaluating(500, "loss", t // 100, 40), now=t), "a loss pass that advances is never a stall"
+    assert not w.observe(progress(501), now=3200), "training again"
+    assert not w.observe(evaluating(1000, "loss", 7, 40), now=4000)
+    assert w.observe(evaluating(1000, "loss", 7, 40), now=4600), "no new batch for the window: a stall"
+    assert w.last is not None and w.last.where() == "in the loss pass over held-out rows after step 1000, at 7 of 40 batches"
+    stop = StopDetail(StopKind.STALL, stall_seconds=600, stalled_at_step=1000, stalled_in_evaluation=w.last.where())
+    assert (classify(75, stop, "", None).reason or "").startswith("stopped by the progress-stall watchdog: no new batch for 600 s in the loss pass "
+                                            "over held-out rows after step 1000, at 7 of 40 batches (a hung collective or data loader?)")
+
+
 def test_progress_stall_counts_an_evaluation_that_follows_a_restored_last_step() -> None:
     """A node that resumed at the run's last step only evaluates: its step never passes the restored one, its rows
     start the clock."""

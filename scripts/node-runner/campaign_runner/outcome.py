@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .contract import EXIT_CODES
+from .watchdogs import LOSS_PASS
 
 # Words for the exit codes of components/campaign/contract.ts; 137 is the kernel's SIGKILL (128 + 9).
 _WORDS = {
@@ -78,6 +79,9 @@ def stop_reason(stop: StopDetail, job_exit: str) -> str:
     if stop.kind is StopKind.GPU_IDLE:
         return "stopped by the GPU-idle watchdog: utilisation under %s%% for %d s; %s" % (
             _number(stop.gpu_threshold), stop.gpu_window_seconds, job_exit)
+    if stop.kind is StopKind.STALL and stop.stalled_in_evaluation.startswith(LOSS_PASS):
+        return ("stopped by the progress-stall watchdog: no new batch for %d s %s (a hung collective or data loader?); %s"
+                % (stop.stall_seconds, stop.stalled_in_evaluation, job_exit))
     if stop.kind is StopKind.STALL and stop.stalled_in_evaluation:
         return ("stopped by the progress-stall watchdog: no new evaluation row for %d s %s (a hung generation?); %s"
                 % (stop.stall_seconds, stop.stalled_in_evaluation, job_exit))

@@ -38,6 +38,11 @@ class GpuIdle:
         return now - self.idle_since >= self.window
 
 
+# Where a stall in the teacher-forced loss pass (the validation at every evalSteps) is; the reason names it apart
+# from a hung generation.
+LOSS_PASS = "in the loss pass over held-out rows"
+
+
 @dataclass(frozen=True)
 class Counters:
     """What the progress file counts: the training step, and during the evaluation after training the part under
@@ -57,6 +62,8 @@ class Counters:
         if self.evaluation is None:
             return "after step %d" % self.step
         part, done, total = self.evaluation
+        if part == "loss":
+            return "%s after step %d, at %d of %d batches" % (LOSS_PASS, self.step, done, total)
         return "in the evaluation of the %s model, at %d of %d rows generated" % ("base" if part == "baseline" else part, done, total)
 
 
