@@ -170,6 +170,14 @@ export function reportFigures(input: ReportInput): RunFigures[] {
     return input.runs.map((r) => runFigures(input.campaign, input.plan, r.run, r.history, input.generatedAt));
 }
 
+/** The first note as a summary and the rest folded under it (a rehearsal lists a stand-in per run). */
+function notesSection(notes: readonly string[]): string {
+    if (!notes.length) return "";
+    const [first, ...rest] = notes;
+    if (!rest.length) return `<p class="muted">${e(first!)}</p>`;
+    return `<details class="muted"><summary>${e(first!.replace(/:$/, ""))} (${rest.length})</summary><ul>${rest.map((n) => `<li>${e(n.replace(/^- /, ""))}</li>`).join("")}</ul></details>`;
+}
+
 export function renderReportHtml(input: ReportInput): string {
     const { campaign, plan } = input;
     const colors = new Map(input.runs.map((r, i) => [r.run, RUN_COLORS[i % RUN_COLORS.length]!]));
@@ -183,7 +191,7 @@ export function renderReportHtml(input: ReportInput): string {
         `<style>${STYLE}</style></head><body>`,
         `<h1>Campaign ${e(name)}</h1>`,
         `<p class="muted">${e(input.source)}, ${e(campaign.experiment.region)}, s3://${e(input.bucket)}/; generated ${time(input.generatedAt.toISOString())}; ${input.runs.length} run(s)</p>`,
-        ...(input.notes ?? []).map((n) => `<p class="muted">${e(n)}</p>`),
+        notesSection(input.notes ?? []),
         chartsSection(input.runs, colors),
         metricsSection(figures, colors),
         `<h2>Runs: timeline, cost, memory, throughput</h2>`,
