@@ -125,7 +125,8 @@ export function relaunchDecision(run: string, record: RunRecord, specHash: strin
                     reason:
                         `${run}: is ${record.phase} with spec ${record.lastSpecHash}; the changed settings (spec ${specHash}) are not applied to its node. ` +
                         `They take effect on its next node, which will not resume from the old spec's checkpoints: to apply them now, give the run a new name, ` +
-                        `or let it finish and change them for the next campaign`,
+                        `or stop its node after a checkpoint (npm run campaign -- stop --run ${run}), clear the stop (npm run campaign -- continue --run ${run}) ` +
+                        `and run up again (npm run campaign -- up, or pulumi up --refresh): its next node starts with the new settings`,
                 };
             }
             // a node evaluating a saved model keeps its evaluate-only mode until it ends

@@ -48,4 +48,5 @@ test("a running run with changed settings keeps its node and is told it will not
     assert.equal(decision.declare, true);
     assert.match(decision.reason, /not applied to its node/);
     assert.match(decision.reason, /new name/);
+    assert.match(decision.reason, /campaign -- stop --run \S+\), clear the stop \(npm run campaign -- continue --run /);
 });
