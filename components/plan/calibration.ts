@@ -50,12 +50,25 @@ function pick(measured: MeasuredFigures, model: string, instanceType: string, fi
     return all === undefined ? undefined : { value: all, from: `the mean of its ${withValue.length} measured run(s)` };
 }
 
+/**
+ * MFUs a GPU training run can plausibly measure. Outside it the figure is not a GPU's (a CPU rehearsal measures
+ * ~3e-5 against the A10G's peak and would plan hundreds of hours) or the measurement is broken, so it is not used.
+ */
+export const PLAUSIBLE_MFU = { min: 0.01, max: 0.8 } as const;
+
 /** The figures for one run of the new plan, from the earlier campaign's measured ones. */
 export function calibrationFor(measured: MeasuredFigures, label: string, run: { name: string; model: string; instanceType: string }): Calibration {
-    const mfu = pick(measured, run.model, run.instanceType, "mfu");
+    const picked = pick(measured, run.model, run.instanceType, "mfu");
+    const plausible = picked !== undefined && picked.value >= PLAUSIBLE_MFU.min && picked.value <= PLAUSIBLE_MFU.max;
+    const mfu = plausible ? picked : undefined;
     const setup = pick(measured, run.model, run.instanceType, "setupHours");
     const parts = [
-        mfu ? `MFU ${mfu.value.toPrecision(3)} measured in ${label}, ${mfu.from}` : `no MFU measured in ${label}: the assumed one is kept`,
+        mfu
+            ? `MFU ${mfu.value.toPrecision(3)} measured in ${label}, ${mfu.from}`
+            : picked
+              ? `MFU ${picked.value.toPrecision(3)} measured in ${label} (${picked.from}) is outside ${PLAUSIBLE_MFU.min}-${PLAUSIBLE_MFU.max} ` +
+                `(a CPU rehearsal, or a broken measurement?): the assumed one is kept`
+              : `no MFU measured in ${label}: the assumed one is kept`,
         setup ? `setup ${setup.value.toFixed(3)} h measured there, ${setup.from}` : "no setup time measured there: the assumed one is kept",
     ];
     return { ...(mfu ? { mfu: mfu.value } : {}), ...(setup ? { setupHours: setup.value } : {}), note: `${run.name}: calibrated: ${parts.join("; ")}` };

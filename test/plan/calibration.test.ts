@@ -39,6 +39,16 @@ test("a run takes the figure of the same model on the same type, else of the sam
     assert.match(none.note, /no MFU measured in L: the assumed one is kept; no setup time measured there/);
 });
 
+test("an implausible MFU (a CPU rehearsal's ~3e-5) is not used, and the plan says why; the setup time still is", () => {
+    const cpu: MeasuredFigures = { ...measured, runs: [{ run: "main", model: "m", instanceType: "g5.2xlarge", mfu: 3e-5, setupHours: 0.2 }] };
+    const c = calibrationFor(cpu, "dev", { name: "main", model: "m", instanceType: "g5.2xlarge" });
+    assert.equal(c.mfu, undefined);
+    assert.equal(c.setupHours, 0.2);
+    assert.match(c.note, /MFU 0\.0000300 measured in dev \(run main \(m on g5\.2xlarge\)\) is outside 0\.01-0\.8 \(a CPU rehearsal, or a broken measurement\?\): the assumed one is kept/);
+    const high = calibrationFor({ ...cpu, runs: [{ ...cpu.runs[0]!, mfu: 0.95 }] }, "dev", { name: "main", model: "m", instanceType: "g5.2xlarge" });
+    assert.equal(high.mfu, undefined);
+});
+
 test("the calibrated plan uses the measured MFU and setup time, and says so in its assumptions", () => {
     const campaign = resolveCampaign(mergeConfig(loadPreset("socratiq-t5-lora"), {}));
     const assumed = buildPlan(campaign);
