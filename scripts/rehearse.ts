@@ -18,6 +18,7 @@ import { S3CampaignState } from "../components/campaign/state";
 import type { Status } from "../components/campaign/jobSpec";
 import { datasetPrefix, datasetSuccessKey, inputKey, PREP_RUN, runKeys, s3Uri } from "../components/campaign/layout";
 import { buildPlan } from "../components/plan/plan";
+import { artifactGroups } from "../components/report/figures";
 import { composeExperiment, resolveStack } from "../components/config/presets";
 import { ConfigError } from "../components/config/problems";
 import type { RunnerSettings } from "../components/node/runnerSettings";
@@ -450,17 +451,7 @@ function report(
         out.push(`   ${run}: ${shown}`);
     }
     out.push("", `Artifacts (${objects.length} objects, mirrored in ${path.relative(root, mirror)}/):`);
-    const groups = new Map<string, { count: number; bytes: number }>();
-    for (const o of objects) {
-        const parts = o.key.split("/");
-        const depth = o.key.startsWith("runs/") ? 4 : 2;
-        const group = parts.length > depth ? parts.slice(0, depth).join("/") + "/" : o.key;
-        const g = groups.get(group) ?? { count: 0, bytes: 0 };
-        g.count++;
-        g.bytes += o.size;
-        groups.set(group, g);
-    }
-    for (const [group, g] of [...groups.entries()].sort()) out.push(`   s3://${BUCKET}/${group.padEnd(50)} ${String(g.count).padStart(4)} files ${(g.bytes / 1024).toFixed(0).padStart(7)} KiB`);
+    for (const g of artifactGroups(objects)) out.push(`   s3://${BUCKET}/${g.prefix.padEnd(50)} ${String(g.count).padStart(4)} files ${(g.bytes / 1024).toFixed(0).padStart(7)} KiB`);
     out.push("", `What the same campaign costs on its configured instances (npm run plan -- --stack ${campaign.experiment.name === "dev" ? "dev" : "<stack>"}):`);
     for (const r of plan.runs) {
         out.push(`   ${r.run}: ${r.instanceType} ${r.market} at $${r.usdPerHour.toFixed(3)}/h, about ${r.estimatedHours === null ? "?" : r.estimatedHours.toFixed(2)} h = $${r.estimatedUsd === null ? "?" : r.estimatedUsd.toFixed(2)} (cap ${r.maxHours} h = $${r.worstCaseUsd.toFixed(2)})`);

@@ -136,3 +136,20 @@ export function measuredFigures(campaign: ResolvedCampaign, source: string, gene
         }),
     };
 }
+
+/** The campaign's objects by folder (runs/<campaign>/<run>/<kind>/, datasets/<hash>/, models/<id>/, ...), sorted by
+ *  key: how the report and the rehearsal's summary list its artifacts. */
+export function artifactGroups(objects: ReadonlyArray<{ key: string; size: number }>): Array<{ prefix: string; count: number; bytes: number }> {
+    const groups = new Map<string, { count: number; bytes: number }>();
+    for (const o of objects) {
+        const parts = o.key.split("/");
+        const depth = o.key.startsWith("runs/") ? 4 : 2;
+        const prefix = parts.length > depth ? parts.slice(0, depth).join("/") + "/" : o.key;
+        const g = groups.get(prefix) ?? { count: 0, bytes: 0 };
+        g.count++;
+        g.bytes += o.size;
+        groups.set(prefix, g);
+    }
+    // Code-unit order, the same on every machine (localeCompare depends on the locale).
+    return [...groups.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([prefix, g]) => ({ prefix, ...g }));
+}

@@ -5,7 +5,7 @@ import type { ResolvedCampaign } from "../campaign/types";
 import type { Plan } from "../plan/plan";
 import { formatNumber, lineChart, type Series } from "./chart";
 import { escapeHtml as e } from "./escape";
-import { runFigures, winner, type RunFigures } from "./figures";
+import { artifactGroups, runFigures, winner, type RunFigures } from "./figures";
 import type { RunHistory } from "./history";
 
 /** Distinct on white and for the common colour-vision deficiencies (Okabe-Ito), in run order. */
@@ -151,17 +151,7 @@ function runSection(f: RunFigures): string {
 }
 
 function artifactsSection(bucket: string, objects: ReportInput["objects"]): string {
-    const groups = new Map<string, { count: number; bytes: number }>();
-    for (const o of objects) {
-        const parts = o.key.split("/");
-        const depth = o.key.startsWith("runs/") ? 4 : 2;
-        const group = parts.length > depth ? parts.slice(0, depth).join("/") + "/" : o.key;
-        const g = groups.get(group) ?? { count: 0, bytes: 0 };
-        g.count++;
-        g.bytes += o.size;
-        groups.set(group, g);
-    }
-    const rows = [...groups.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([key, g]) => [`<code>${e(`s3://${bucket}/${key}`)}</code>`, String(g.count), `${(g.bytes / 1024).toFixed(0)} KiB`]);
+    const rows = artifactGroups(objects).map((g) => [`<code>${e(`s3://${bucket}/${g.prefix}`)}</code>`, String(g.count), `${(g.bytes / 1024).toFixed(0)} KiB`]);
     return [`<h2>Artifacts</h2>`, table(["S3 URI", "objects", "size"], rows, new Set([1, 2]))].join("\n");
 }
 
