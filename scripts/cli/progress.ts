@@ -45,6 +45,14 @@ function num(value: number | null | undefined, digits: number): string {
 }
 
 /** One line per job: name, phase, bar, step/total, loss, tokens/s, ETA, spend. */
+/** What an evaluation under way has done (the progress file's `evaluation`), or "" while training. */
+export function evaluationProgress(progress: Status["progress"]): string {
+    const e = progress?.evaluation;
+    if (progress?.phase !== "evaluating" || !e) return "";
+    if (e.part === "loss") return `loss pass ${e.done}/${e.total} batches`;
+    return `evaluating the ${e.part === "baseline" ? "base" : "fine-tuned"} model ${e.done}/${e.total} rows`;
+}
+
 export function renderProgress(views: readonly JobView[], now: Date): string {
     const width = Math.max(4, ...views.map((v) => v.run.length));
     const lines = views.map((v) => {
@@ -55,6 +63,8 @@ export function renderProgress(views: readonly JobView[], now: Date): string {
         const fraction = s.phase === "succeeded" ? 1 : p && p.totalSteps > 0 ? p.step / p.totalSteps : 0;
         const steps = p ? `${p.step}/${p.totalSteps}` : "-";
         let line = `${name}  ${s.phase.padEnd(11)} ${bar(fraction)} ${steps.padStart(11)}  loss ${num(p?.loss, 4)}  ${num(p?.tokensPerSec, 0)} tok/s  ETA ${duration(p?.etaSeconds)}  $${spendSoFar(v, now).toFixed(2)}`;
+        const evaluating = evaluationProgress(p);
+        if (evaluating && !isTerminal(v)) line += `\n${" ".repeat(width)}  ${evaluating}`;
         if (s.phase === "failed" || s.phase === "interrupted") line += `\n${" ".repeat(width)}  ${s.phase}: ${s.reason ?? `exit ${s.exitCode}`}`;
         return line;
     });
@@ -72,7 +82,7 @@ export function renderStatusTable(views: readonly JobView[], now: Date): string 
             v.run,
             s?.phase ?? (v.note ? `unreadable: ${v.note}` : "not started"),
             s ? `${s.instanceId ?? "-"} ${s.instanceType ?? ""}`.trim() : "-",
-            s?.progress ? `${s.progress.step}/${s.progress.totalSteps}` : "-",
+            s?.progress ? [`${s.progress.step}/${s.progress.totalSteps}`, isTerminal(v) ? "" : evaluationProgress(s.progress)].filter(Boolean).join(", ") : "-",
             num(s?.progress?.loss, 4),
             s?.lastCheckpoint ?? "-",
             s ? `${duration((now.getTime() - Date.parse(s.updatedAt)) / 1000)} ago` : "-",

@@ -111,6 +111,32 @@ test("failures and interruptions show their reason; jobs without status wait", (
     assert.equal(spendSoFar(views[3], now), 0);
 });
 
+test("an evaluation under way shows its part and rows in watch and status; a finished run no longer does", () => {
+    const now = new Date("2026-11-22T10:30:00Z");
+    const training = { step: 200, totalSteps: 200, epoch: 1, loss: 1.2, learningRate: 0, tokensPerSec: 900, etaSeconds: 0, updatedAt: "2026-11-22T10:29:00Z" };
+    const evaluating = (part: "loss" | "baseline" | "fine-tuned", done: number, total: number) => ({
+        ...training,
+        phase: "evaluating" as const,
+        evaluation: { part, done, total, updatedAt: "2026-11-22T10:29:30Z" },
+    });
+    const views: JobView[] = [
+        { run: "base", status: status({ phase: "training", progress: evaluating("baseline", 64, 4694) }), usdPerHour: 1.212 },
+        { run: "tuned", status: status({ phase: "training", progress: evaluating("fine-tuned", 128, 4694) }), usdPerHour: 1.212 },
+        { run: "valid", status: status({ phase: "training", progress: evaluating("loss", 3, 40) }), usdPerHour: 1.212 },
+        { run: "done", status: status({ phase: "succeeded", progress: evaluating("fine-tuned", 4694, 4694) }), usdPerHour: 1.212 },
+        { run: "plain", status: status({ phase: "training", progress: training }), usdPerHour: 1.212 },
+    ];
+    const text = renderProgress(views, now);
+    assert.match(text, /evaluating the base model 64\/4694 rows/);
+    assert.match(text, /evaluating the fine-tuned model 128\/4694 rows/);
+    assert.match(text, /loss pass 3\/40 batches/);
+    assert.equal((text.match(/evaluating the|loss pass/g) ?? []).length, 3, "the finished and the training runs show no evaluation line");
+    const table = renderStatusTable(views, now);
+    assert.match(table, /tuned +training .* 200\/200, evaluating the fine-tuned model 128\/4694 rows/);
+    assert.match(table, /done +succeeded .* 200\/200 /);
+    assert.match(table, /plain +training .* 200\/200 /);
+});
+
 test("bars and durations", () => {
     assert.equal(bar(0.5, 10), "[#####.....]");
     assert.equal(bar(2, 4), "[####]");
