@@ -4,7 +4,7 @@ import type { ResolvedRun } from "./types";
 import type { Problem } from "../config/problems";
 import { getInstance, isGpuInstance } from "../plan/catalog";
 import { findModel } from "../plan/models";
-import { runEstimates } from "../plan/runEstimates";
+import { evaluationEstimate, runEstimates } from "../plan/runEstimates";
 import { capacityProblems, fallbackProblems } from "../plan/capacity";
 
 function at(run: ResolvedRun, field: string): string {
@@ -114,12 +114,17 @@ function estimateChecks(experiment: Experiment, run: ResolvedRun, label: string)
             ),
         );
     }
-    if (time.hours > experiment.compute.maxHours) {
+    // The evaluation after training runs on the same node under the same cap. Whether this run computes the
+    // campaign's baseline depends on the other runs, so the check takes the longer case (it does).
+    const evaluationHours = evaluationEstimate(experiment, run, experiment.evaluation?.baseline === true)?.hours ?? 0;
+    const hours = time.hours + evaluationHours;
+    if (hours > experiment.compute.maxHours) {
+        const evaluation = evaluationHours > 0 ? `, of which ${evaluationHours.toFixed(1)} h the evaluation after training` : "";
         problems.push(
             warning(
                 "compute.maxHours",
-                `is ${experiment.compute.maxHours} h but ${run.name} needs about ${time.hours.toFixed(1)} h on ${instance.gpuCount}x ${instance.gpuModel} ` +
-                    `(MFU ${(time.mfu * 100).toFixed(0)}% assumed); the runner will stop it at the cap (with a checkpoint): raise maxHours to ${Math.ceil(time.hours * 1.2)} or expect to resume`,
+                `is ${experiment.compute.maxHours} h but ${run.name} needs about ${hours.toFixed(1)} h on ${instance.gpuCount}x ${instance.gpuModel} ` +
+                    `(MFU ${(time.mfu * 100).toFixed(0)}% assumed${evaluation}); the runner will stop it at the cap (with a checkpoint): raise maxHours to ${Math.ceil(hours * 1.2)} or expect to resume`,
             ),
         );
     }
