@@ -17,7 +17,7 @@ import type { RunnerSettings } from "../components/node/runnerSettings";
 import { S3Helper } from "../test/helpers/aws";
 import { startFakeImds, type FakeImds } from "./local/fakeImds";
 import { startMoto } from "./local/moto";
-import { fakeJob, faultyAwsBin, runRunner, runnerBaseDir } from "./local/nodeRunner";
+import { faultyAwsBin, localRunSettings, runRunner, runnerBaseDir } from "./local/nodeRunner";
 
 function arg(name: string, fallback: number): number {
     const i = process.argv.indexOf(`--${name}`);
@@ -29,26 +29,7 @@ function arg(name: string, fallback: number): number {
 const BUCKET = "campaign-bench";
 
 function settings(campaign: string, dataUri: string): RunnerSettings {
-    const keys = runKeys(campaign, "r1");
-    return {
-        role: "train",
-        campaign,
-        run: "r1",
-        region: "us-east-1",
-        specUri: s3Uri(BUCKET, keys.spec),
-        statusUri: s3Uri(BUCKET, keys.status),
-        logsUri: s3Uri(BUCKET, keys.logs),
-        outputUri: s3Uri(BUCKET, keys.output),
-        checkpointsUri: s3Uri(BUCKET, keys.checkpoints),
-        dataUri,
-        jobMode: "process",
-        command: `python3 ${fakeJob}`,
-        maxRuntimeSeconds: 3600,
-        gpuIdleMinutes: 0,
-        gpuIdleThreshold: 5,
-        keepCheckpoints: 2,
-        secretParameters: {},
-    };
+    return localRunSettings(BUCKET, campaign, "r1", dataUri, { maxRuntimeSeconds: 3600 });
 }
 
 interface AwsCall {

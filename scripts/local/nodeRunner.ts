@@ -5,6 +5,7 @@ import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { runKeys, s3Uri } from "../../components/campaign/layout";
 import { runnerEnv, type RunnerSettings } from "../../components/node/runnerSettings";
 import { fakeAwsEnv } from "./moto";
 
@@ -69,6 +70,34 @@ function timedCalls(path: string): Array<{ at: string; args: string }> {
         const [at = "", args = ""] = l.split("\t");
         return { at, args };
     });
+}
+
+/**
+ * A train run's runner settings for a local test or benchmark: every URI from the S3 layout (runKeys) in `bucket`,
+ * the fake job in process mode, no watchdog on; `overrides` replace any field.
+ */
+export function localRunSettings(bucket: string, campaign: string, run: string, dataUri: string, overrides: Partial<RunnerSettings> = {}): RunnerSettings {
+    const keys = runKeys(campaign, run);
+    return {
+        role: "train",
+        campaign,
+        run,
+        region: "us-east-1",
+        specUri: s3Uri(bucket, keys.spec),
+        statusUri: s3Uri(bucket, keys.status),
+        logsUri: s3Uri(bucket, keys.logs),
+        outputUri: s3Uri(bucket, keys.output),
+        checkpointsUri: s3Uri(bucket, keys.checkpoints),
+        dataUri,
+        jobMode: "process",
+        command: `python3 ${fakeJob}`,
+        maxRuntimeSeconds: 600,
+        gpuIdleMinutes: 0,
+        gpuIdleThreshold: 5,
+        keepCheckpoints: 2,
+        secretParameters: {},
+        ...overrides,
+    };
 }
 
 /** A temp dir with work/ and rec/ inside. */

@@ -13,7 +13,7 @@ import type { RunnerSettings } from "../../components/node/runnerSettings";
 import { S3Helper } from "../helpers/aws";
 import { startFakeImds, type FakeImds } from "../../scripts/local/fakeImds";
 import { startMoto, type Moto } from "../../scripts/local/moto";
-import { repoRoot, runRunner } from "../../scripts/local/nodeRunner";
+import { localRunSettings, repoRoot, runRunner } from "../../scripts/local/nodeRunner";
 
 const BUCKET = "campaign-evaluate-only-tests";
 const PREP_HASH = "0123456789abcdef";
@@ -51,26 +51,7 @@ async function succeededRun(campaign: string, saved: string): Promise<{ settings
     await s3.put(uri(`${keys.output}${SUCCESS_MARKER}`), "");
     await s3.put(uri(`${keys.checkpoints}checkpoint-4/weights.bin`), "old");
     await s3.put(uri(`${keys.checkpoints}checkpoint-4/${CHECKPOINT_MARKER}`), JSON.stringify({ step: 4, specHash: TRAINED }));
-    const settings: RunnerSettings = {
-        role: "train",
-        campaign,
-        run: "r1",
-        region: "us-east-1",
-        specUri: uri(keys.spec),
-        statusUri: uri(keys.status),
-        logsUri: uri(keys.logs),
-        outputUri: uri(keys.output),
-        checkpointsUri: uri(keys.checkpoints),
-        dataUri: s3Uri(BUCKET, datasetPrefix(PREP_HASH)),
-        jobMode: "process",
-        command: `python3 ${job}`,
-        maxRuntimeSeconds: 600,
-        gpuIdleMinutes: 0,
-        gpuIdleThreshold: 5,
-        keepCheckpoints: 2,
-        secretParameters: {},
-        evaluateOnly: true,
-    };
+    const settings = localRunSettings(BUCKET, campaign, "r1", s3Uri(BUCKET, datasetPrefix(PREP_HASH)), { command: `python3 ${job}`, evaluateOnly: true });
     return { settings, keys };
 }
 

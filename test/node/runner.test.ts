@@ -18,7 +18,7 @@ import { CLOUDWATCH_AGENT_CONFIG_PATH } from "../../components/node/userData";
 import { S3Helper, putSecureParameter } from "../helpers/aws";
 import { startFakeImds, type FakeImds } from "../../scripts/local/fakeImds";
 import { fakeAwsEnv, freePort, startMoto, type Moto } from "../../scripts/local/moto";
-import { fakeJob, faultyAwsBin, runRunner, runnerBaseDir, type RunnerResult } from "../../scripts/local/nodeRunner";
+import { fakeJob, faultyAwsBin, localRunSettings, runRunner, runnerBaseDir, type RunnerResult } from "../../scripts/local/nodeRunner";
 
 const BUCKET = "campaign-runner-tests";
 const PREP_HASH = "0123456789abcdef";
@@ -59,7 +59,6 @@ interface Scenario {
     uri(key: string): string;
 }
 
-/** A train run of its own campaign, with its spec and secret in the emulator. */
 /** Switches the spot notice on once the job has made `step` steps (read from its local progress file). */
 async function spotNoticeAtStep(meta: FakeImds, progressFile: string, step: number): Promise<void> {
     const deadline = Date.now() + 600_000; // staging on a loaded machine can take minutes
@@ -74,6 +73,7 @@ async function spotNoticeAtStep(meta: FakeImds, progressFile: string, step: numb
     meta.setSpotNotice(true);
 }
 
+/** A train run of its own campaign, with its spec and secret in the emulator. */
 async function scenario(name: string, overrides: Partial<RunnerSettings> = {}, spec?: string): Promise<Scenario> {
     const campaign = `t-${name}`;
     const run = "r1";
@@ -84,27 +84,7 @@ async function scenario(name: string, overrides: Partial<RunnerSettings> = {}, s
     await putSecureParameter(moto.endpoint, parameter, secret);
     const role = overrides.role ?? "train";
     await s3.put(uri(keys.spec), spec ?? JSON.stringify({ schemaVersion: 1, kind: role, campaign, run }));
-    const settings: RunnerSettings = {
-        role,
-        campaign,
-        run,
-        region: "us-east-1",
-        specUri: uri(keys.spec),
-        statusUri: uri(keys.status),
-        logsUri: uri(keys.logs),
-        outputUri: uri(keys.output),
-        checkpointsUri: uri(keys.checkpoints),
-        dataUri: DATA_URI,
-        modelUri: MODEL_URI,
-        jobMode: "process",
-        command: `python3 ${fakeJob}`,
-        maxRuntimeSeconds: 600,
-        gpuIdleMinutes: 0,
-        gpuIdleThreshold: 5,
-        keepCheckpoints: 2,
-        secretParameters: { HF_TOKEN: parameter },
-        ...overrides,
-    };
+    const settings = localRunSettings(BUCKET, campaign, run, DATA_URI, { role, modelUri: MODEL_URI, secretParameters: { HF_TOKEN: parameter }, ...overrides });
     return { campaign, run, keys, secret, settings, uri };
 }
 

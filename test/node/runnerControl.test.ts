@@ -15,7 +15,7 @@ import type { RunnerSettings } from "../../components/node/runnerSettings";
 import { S3Helper } from "../helpers/aws";
 import { startFakeImds, type FakeImds } from "../../scripts/local/fakeImds";
 import { startMoto, type Moto } from "../../scripts/local/moto";
-import { fakeJob, runRunner, runnerBaseDir, type RunnerResult } from "../../scripts/local/nodeRunner";
+import { localRunSettings, runRunner, runnerBaseDir, type RunnerResult } from "../../scripts/local/nodeRunner";
 
 const BUCKET = "campaign-control-tests";
 const DATA_URI = s3Uri(BUCKET, datasetPrefix("0123456789abcdef"));
@@ -51,28 +51,12 @@ async function settingsFor(campaign: string): Promise<RunnerSettings> {
     const keys = runKeys(campaign, "r1");
     const uri = (key: string) => s3Uri(BUCKET, key);
     await s3.put(uri(keys.spec), JSON.stringify({ schemaVersion: 1, kind: "train", campaign, run: "r1" }));
-    return {
-        role: "train",
-        campaign,
-        run: "r1",
-        region: "us-east-1",
-        specUri: uri(keys.spec),
-        statusUri: uri(keys.status),
-        logsUri: uri(keys.logs),
-        outputUri: uri(keys.output),
-        checkpointsUri: uri(keys.checkpoints),
-        dataUri: DATA_URI,
+    return localRunSettings(BUCKET, campaign, "r1", DATA_URI, {
         modelUri: MODEL_URI,
-        jobMode: "process",
-        command: `python3 ${fakeJob}`,
         maxRuntimeSeconds: 3600,
-        gpuIdleMinutes: 0,
-        gpuIdleThreshold: 5,
-        keepCheckpoints: 2,
-        secretParameters: {},
         runControlUri: uri(keys.control),
         campaignControlUri: uri(campaignControlKey(campaign)),
-    };
+    });
 }
 
 async function finalStatus(campaign: string, result: RunnerResult): Promise<Status> {
