@@ -48,3 +48,13 @@ export function attemptsOf(body: string): Attempt[] | undefined {
 export function failuresWithSpec(attempts: readonly Attempt[], specHash: string | undefined): number {
     return attempts.filter((a) => a.outcome === "failed" && (specHash === undefined || a.specHash === null || a.specHash === specHash)).length;
 }
+
+/**
+ * How many of a run's nodes have ended: its attempts with a final outcome, or, in a status.json written before the
+ * runner kept attempts, 1 when its phase is final. A node that launches through the fallback step is keyed by this
+ * count (relaunch.ts launchKeyOf): it stays the same while the node works, and grows when the node has ended.
+ */
+export function endedAttempts(attempts: readonly Attempt[] | undefined, phase: Phase | undefined): number {
+    if (attempts && attempts.length > 0) return attempts.filter((a) => a.outcome !== null).length;
+    return phase !== undefined && terminalPhases.includes(phase) ? 1 : 0;
+}

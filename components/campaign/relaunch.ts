@@ -31,6 +31,16 @@ export interface RunRecord {
     readonly evaluatedHash?: string;
     /** The evaluationHash in output/baseline/eval.json (the run that computes its base model's baseline). */
     readonly baselineEvaluatedHash?: string;
+    /** How many of the run's nodes have ended (attempts.ts endedAttempts); absent: none known. */
+    readonly endedAttempts?: number;
+}
+
+/**
+ * The launch key of a run's next or current node (the fallback launch's trigger, jobNode.ts): the same while its node
+ * works, so the node is kept; a new one once that node has ended, so a run that is declared again gets a new node.
+ */
+export function launchKeyOf(record: Pick<RunRecord, "endedAttempts">): string {
+    return `attempt-${(record.endedAttempts ?? 0) + 1}`;
 }
 
 /** What this `pulumi up` would evaluate: the evaluation hash, and whether this run also computes the baseline. */

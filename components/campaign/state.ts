@@ -14,7 +14,7 @@ import { effectiveControl, parseControl } from "./control";
 import { campaignControlKey } from "./layout";
 import { phases, type Phase } from "./contract";
 import { baselineEvaluationKeys, datasetSuccessKey, evaluationKeys, PREP_RUN, runKeys } from "./layout";
-import { attemptsOf, failuresWithSpec } from "./attempts";
+import { attemptsOf, endedAttempts, failuresWithSpec } from "./attempts";
 import { relaunchDecision, type RunRecord } from "./relaunch";
 import type { ResolvedCampaign, ResolvedRun } from "./types";
 
@@ -55,6 +55,8 @@ export class StaticCampaignState implements CampaignStateReader {
             readonly baselineEvaluatedHashes?: Readonly<Record<string, string>>;
             /** Each run's control action in effect (a stop or restart request). */
             readonly controls?: Readonly<Record<string, ControlAction>>;
+            /** How many of each run's nodes have ended; absent: none. */
+            readonly endedAttempts?: Readonly<Record<string, number>>;
         } = {},
     ) {}
     async prepSucceeded(prepHash: string): Promise<boolean> {
@@ -74,6 +76,7 @@ export class StaticCampaignState implements CampaignStateReader {
             phase,
             lastSpecHash,
             failures: this.state.failures?.[run] ?? (phase === "failed" ? 1 : 0),
+            ...(this.state.endedAttempts?.[run] !== undefined ? { endedAttempts: this.state.endedAttempts[run] } : {}),
             ...evaluationRecord({
                 lastEvaluationHash: this.state.evaluationHashes?.[run],
                 outputSpecHash: this.state.outputSpecHashes?.[run],
@@ -172,6 +175,7 @@ export class S3CampaignState implements CampaignStateReader {
             phase,
             lastSpecHash: spec === undefined ? undefined : specHashOf(spec),
             failures: status === undefined ? 0 : failuresOf(status, spec === undefined ? undefined : specHashOf(spec)),
+            endedAttempts: status === undefined ? 0 : endedAttempts(attemptsOf(status), phase),
             ...evaluationRecord({
                 lastEvaluationHash: hashField(spec, "evaluationHash"),
                 outputSpecHash: hashField(metrics, "specHash"),

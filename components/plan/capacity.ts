@@ -41,6 +41,9 @@ export function capacityProblems(experiment: Experiment): Problem[] {
     if (c.capacityReservationId && c.market === "spot") {
         problems.push(error("compute.capacityReservationId", "a capacity reservation or Capacity Block runs on-demand instances: set compute.market: on-demand"));
     }
+    if (c.dataVolumeGb !== undefined && zones.length > 1) {
+        problems.push(error("compute.dataVolumeGb", `the dataset volume lives in one zone and attaches only to a node there, but compute.availabilityZones lets the node launch in ${zones.length} zones: keep one zone (compute.availabilityZones: [${zones[0]}]; fallback instance types still apply) or remove dataVolumeGb`));
+    }
     if (c.capacityBlock && !c.capacityReservationId) {
         problems.push(error("compute.capacityBlock", "needs compute.capacityReservationId: the id (cr-...) of the Capacity Block for ML you purchased"));
     }
@@ -85,6 +88,10 @@ export function fallbackProblems(experiment: Experiment, runs: readonly Resolved
     if (!types) return [];
     if (experiment.compute.capacityReservationId) {
         return [error("compute.fallbackInstanceTypes", "a capacity reservation or Capacity Block holds one instance type in one zone, so there is nothing to fall back to: remove fallbackInstanceTypes or the reservation")];
+    }
+    const c = experiment.compute;
+    if (!c.subnetId && !c.availabilityZone && !c.availabilityZones?.length) {
+        return [error("compute.fallbackInstanceTypes", "the fallback launch names the subnet of each place it tries: set compute.availabilityZones (zones in order of preference; their default subnets are used) or compute.subnetId")];
     }
     const problems: Problem[] = [];
     types.forEach((type, i) => {
@@ -169,20 +176,57 @@ export function capacityNotes(campaign: ResolvedCampaign): string[] {
         lines.push(
             `fallback order for ${sameType.length === campaign.runs.length ? "every run" : `run(s) ${sameType.join(", ")}`}: ` +
                 [run.instanceType, ...runFallbackTypes(campaign.experiment, run)].map((t) => `${t} ($${getInstance(t).onDemandUsdPerHour}/h on demand)${where}`).join("; then ") +
-                " (compute.fallbackInstanceTypes: campaign preflight names the first that is offered; the node launches as the configured type)",
+                " (compute.fallbackInstanceTypes: one EC2 Fleet request tries them in this order and launches the first that has capacity)",
         );
     }
-    const nextType = fallbackRuns.length ? runFallbackTypes(campaign.experiment, fallbackRuns[0]!)[0] : undefined;
     // Alternatives per run: other types that fit, cheapest first, from the comparison.
     const alternatives = compareInstances(campaign)
         .runs.flatMap((r) => (r.options ?? []).filter((o) => !o.configured && !o.overCap).slice(0, 2).map((o) => `${r.run}: ${o.instanceType}`))
         .slice(0, 4);
+    const fallbackLaunch = campaign.runs.some((r) => usesFallbackLaunch(campaign.experiment, r));
+    if (fallbackLaunch) {
+        lines.push(
+            "with several zones or types, a GPU node launches through one EC2 Fleet request (type instant) over its launch order: EC2 takes the first that has capacity. " +
+                "If none has (InsufficientInstanceCapacity in each), pulumi up stops with every candidate's reason (nodes already created keep running): run pulumi up again later, " +
+                `switch compute.market (now ${c.market}), add zones or types, use a capacity reservation or Capacity Block (compute.capacityReservationId)` +
+                (alternatives.length ? `, or another type that fits (${alternatives.join(", ")}; npm run plan -- --compare)` : ""),
+        );
+        return lines;
+    }
     lines.push(
         "if EC2 has no capacity there (InsufficientInstanceCapacity), pulumi up stops with that node's error (nodes already created keep running): " +
-            (rest.length ? `put ${rest[0]} first in compute.availabilityZones and run pulumi up again, ` : "set compute.availabilityZones to another zone and run pulumi up again, ") +
-            (nextType ? `set compute.instanceType: ${nextType} (the first fallback type), ` : "") +
+            "set compute.availabilityZones to another zone and run pulumi up again, " +
             `switch compute.market (now ${c.market}), use a capacity reservation or Capacity Block (compute.capacityReservationId)` +
-            (alternatives.length ? `, or another type that fits (${alternatives.join(", ")}; npm run plan -- --compare)` : ""),
+            (alternatives.length ? `, or another type that fits (${alternatives.join(", ")}; npm run plan -- --compare)` : "") +
+            "; or give compute.availabilityZones more than one zone (or compute.fallbackInstanceTypes), and the launch tries them in order",
     );
     return lines;
+}
+
+// ---------------------------------------------------------------- the launch with fallback
+
+/**
+ * Whether a run's GPU node launches through the fallback step (an EC2 Fleet of type instant over its launch order)
+ * rather than as one instance: when it has more than one place to try and no reservation.
+ */
+export function usesFallbackLaunch(experiment: Experiment, run: ResolvedRun): boolean {
+    if (experiment.compute.capacityReservationId) return false;
+    const zones = Math.max(1, candidateZones(experiment.compute).length); // a subnet, or EC2's choice, is one place
+    return zones * (1 + runFallbackTypes(experiment, run).length) > 1;
+}
+
+/** What the launch's failure message suggests beside trying again: another market, a reservation, other types that fit. */
+export function launchAlternatives(campaign: ResolvedCampaign, run: ResolvedRun): string[] {
+    const c = campaign.experiment.compute;
+    const tried = new Set([run.instanceType, ...runFallbackTypes(campaign.experiment, run)]);
+    const others = (compareInstances(campaign).runs.find((r) => r.run === run.name)?.options ?? [])
+        .filter((o) => !tried.has(o.instanceType) && !o.overCap)
+        .slice(0, 3)
+        .map((o) => `${o.instanceType} ($${o.onDemandUsd.toFixed(0)} on demand for the run)`);
+    return [
+        c.market === "spot" ? "set compute.market: on-demand (spot capacity is often the scarcer)" : "set compute.market: spot, when the run checkpoints (spot pools differ from on-demand capacity)",
+        "add zones to compute.availabilityZones, or types to compute.fallbackInstanceTypes (npm run campaign -- preflight checks each is offered)",
+        "buy capacity ahead: an On-Demand Capacity Reservation or a Capacity Block for ML (compute.capacityReservationId)",
+        ...(others.length ? [`another type that fits the run: ${others.join(", ")} (npm run plan -- --compare)`] : []),
+    ];
 }

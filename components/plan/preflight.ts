@@ -188,7 +188,14 @@ export function checkCredentials(campaign: ResolvedCampaign, facts: CredentialFa
  * The instance type must be offered in the zones the node may launch in. With zones configured, every zone that
  * does not offer it fails; with none (EC2 picks a default subnet), zones without it only warn.
  */
-export function checkOffered(instanceType: string, region: string, zones: { readonly configured: readonly string[]; readonly all: readonly string[] }, offeredIn: readonly string[]): CheckResult {
+export function checkOffered(
+    instanceType: string,
+    region: string,
+    zones: { readonly configured: readonly string[]; readonly all: readonly string[] },
+    offeredIn: readonly string[],
+    /** The nodes of this type launch through the fallback step over the zones in order (capacity.ts usesFallbackLaunch). */
+    fallbackLaunch = false,
+): CheckResult {
     const check = `offered ${instanceType}`;
     const offered = new Set(offeredIn);
     const candidates = zones.configured.length ? zones.configured : zones.all;
@@ -202,12 +209,14 @@ export function checkOffered(instanceType: string, region: string, zones: { read
         return { check, status: "fail", detail: `${instanceType} is not offered in ${missing.join(", ")}; it is in ${where}`, fix: `set compute.availabilityZones to zones that offer it, e.g. [${[...offered].sort().join(", ")}] (and a subnet there, if you give one)` };
     }
     if (zones.configured.length && missing.includes(zones.configured[0]!)) {
-        // The nodes launch in the first zone (capacity.ts nodeZone); a later zone is only the next choice.
+        // One instance launches in the first zone (capacity.ts nodeZone); the fallback launch moves on to the next.
         const first = zones.configured.find((z) => offered.has(z))!;
         return {
             check,
-            status: "fail",
-            detail: `the nodes launch in the first zone, ${zones.configured[0]}, which does not offer ${instanceType} (it is in ${where})`,
+            status: fallbackLaunch ? "warn" : "fail",
+            detail: fallbackLaunch
+                ? `the first zone, ${zones.configured[0]}, does not offer ${instanceType} (it is in ${where}): the launch skips it and tries ${first} next`
+                : `the nodes launch in the first zone, ${zones.configured[0]}, which does not offer ${instanceType} (it is in ${where})`,
             fix: `put a zone that offers it first: compute.availabilityZones: [${[first, ...zones.configured.filter((z) => z !== first)].join(", ")}]`,
         };
     }
@@ -256,10 +265,11 @@ const candidateLabel = (c: LaunchCandidate) => `${c.instanceType}${c.zone ? ` in
 
 /**
  * A run's zones and fallback types in launch order (components/plan/capacity.ts launchOrder), each against its
- * offering and, on spot, a recent spot price. Pass: the first candidate (what the node launches as) has both. When a
- * later one is the first that does, the exact config that launches it: a failure when the first is not offered (its
- * launch would fail), else a warning. Fail: none does. Neither read shows
- * free capacity (EC2 answers that only to a launch), so a pass is no promise; a fail is certain.
+ * offering and, on spot, a recent spot price. With more than one candidate the node launches through one EC2 Fleet
+ * request over them (scripts/launch-node.ts), and EC2 launches the first that has capacity. Pass: the first choice has
+ * both. Warn: a later one is the first that does; the launch still works (EC2 answers the earlier ones with an error
+ * and moves on), and putting it first makes the plan's price the one paid. Fail: none does. Neither read shows free
+ * capacity (EC2 answers that only to a launch), so a pass is no promise; a fail is certain.
  */
 export function checkLaunchOrder(campaign: ResolvedCampaign, run: ResolvedRun, zones: readonly string[], facts: CandidateFacts): CheckResult {
     const check = `launch ${run.name}`;
@@ -267,15 +277,14 @@ export function checkLaunchOrder(campaign: ResolvedCampaign, run: ResolvedRun, z
     const obstacles = order.map((c) => candidateObstacle(c, facts));
     const listing = order.map((c, i) => `${candidateLabel(c)}${obstacles[i] ? ` (${obstacles[i]})` : ""}`).join(", ");
     const first = obstacles.findIndex((o) => o === undefined);
-    if (first === 0) return { check, status: "pass", detail: `${candidateLabel(order[0]!)} is the first choice and is offered${facts.spotPrices ? " with a spot price" : ""}; in order: ${listing}` };
+    if (first === 0) return { check, status: "pass", detail: `${candidateLabel(order[0]!)} is the first choice and is offered${facts.spotPrices ? " with a spot price" : ""}; the launch tries, in order: ${listing}` };
     if (first > 0) {
         const pick = order[first]!;
         return {
             check,
-            // Not offered there: pulumi up would fail on it for certain. A missing spot price or an unread offering only may.
-            status: obstacles[0] === NOT_OFFERED ? "fail" : "warn",
-            detail: `the node launches as ${candidateLabel(order[0]!)} (${obstacles[0]}); the first in order that is offered${facts.spotPrices ? " with a spot price" : ""} is ${candidateLabel(pick)}: ${listing}`,
-            fix: `set ${configFor(campaign, run, pick, zones)}`,
+            status: "warn",
+            detail: `the first choice ${candidateLabel(order[0]!)} cannot launch (${obstacles[0]}); the launch moves on through the order, and the first that is offered${facts.spotPrices ? " with a spot price" : ""} is ${candidateLabel(pick)}: ${listing}`,
+            fix: `to start there (and be priced as it), set ${configFor(campaign, run, pick, zones)}`,
         };
     }
     return {

@@ -16,7 +16,7 @@ import * as aws from "@pulumi/aws";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { ArtifactStore, keptStorage, type KeptStorage } from "./artifactStore";
-import type { ResolvedCampaign } from "../campaign/types";
+import type { ResolvedCampaign, ResolvedRun } from "../campaign/types";
 import { declarations, type CampaignState, type Declarations } from "../campaign/state";
 import { Guardrails } from "./guardrails";
 import { Image, type JobImage } from "./image";
@@ -32,7 +32,10 @@ import { dataInput, PrepStage } from "./prepStage";
 import { Secrets } from "./secrets";
 import { TrainingRun } from "./trainingRun";
 import { campaignRunnerObject } from "../node/userData";
-import { nodeZone, reservationTarget } from "../plan/capacity";
+import { candidateZones, launchAlternatives, launchOrder, nodeZone, reservationTarget, usesFallbackLaunch } from "../plan/capacity";
+import { launchKeyOf } from "../campaign/relaunch";
+import type { FleetCandidate } from "../plan/fleetLaunch";
+import type { FleetLaunchArgs } from "./jobNode";
 import { ASSUME_ROLES_ENV } from "../campaign/assumeRoles";
 
 
@@ -325,6 +328,29 @@ export class Campaign extends pulumi.ComponentResource {
             );
             this.gate = gate;
 
+            // A run with several places to launch (zones, fallback types) launches through the fallback step, over
+            // the default subnet of each zone (or the given subnet), keyed by how many of its nodes have ended.
+            const zoneSubnets = new Map<string, pulumi.Output<string>>();
+            const subnetIn = (zone: string): pulumi.Output<string> => {
+                if (!zoneSubnets.has(zone)) zoneSubnets.set(zone, aws.ec2.getSubnetOutput({ vpcId, availabilityZone: zone, defaultForAz: true }, { parent: this, provider }).id);
+                return zoneSubnets.get(zone)!;
+            };
+            const fallbackFor = (run: ResolvedRun): FleetLaunchArgs | undefined => {
+                if (!usesFallbackLaunch(experiment, run)) return undefined;
+                const candidates = launchOrder(experiment, run, candidateZones(experiment.compute)).map((c): pulumi.Output<FleetCandidate> =>
+                    subnet
+                        ? pulumi.all([subnet.id, subnet.availabilityZone]).apply(([subnetId, zone]) => ({ instanceType: c.instanceType, subnetId, zone }))
+                        : subnetIn(c.zone!).apply((subnetId) => ({ instanceType: c.instanceType, subnetId, zone: c.zone! })),
+                );
+                return {
+                    candidates: pulumi.all(candidates),
+                    launchKey: launchKeyOf(state.runRecords?.[run.name] ?? {}),
+                    region: experiment.region,
+                    alternatives: launchAlternatives(resolved, run),
+                    commandEnv: localCommandEnv(experiment.region, args.credentials),
+                };
+            };
+
             const single = declared.runs.length === 1;
             if (this.store.dataVolume && !single) {
                 pulumi.log.warn(`compute.dataVolumeGb: the dataset volume attaches to one node; ${declared.runs.length} runs are declared, so it is attached to none`, this);
@@ -360,6 +386,7 @@ export class Campaign extends pulumi.ComponentResource {
                         renderUserData: args.renderUserData,
                         tags: campaignTags(ctx, "train", run.name),
                         evaluateOnly: declared.evaluateOnly.includes(run.name),
+                        fallback: fallbackFor(run),
                     },
                     { ...child, dependsOn: [gate] },
                 );

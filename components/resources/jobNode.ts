@@ -6,7 +6,9 @@
 // volumes, an IAM role that reaches only the campaign's bucket prefixes (and the runner object), its own
 // SSM parameters (and the key that decrypts them, through SSM only) and Session Manager.
 import * as aws from "@pulumi/aws";
+import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import { LAUNCH_TAG, launchTagValue, parseLaunchRecord, type FleetCandidate, type LaunchRequest } from "../plan/fleetLaunch";
 
 export type NodeRole = "prep" | "train";
 
@@ -70,6 +72,21 @@ export interface JobNodeArgs {
     readonly capacityReservation?: CapacityReservation;
     /** Tags for the instance, its volumes, role, profile and security group. */
     readonly tags: Readonly<Record<string, string>>;
+    /** Launch over several zones or types (capacity fallback) through the launch step instead of one instance. Default: none. */
+    readonly fallback?: FleetLaunchArgs;
+}
+
+/** A node that may launch in any of several places, first that has capacity (plan/fleetLaunch.ts, scripts/launch-node.ts). */
+export interface FleetLaunchArgs {
+    /** Instance type and subnet, in order of preference; the first is instanceType in the first zone. */
+    readonly candidates: pulumi.Input<FleetCandidate[]>;
+    /** A new value is a new launch (the run's ended attempts): the node is replaced, the old instance terminated first. */
+    readonly launchKey: string;
+    readonly region: string;
+    /** What the failure message suggests beside trying again. */
+    readonly alternatives: readonly string[];
+    /** The local step's environment (region, profile, aws:assumeRoles): Campaign's localCommandEnv. */
+    readonly commandEnv: Readonly<Record<string, string>>;
 }
 
 // ---------------------------------------------------------------- IAM, pure
@@ -282,13 +299,19 @@ export function marketOptions(market: Market): aws.types.input.ec2.InstanceInsta
 // ---------------------------------------------------------------- the component
 
 export class JobNode extends pulumi.ComponentResource {
-    public readonly instance: aws.ec2.Instance;
+    /** The node's instance; absent when it launches through the fallback step (then `launch` is the node). */
+    public readonly instance?: aws.ec2.Instance;
+    /** The fallback launch: a launch template and the step that launches from it over the candidates. */
+    public readonly launchTemplate?: aws.ec2.LaunchTemplate;
+    public readonly launch?: command.local.Command;
+    /** The resource whose life is the node's: the instance, or the launch step. */
+    public readonly launched: pulumi.CustomResource;
     public readonly instanceId: pulumi.Output<string>;
     public readonly role: aws.iam.Role;
     public readonly securityGroup: aws.ec2.SecurityGroup;
 
     /**
-     * @param opts dependsOn here is passed to the instance itself: the instance is not requested before it.
+     * @param opts dependsOn here is passed to the instance (or the launch step) itself: it is not requested before it.
      */
     constructor(name: string, args: JobNodeArgs, opts?: pulumi.ComponentResourceOptions) {
         super("campaign:index:JobNode", name, {}, opts);
@@ -334,49 +357,115 @@ export class JobNode extends pulumi.ComponentResource {
         );
 
         const ami = aws.ssm.getParameterOutput({ name: args.amiParameter }, { parent: this }).insecureValue;
+        // The role's policy and the runner object must exist before the node boots and fetches the runner.
+        const dependsOn = mergeDependsOn(opts?.dependsOn, [policy, args.runner.upload]);
 
-        this.instance = new aws.ec2.Instance(
-            `${name}-instance`,
-            {
-                ami,
-                instanceType: args.instanceType,
-                iamInstanceProfile: profile.name,
-                vpcSecurityGroupIds: [this.securityGroup.id],
-                subnetId: args.subnetId,
-                availabilityZone: args.subnetId === undefined ? args.availabilityZone : undefined,
-                userData: args.userData,
-                // A node never changes while it lives: a changed user data would only apply at the next boot, so
-                // it is ignored below instead (a node that ended is created afresh, with the new user data).
-                userDataReplaceOnChange: false,
-                instanceInitiatedShutdownBehavior: "terminate",
-                // IMDSv2 only; hop limit 2 so the job's container can reach it through the docker bridge.
-                metadataOptions: { httpEndpoint: "enabled", httpTokens: "required", httpPutResponseHopLimit: 2, instanceMetadataTags: "disabled" },
-                rootBlockDevice: { volumeType: "gp3", volumeSize: args.rootVolumeGb, encrypted: true, deleteOnTermination: true, tags },
-                ...capacityOptions(args.market ?? "on-demand", args.capacityReservation),
-                tags,
-            },
-            {
-                parent: this,
-                // The role's policy and the runner object must exist before the node boots and fetches the runner.
-                dependsOn: mergeDependsOn(opts?.dependsOn, [policy, args.runner.upload]),
-                // The AMI is resolved when the node is created and kept for its life: the SSM parameter moves with
-                // every AMI release, and a diff on it (or on the user data) would replace a node that is training.
-                // https://www.pulumi.com/docs/iac/concepts/options/ignorechanges/
-                ignoreChanges: ["ami", "userData"],
-                // When a node must be replaced (another instance type, subnet), the old one goes first: two nodes
-                // would train the same run into the same S3 prefix, and on p4d need twice the vCPU quota.
-                // https://www.pulumi.com/docs/iac/concepts/options/deletebeforereplace/
-                deleteBeforeReplace: true,
-            },
-        );
-
-        if (args.dataVolumeId !== undefined) {
-            new aws.ec2.VolumeAttachment(`${name}-data`, { deviceName: "/dev/sdf", volumeId: args.dataVolumeId, instanceId: this.instance.id }, { parent: this });
+        if (args.fallback) {
+            if (args.capacityReservation) throw new pulumi.ResourceError("a capacity reservation holds one type in one zone: it cannot be combined with a fallback launch", this);
+            const fallback = args.fallback;
+            // The same guarantees as the single instance below, as a launch template: EC2 Fleet launches from it.
+            // No market options in it: the fleet request sets the market (spot one-time, terminate on interruption).
+            const rootDevice = aws.ec2.getAmiOutput({ filters: [{ name: "image-id", values: [ami] }] }, { parent: this }).rootDeviceName;
+            const launchTags = { ...tags, [LAUNCH_TAG]: launchTagValue(name, fallback.launchKey) };
+            this.launchTemplate = new aws.ec2.LaunchTemplate(
+                `${name}-template`,
+                {
+                    description: `campaign ${args.role} node ${name}`,
+                    imageId: ami,
+                    iamInstanceProfile: { name: profile.name },
+                    vpcSecurityGroupIds: [this.securityGroup.id],
+                    userData: pulumi.output(args.userData).apply((text) => Buffer.from(text, "utf8").toString("base64")),
+                    instanceInitiatedShutdownBehavior: "terminate",
+                    metadataOptions: { httpEndpoint: "enabled", httpTokens: "required", httpPutResponseHopLimit: 2, instanceMetadataTags: "disabled" },
+                    blockDeviceMappings: [{ deviceName: rootDevice, ebs: { volumeType: "gp3", volumeSize: args.rootVolumeGb, encrypted: "true", deleteOnTermination: "true" } }],
+                    tagSpecifications: [
+                        { resourceType: "instance", tags: launchTags },
+                        { resourceType: "volume", tags: launchTags },
+                    ],
+                    tags,
+                },
+                { parent: this },
+            );
+            const request: pulumi.Output<LaunchRequest> = pulumi
+                .all([this.launchTemplate.id, this.launchTemplate.latestVersion, fallback.candidates])
+                .apply(([launchTemplateId, version, candidates]) => ({
+                    node: name,
+                    launchKey: fallback.launchKey,
+                    region: fallback.region,
+                    launchTemplateId,
+                    launchTemplateVersion: String(version),
+                    market: args.market ?? "on-demand",
+                    candidates,
+                    alternatives: [...fallback.alternatives],
+                }));
+            const step = "npx tsx scripts/launch-node.ts";
+            this.launch = new command.local.Command(
+                `${name}-launch`,
+                {
+                    create: `${step} create`,
+                    // A living node never changes: its record is printed back, the new settings wait for its next launch.
+                    update: `${step} update`,
+                    delete: `${step} delete`,
+                    environment: request.apply((r) => ({ ...fallback.commandEnv, CAMPAIGN_LAUNCH: JSON.stringify(r) })),
+                    // A new launch key (the run's last node ended) or another first choice (type, market) is a new node.
+                    triggers: [fallback.launchKey, args.instanceType, args.market ?? "on-demand"],
+                },
+                // The old node is terminated before its replacement launches (two would train into one S3 prefix).
+                { parent: this, dependsOn, deleteBeforeReplace: true },
+            );
+            this.launched = this.launch;
+            this.instanceId = this.launch.stdout.apply(parseLaunchRecordForOutput);
+        } else {
+            this.instance = new aws.ec2.Instance(
+                `${name}-instance`,
+                {
+                    ami,
+                    instanceType: args.instanceType,
+                    iamInstanceProfile: profile.name,
+                    vpcSecurityGroupIds: [this.securityGroup.id],
+                    subnetId: args.subnetId,
+                    availabilityZone: args.subnetId === undefined ? args.availabilityZone : undefined,
+                    userData: args.userData,
+                    // A node never changes while it lives: a changed user data would only apply at the next boot, so
+                    // it is ignored below instead (a node that ended is created afresh, with the new user data).
+                    userDataReplaceOnChange: false,
+                    instanceInitiatedShutdownBehavior: "terminate",
+                    // IMDSv2 only; hop limit 2 so the job's container can reach it through the docker bridge.
+                    metadataOptions: { httpEndpoint: "enabled", httpTokens: "required", httpPutResponseHopLimit: 2, instanceMetadataTags: "disabled" },
+                    rootBlockDevice: { volumeType: "gp3", volumeSize: args.rootVolumeGb, encrypted: true, deleteOnTermination: true, tags },
+                    ...capacityOptions(args.market ?? "on-demand", args.capacityReservation),
+                    tags,
+                },
+                {
+                    parent: this,
+                    dependsOn,
+                    // The AMI is resolved when the node is created and kept for its life: the SSM parameter moves with
+                    // every AMI release, and a diff on it (or on the user data) would replace a node that is training.
+                    // https://www.pulumi.com/docs/iac/concepts/options/ignorechanges/
+                    ignoreChanges: ["ami", "userData"],
+                    // When a node must be replaced (another instance type, subnet), the old one goes first: two nodes
+                    // would train the same run into the same S3 prefix, and on p4d need twice the vCPU quota.
+                    // https://www.pulumi.com/docs/iac/concepts/options/deletebeforereplace/
+                    deleteBeforeReplace: true,
+                },
+            );
+            this.launched = this.instance;
+            this.instanceId = this.instance.id;
         }
 
-        this.instanceId = this.instance.id;
+        if (args.dataVolumeId !== undefined) {
+            new aws.ec2.VolumeAttachment(`${name}-data`, { deviceName: "/dev/sdf", volumeId: args.dataVolumeId, instanceId: this.instanceId }, { parent: this });
+        }
+
         this.registerOutputs({ instanceId: this.instanceId, roleArn: this.role.arn, securityGroupId: this.securityGroup.id });
     }
+}
+
+/** The instance id in the launch step's record; an unreadable record is an error, not an empty id. */
+function parseLaunchRecordForOutput(stdout: string): string {
+    const parsed = parseLaunchRecord(stdout);
+    if ("problem" in parsed) throw new Error(`the launch step's record: ${parsed.problem}`);
+    return parsed.record.instanceId;
 }
 
 /** The caller's dependsOn (one resource or a list) plus ours, as one list. */

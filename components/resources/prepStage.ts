@@ -281,7 +281,7 @@ export class PrepStage extends pulumi.ComponentResource {
                     },
                     { parent: this, dependsOn: uploads },
                 );
-                this.job = this.node.instance;
+                this.job = this.node.launched;
                 break;
             }
             default: {

@@ -5,7 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { ResolvedRun } from "../campaign/types";
 import type { TrainSpec } from "../campaign/jobSpec";
 import { campaignControlKey, datasetPrefix, modelPrefix, runKeys, s3Uri } from "../campaign/layout";
-import { JobNode, mergeDependsOn, type CapacityReservation, type Market, type RunnerUpload } from "./jobNode";
+import { JobNode, mergeDependsOn, type CapacityReservation, type FleetLaunchArgs, type Market, type RunnerUpload } from "./jobNode";
 import type { UserDataRenderer } from "../node/userData";
 import type { RunnerSettings } from "../node/runnerSettings";
 
@@ -114,6 +114,8 @@ export interface TrainingRunArgs {
     readonly tags: Readonly<Record<string, string>>;
     /** Evaluate the run's saved model again without training (its evaluation settings changed). Default: false. */
     readonly evaluateOnly?: boolean;
+    /** Launch over the run's launch order (zones, fallback types) instead of one instance. Default: one instance. */
+    readonly fallback?: FleetLaunchArgs;
 }
 
 export class TrainingRun extends pulumi.ComponentResource {
@@ -183,6 +185,7 @@ export class TrainingRun extends pulumi.ComponentResource {
                 availabilityZone: args.availabilityZone,
                 dataVolumeId: args.dataVolumeId,
                 capacityReservation: args.capacityReservation,
+                ...(args.fallback ? { fallback: args.fallback } : {}),
                 runner: args.runner,
                 tags: args.tags,
             },

@@ -9,7 +9,7 @@ import { GetParameterCommand, SSMClient } from "@aws-sdk/client-ssm";
 import { GetCallerIdentityCommand, STSClient } from "@aws-sdk/client-sts";
 import type { ResolvedCampaign } from "../../components/campaign/types";
 import { campaignBucketName } from "../../components/campaign/naming";
-import { launchOrder } from "../../components/plan/capacity";
+import { launchOrder, usesFallbackLaunch } from "../../components/plan/capacity";
 import { getInstance } from "../../components/plan/catalog";
 import {
     checkAmi,
@@ -227,7 +227,7 @@ export async function runPreflight(campaign: ResolvedCampaign, stack: string, re
         results.push(
             failed(offered) || failed(allZones)
                 ? { check: `offered ${type}`, status: "warn", detail: `could not read the offerings: ${failed(offered) ? offered.error : (allZones as Failed).error}`, fix: "check that the credentials may call ec2:DescribeInstanceTypeOfferings" }
-                : checkOffered(type, region, { configured, all: allZones }, offered),
+                : checkOffered(type, region, { configured, all: allZones }, offered, campaign.runs.some((r) => r.instanceType === type && usesFallbackLaunch(experiment, r))),
         );
     }
 

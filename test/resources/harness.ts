@@ -70,6 +70,12 @@ pulumi.runtime.setMocks(
                 // What scripts/image-build.ts prints when it starts the build (the tag is not in ECR yet).
                 state.stdout = formatBuildStart({ kind: "started", buildId: `${args.name}:0f1e2d3c-0000-4000-8000-000000000000` });
             }
+            if (args.type === "command:local:Command" && args.name.endsWith("-launch")) {
+                // What scripts/launch-node.ts prints when it launched: the record, here of the first candidate.
+                const request = JSON.parse(String(args.inputs.environment?.CAMPAIGN_LAUNCH ?? "{}")) as { candidates?: Array<{ instanceType: string; subnetId: string; zone: string }>; launchKey?: string };
+                const first = request.candidates?.[0];
+                state.stdout = JSON.stringify({ instanceId: `i-${createHash("sha256").update(args.name).digest("hex").slice(0, 17)}`, instanceType: first?.instanceType, zone: first?.zone, subnetId: first?.subnetId, fleetId: "fleet-mock", launchKey: request.launchKey, skipped: [] });
+            }
             if (args.type === "aws:iam/role:Role" || args.type === "aws:iam/instanceProfile:InstanceProfile") state.name = args.name;
             if (args.type === "aws:cloudwatch/metricAlarm:MetricAlarm") state.name = args.name;
             return { id: args.type === "aws:ec2/instance:Instance" ? `i-${args.name}` : `${args.name}-id`, state };
@@ -83,7 +89,11 @@ pulumi.runtime.setMocks(
                 case "aws:ec2/getVpc:getVpc":
                     return { id: "vpc-0default", default: true };
                 case "aws:ec2/getSubnet:getSubnet":
-                    return { id: args.inputs.id, vpcId: "vpc-0given", availabilityZone: "us-east-1b" };
+                    // By id: the given subnet; by zone: the zone's default subnet, as the fallback launch looks it up.
+                    if (args.inputs.id) return { id: args.inputs.id, vpcId: "vpc-0given", availabilityZone: "us-east-1b" };
+                    return { id: `subnet-default-${args.inputs.availabilityZone}`, vpcId: args.inputs.vpcId, availabilityZone: args.inputs.availabilityZone, defaultForAz: true };
+                case "aws:ec2/getAmi:getAmi":
+                    return { id: "ami-0123456789abcdef0", rootDeviceName: "/dev/sda1", imageId: "ami-0123456789abcdef0" };
                 case "aws:ecr/getImage:getImage":
                     // ECR's digest of the pushed tag, as DescribeImages reports it.
                     imageLookups.push(`${args.inputs.repositoryName}:${args.inputs.imageTag}`);
