@@ -385,8 +385,9 @@ export const compute = z
          *  node, found by the runner by its volume id, formatted once, mounted, and the dataset staged on it. */
         dataVolumeGb: z.number().int().positive().max(16_384).optional(),
         availabilityZone: z.string().regex(/^[a-z]{2}-[a-z]+-\d[a-z]$/, "an availability zone such as us-east-1a").optional(),
-        /** Zones to try, in order of preference: `campaign preflight` checks each offers the instance type (and its spot
-         *  price), and the nodes launch in the first one (availabilityZone, when also given, must be that one). */
+        /** Zones to try, in order of preference: a GPU node with several launches in the first that has capacity, the
+         *  prep node in the first (availabilityZone, when also given, must be that one); `campaign preflight` checks
+         *  each offers the instance type (and its spot price). */
         availabilityZones: z
             .array(z.string().regex(/^[a-z]{2}-[a-z]+-\d[a-z]$/, "an availability zone such as us-east-1a"))
             .min(1)
@@ -394,9 +395,9 @@ export const compute = z
             .optional(),
         /** Other instance types a run may use when its own has no capacity or offering, in order of preference. Each
          *  must keep the run's job spec (the same GPU count, so the global batch and the checkpoints stay valid) and
-         *  fit it; `campaign preflight` checks every zone and type in this order and names the first that works, and
-         *  the plan lists the order. The node still launches as one instance of the configured type (docs/aws.md,
-         *  "Fallback across zones and types"). */
+         *  fit it. The GPU node's launch tries its own type in each zone, then each of these in each zone, in one EC2
+         *  Fleet request, and takes the first with capacity (docs/aws.md, "Fallback across zones and types");
+         *  `campaign preflight` checks each is offered, and the plan lists the order. */
         fallbackInstanceTypes: z
             .array(z.string().min(1))
             .min(1)

@@ -90,10 +90,10 @@ export function fallbackProblems(experiment: Experiment, runs: readonly Resolved
         return [error("compute.fallbackInstanceTypes", "a capacity reservation or Capacity Block holds one instance type in one zone, so there is nothing to fall back to: remove fallbackInstanceTypes or the reservation")];
     }
     const c = experiment.compute;
-    if (!c.subnetId && !c.availabilityZone && !c.availabilityZones?.length) {
-        return [error("compute.fallbackInstanceTypes", "the fallback launch names the subnet of each place it tries: set compute.availabilityZones (zones in order of preference; their default subnets are used) or compute.subnetId")];
-    }
     const problems: Problem[] = [];
+    if (!c.subnetId && !c.availabilityZone && !c.availabilityZones?.length) {
+        problems.push(error("compute.fallbackInstanceTypes", "the fallback launch names the subnet of each place it tries: set compute.availabilityZones (zones in order of preference; their default subnets are used) or compute.subnetId"));
+    }
     types.forEach((type, i) => {
         const path = `compute.fallbackInstanceTypes.${i}`;
         const spec = findInstance(type);

@@ -4,7 +4,8 @@
 //   node --import tsx --test test/campaign/attempts.test.ts
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { attemptsOf, failuresWithSpec, type Attempt } from "../../components/campaign/attempts";
+import { attemptsOf, endedAttempts, failuresWithSpec, type Attempt } from "../../components/campaign/attempts";
+import { launchKeyOf } from "../../components/campaign/relaunch";
 import { relaunchDecision } from "../../components/campaign/relaunch";
 import { failuresOf, phaseOf } from "../../components/campaign/state";
 import type { Status } from "../../components/campaign/jobSpec";
@@ -97,4 +98,19 @@ test("campaign status lists each run's attempts: node, times, outcome, spec and 
     assert.match(lines[5]!, /^ {2}3 +i-3 g5\.2xlarge +2026-11-30T03:00:00Z +- +running +a{16}$/);
     assert.equal(lines.length, 6, "runs without attempts are left out");
     assert.equal(renderAttempts([{ run: "new", status: null, usdPerHour: 1 }]), "");
+});
+
+test("the launch key of a run's fallback node: the same while a node works, the next once it has ended", () => {
+    const running = attemptsOf(statusBody([attempt("i-1", null, A)]))!;
+    assert.equal(endedAttempts(running, "training"), 0);
+    assert.equal(launchKeyOf({ endedAttempts: endedAttempts(running, "training") }), "attempt-1", "the first node keeps the key it launched with");
+    const interrupted = attemptsOf(statusBody([attempt("i-1", "interrupted", A, "spot interruption notice", 75)]))!;
+    assert.equal(launchKeyOf({ endedAttempts: endedAttempts(interrupted, "interrupted") }), "attempt-2", "an ended node: the next launch");
+    const second = attemptsOf(statusBody([attempt("i-1", "interrupted", A), attempt("i-2", null, A)]))!;
+    assert.equal(launchKeyOf({ endedAttempts: endedAttempts(second, "training") }), "attempt-2", "the second node keeps its key");
+    // A status written before the runner kept attempts: its phase says whether its one node has ended.
+    assert.equal(endedAttempts(undefined, "interrupted"), 1);
+    assert.equal(endedAttempts(undefined, "training"), 0);
+    assert.equal(endedAttempts(undefined, undefined), 0);
+    assert.equal(launchKeyOf({}), "attempt-1", "a run that never started");
 });

@@ -18,7 +18,7 @@ test("a missing bucket or key is 'not yet'", async () => {
         const reader = new S3CampaignState(failingClient(name, status), "b", "c");
         assert.equal(await reader.runPhase("main"), undefined, name);
         assert.equal(await reader.prepSucceeded("0123456789abcdef"), false, name);
-        assert.deepEqual(await reader.runRecord("main"), { phase: undefined, lastSpecHash: undefined, failures: 0 }, name);
+        assert.deepEqual(await reader.runRecord("main"), { phase: undefined, lastSpecHash: undefined, failures: 0, endedAttempts: 0 }, name);
     }
 });
 

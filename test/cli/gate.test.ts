@@ -175,4 +175,9 @@ test("the S3 state reader: a missing bucket or key is a new campaign; a status i
     assert.equal(await reader.runPhase("main"), "succeeded");
     await s3.put(`s3://state-bucket/${runKeys("c", "odd").status}`, "not json");
     assert.equal(await reader.runPhase("odd"), undefined);
+    // How many of a run's nodes have ended (the fallback node's launch key): from the attempts the runners carried.
+    const attempt = (node: string, outcome: string | null) => ({ node, instanceType: "g5.2xlarge", specHash: HASH, startedAt: "2026-11-30T01:00:00Z", endedAt: outcome ? "2026-11-30T02:00:00Z" : null, outcome, reason: null, exitCode: null });
+    await s3.put(`s3://state-bucket/${runKeys("c", "again").status}`, JSON.stringify({ phase: "training", attempts: [attempt("i-1", "interrupted"), attempt("i-2", null)] }));
+    assert.equal((await reader.runRecord("again")).endedAttempts, 1);
+    assert.equal((await reader.runRecord("never")).endedAttempts, 0);
 });

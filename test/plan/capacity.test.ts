@@ -13,12 +13,12 @@ import { capacityOptions } from "../../components/resources/jobNode";
 const campaign = (preset: string, override: unknown = {}) => resolveCampaign(mergeConfig(loadPreset(preset), override as never), `stacks/${preset}.yaml`);
 const refused = (preset: string, override: unknown, pattern: RegExp) => assert.throws(() => campaign(preset, override), pattern);
 
-test("the nodes' zone is the first preferred one; the plan names the next ones and the alternatives", () => {
+test("the nodes' zone is the first preferred one; the plan names the next ones, what the launch does, and the alternatives", () => {
     const c = campaign("dev", { compute: { availabilityZones: ["us-east-1c", "us-east-1a"] } });
     assert.equal(nodeZone(c.experiment.compute), "us-east-1c");
     const notes = capacityNotes(c);
     assert.match(notes[0]!, /GPU nodes launch in us-east-1c; next in order: us-east-1a/);
-    assert.match(notes[1]!, /InsufficientInstanceCapacity.*put us-east-1a first in compute\.availabilityZones.*switch compute\.market \(now spot\).*compute\.capacityReservationId.*another type that fits \(main: g6\.2xlarge/);
+    assert.match(notes[1]!, /one EC2 Fleet request .* the first that has capacity\. If none has \(InsufficientInstanceCapacity in each\).*run pulumi up again later, switch compute\.market \(now spot\).*compute\.capacityReservationId.*another type that fits \(main: g6\.2xlarge/);
     const text = renderPlan(buildPlan(c), "x");
     assert.ok(text.indexOf("Capacity:") > text.indexOf("2. Training") && text.indexOf("Capacity:") < text.indexOf("Estimated total"));
     // No zone: EC2 places the node.

@@ -1,6 +1,6 @@
 // Fallback across zones and instance types: which types may stand in for a run's own (compute.fallbackInstanceTypes),
-// the order preflight tries zones and types in, the rule that names the first candidate AWS offers (with the exact
-// config that launches it), and the plan's lines.
+// the launch order (what the node's fleet request tries, and preflight checks), the rule that names the first
+// candidate AWS offers (with the exact config that starts there), and the plan's lines.
 //
 //   node --import tsx --test test/plan/fallback.test.ts
 import { test } from "node:test";
@@ -17,8 +17,13 @@ const refused = (preset: string, override: unknown, pattern: RegExp) => assert.t
 
 test("a fallback type must keep the run's job spec (same GPU count), fit its memory and be a known GPU type", () => {
     // One A10G -> one L4 or one L40S: accepted.
-    const dev = campaign("dev", { compute: { fallbackInstanceTypes: ["g6.2xlarge", "g6e.xlarge"] } });
+    const dev = campaign("dev", { compute: { availabilityZones: ["us-east-1c"], fallbackInstanceTypes: ["g6.2xlarge", "g6e.xlarge"] } });
     assert.deepEqual(dev.experiment.compute.fallbackInstanceTypes, ["g6.2xlarge", "g6e.xlarge"]);
+    // The launch names a subnet for each place it tries: zones (their default subnets) or a subnet are needed.
+    refused("dev", { compute: { fallbackInstanceTypes: ["g6.2xlarge"] } }, /compute\.fallbackInstanceTypes: the fallback launch names the subnet of each place it tries: set compute\.availabilityZones .* or compute\.subnetId/);
+    assert.equal(campaign("dev", { compute: { subnetId: "subnet-0abc123", fallbackInstanceTypes: ["g6.2xlarge"] } }).experiment.compute.subnetId, "subnet-0abc123");
+    // The dataset volume attaches only in its own zone: several zones and a volume do not go together.
+    refused("dev", { compute: { availabilityZones: ["us-east-1c", "us-east-1a"], dataVolumeGb: 100 } }, /compute\.dataVolumeGb: the dataset volume lives in one zone .*\(compute\.availabilityZones: \[us-east-1c\]/);
     // Four GPUs instead of one would change the global batch, the spec hash and the run's checkpoints.
     refused("dev", { compute: { fallbackInstanceTypes: ["g6.2xlarge", "g5.12xlarge"] } }, /compute\.fallbackInstanceTypes\.1: g5\.12xlarge cannot stand in for g5\.2xlarge in run main: g5\.12xlarge has 4 GPU\(s\), g5\.2xlarge has 1/);
     refused("dev", { compute: { fallbackInstanceTypes: ["c6i.2xlarge"] } }, /compute\.fallbackInstanceTypes\.0: c6i\.2xlarge cannot stand in .*has no GPU/);
@@ -50,23 +55,26 @@ test("the launch order: the run's own type in each zone first, then each fallbac
     assert.equal(configFor(c, c.runs[0]!, { instanceType: "g5.2xlarge", zone: "us-east-1a" }, ["us-east-1c", "us-east-1a"]), "compute.availabilityZones: [us-east-1a, us-east-1c]");
     assert.equal(configFor(c, c.runs[0]!, { instanceType: "g6.2xlarge", zone: "us-east-1c" }, ["us-east-1c", "us-east-1a"]), "compute.instanceType: g6.2xlarge");
     // Several runs: the type goes into the run's own entry.
-    const sweep = campaign("socratiq-t5-lora", { compute: { fallbackInstanceTypes: ["g6.2xlarge"] } });
+    const sweep = campaign("socratiq-t5-lora", { compute: { availabilityZones: ["us-east-1c"], fallbackInstanceTypes: ["g6.2xlarge"] } });
     assert.match(configFor(sweep, sweep.runs[1]!, { instanceType: "g6.2xlarge" }, []), new RegExp(`compute\\.instanceType: g6\\.2xlarge in run ${sweep.runs[1]!.name}'s entry of runs`));
 });
 
-test("the plan lists the fallback order and names the first fallback type when a zone has no capacity", () => {
+test("the plan lists the fallback order and says what the launch does when no candidate has capacity", () => {
     const c = campaign("dev", { compute: { availabilityZones: ["us-east-1c", "us-east-1a"], fallbackInstanceTypes: ["g6.2xlarge"] } });
     const notes = capacityNotes(c);
     const price = (type: string) => getInstance(type).onDemandUsdPerHour;
     assert.match(notes[0]!, /GPU nodes launch in us-east-1c; next in order: us-east-1a/);
-    assert.ok(notes.includes(`fallback order for every run: g5.2xlarge ($${price("g5.2xlarge")}/h on demand) in us-east-1c, us-east-1a; then g6.2xlarge ($${price("g6.2xlarge")}/h on demand) in us-east-1c, us-east-1a (compute.fallbackInstanceTypes: campaign preflight names the first that is offered; the node launches as the configured type)`), notes.join("\n"));
+    assert.ok(notes.includes(`fallback order for every run: g5.2xlarge ($${price("g5.2xlarge")}/h on demand) in us-east-1c, us-east-1a; then g6.2xlarge ($${price("g6.2xlarge")}/h on demand) in us-east-1c, us-east-1a (compute.fallbackInstanceTypes: one EC2 Fleet request tries them in this order and launches the first that has capacity)`), notes.join("\n"));
     const ice = notes.find((l) => l.includes("InsufficientInstanceCapacity"))!;
-    assert.match(ice, /put us-east-1a first in compute\.availabilityZones and run pulumi up again, set compute\.instanceType: g6\.2xlarge \(the first fallback type\), switch compute\.market/);
+    assert.match(ice, /launches through one EC2 Fleet request \(type instant\) over its launch order: EC2 takes the first that has capacity\. If none has .* pulumi up stops with every candidate's reason .* run pulumi up again later, switch compute\.market \(now spot\)/);
+    // One zone and no fallback type: one instance, and the plan says how to give it somewhere else to go.
+    const single = capacityNotes(campaign("dev", { compute: { availabilityZones: ["us-east-1c"] } })).find((l) => l.includes("InsufficientInstanceCapacity"))!;
+    assert.match(single, /pulumi up stops with that node's error .* give compute\.availabilityZones more than one zone \(or compute\.fallbackInstanceTypes\), and the launch tries them in order$/);
     // Without fallback types the plan says nothing about them.
-    assert.ok(!capacityNotes(campaign("dev")).some((l) => /fallback/.test(l)));
+    assert.ok(!capacityNotes(campaign("dev")).some((l) => /fallback order|EC2 Fleet/.test(l)));
 });
 
-test("preflight's launch order: pass on the first choice, else the first candidate that works with its exact config (a failure when the first is not offered), or a failure", () => {
+test("preflight's launch order: pass on the first choice, a warning naming the first candidate that works (the launch moves on to it), or a failure when none does", () => {
     const c = campaign("dev", { compute: { availabilityZones: ["us-east-1c", "us-east-1a"], fallbackInstanceTypes: ["g6.2xlarge"] } });
     const run = c.runs[0]!;
     const zones = ["us-east-1c", "us-east-1a"];
@@ -75,24 +83,24 @@ test("preflight's launch order: pass on the first choice, else the first candida
     const all: CandidateFacts = { offeredIn: { "g5.2xlarge": zones, "g6.2xlarge": zones }, spotPrices: spot({ "g5.2xlarge": { "us-east-1c": 0.5, "us-east-1a": 0.6 }, "g6.2xlarge": { "us-east-1c": 0.4 } }) };
     const pass = checkLaunchOrder(c, run, zones, all);
     assert.equal(pass.status, "pass");
-    assert.match(pass.detail, /g5\.2xlarge in us-east-1c is the first choice and is offered with a spot price; in order: g5\.2xlarge in us-east-1c, g5\.2xlarge in us-east-1a, g6\.2xlarge in us-east-1c, g6\.2xlarge in us-east-1a \(no recent spot price\)/);
+    assert.match(pass.detail, /g5\.2xlarge in us-east-1c is the first choice and is offered with a spot price; the launch tries, in order: g5\.2xlarge in us-east-1c, g5\.2xlarge in us-east-1a, g6\.2xlarge in us-east-1c, g6\.2xlarge in us-east-1a \(no recent spot price\)/);
 
-    // The own type is offered only in the second zone: move that zone first.
+    // The own type is offered only in the second zone: the launch skips the first (EC2 answers it with an error).
     const secondZone = checkLaunchOrder(c, run, zones, { ...all, offeredIn: { "g5.2xlarge": ["us-east-1a"], "g6.2xlarge": zones } });
-    assert.equal(secondZone.status, "fail", "the node would launch where the type is not offered");
-    assert.match(secondZone.detail, /launches as g5\.2xlarge in us-east-1c \(not offered\); the first in order that is offered with a spot price is g5\.2xlarge in us-east-1a/);
-    assert.equal(secondZone.fix, "set compute.availabilityZones: [us-east-1a, us-east-1c]");
+    assert.equal(secondZone.status, "warn", "the fleet request moves on to the next candidate");
+    assert.match(secondZone.detail, /the first choice g5\.2xlarge in us-east-1c cannot launch \(not offered\); the launch moves on through the order, and the first that is offered with a spot price is g5\.2xlarge in us-east-1a/);
+    assert.equal(secondZone.fix, "to start there (and be priced as it), set compute.availabilityZones: [us-east-1a, us-east-1c]");
 
     // No spot price for the own type anywhere: the fallback type in the first zone.
     const fallback = checkLaunchOrder(c, run, zones, { ...all, spotPrices: spot({ "g5.2xlarge": {}, "g6.2xlarge": { "us-east-1c": 0.4 } }) });
     assert.equal(fallback.status, "warn");
-    assert.equal(fallback.fix, "set compute.instanceType: g6.2xlarge");
+    assert.equal(fallback.fix, "to start there (and be priced as it), set compute.instanceType: g6.2xlarge");
 
     // A read that failed is an obstacle that says so, not a pass.
     const unread = checkLaunchOrder(c, run, zones, { offeredIn: { "g5.2xlarge": { error: "AccessDenied" }, "g6.2xlarge": zones }, spotPrices: spot({ "g6.2xlarge": { "us-east-1a": 0.4 } }) });
     assert.equal(unread.status, "warn");
     assert.match(unread.detail, /g5\.2xlarge in us-east-1c \(offerings of g5\.2xlarge unknown\)/);
-    assert.equal(unread.fix, "set compute.instanceType: g6.2xlarge and compute.availabilityZones: [us-east-1a, us-east-1c]");
+    assert.equal(unread.fix, "to start there (and be priced as it), set compute.instanceType: g6.2xlarge and compute.availabilityZones: [us-east-1a, us-east-1c]");
 
     const none = checkLaunchOrder(c, run, zones, { offeredIn: { "g5.2xlarge": [], "g6.2xlarge": ["us-east-1b"] }, spotPrices: spot({}) });
     assert.equal(none.status, "fail");
@@ -101,22 +109,22 @@ test("preflight's launch order: pass on the first choice, else the first candida
     // On demand only the offering counts.
     const onDemand = campaign("dev", { compute: { market: "on-demand", availabilityZones: ["us-east-1c", "us-east-1a"], fallbackInstanceTypes: ["g6.2xlarge"] } });
     const od = checkLaunchOrder(onDemand, onDemand.runs[0]!, zones, { offeredIn: { "g5.2xlarge": [], "g6.2xlarge": ["us-east-1a"] } });
-    assert.equal(od.status, "fail");
-    assert.equal(od.fix, "set compute.instanceType: g6.2xlarge and compute.availabilityZones: [us-east-1a, us-east-1c]");
+    assert.equal(od.status, "warn");
+    assert.equal(od.fix, "to start there (and be priced as it), set compute.instanceType: g6.2xlarge and compute.availabilityZones: [us-east-1a, us-east-1c]");
 });
 
 test("a fallback type under another vCPU quota: preflight reads that quota too, and a short one only warns", () => {
     // g6 counts against the same G quota as g5: nothing more to read.
-    assert.deepEqual(fallbackQuotaDemand(campaign("dev", { compute: { fallbackInstanceTypes: ["g6.2xlarge"] } })), []);
+    assert.deepEqual(fallbackQuotaDemand(campaign("dev", { compute: { availabilityZones: ["us-east-1c"], fallbackInstanceTypes: ["g6.2xlarge"] } })), []);
     // One H100 beside one A10G: the P quota of the market, for every run that may move there.
-    const dev = campaign("dev", { compute: { fallbackInstanceTypes: ["g6.2xlarge", "p5.4xlarge"] } });
+    const dev = campaign("dev", { compute: { availabilityZones: ["us-east-1c"], fallbackInstanceTypes: ["g6.2xlarge", "p5.4xlarge"] } });
     const p5 = getInstance("p5.4xlarge").vcpus;
     const [demand] = fallbackQuotaDemand(dev);
     assert.equal(fallbackQuotaDemand(dev).length, 1);
     assert.deepEqual(demand!.quota, quotaFor("p5.4xlarge", "spot"));
     assert.equal(demand!.vcpus, p5);
     assert.equal(demand!.nodes, `fallback p5.4xlarge (${p5} vCPUs) for main`);
-    const three = campaign("socratiq-t5-lora", { compute: { fallbackInstanceTypes: ["p5.4xlarge"] } });
+    const three = campaign("socratiq-t5-lora", { compute: { availabilityZones: ["us-east-1c"], fallbackInstanceTypes: ["p5.4xlarge"] } });
     assert.equal(fallbackQuotaDemand(three)[0]!.vcpus, p5 * three.runs.length, "all GPU nodes start together");
 
     const short = checkFallbackQuota(demand!, "us-east-1", 0);

@@ -52,6 +52,11 @@ function arnOf(type: string, name: string, inputs: Record<string, any>): string 
     }
 }
 
+/** The instance id the mocked launch step reports for the step `name`. */
+export function launchedInstanceId(name: string): string {
+    return `i-${createHash("sha256").update(name).digest("hex").slice(0, 17)}`;
+}
+
 pulumi.runtime.setMocks(
     {
         newResource(args) {
@@ -74,7 +79,7 @@ pulumi.runtime.setMocks(
                 // What scripts/launch-node.ts prints when it launched: the record, here of the first candidate.
                 const request = JSON.parse(String(args.inputs.environment?.CAMPAIGN_LAUNCH ?? "{}")) as { candidates?: Array<{ instanceType: string; subnetId: string; zone: string }>; launchKey?: string };
                 const first = request.candidates?.[0];
-                state.stdout = JSON.stringify({ instanceId: `i-${createHash("sha256").update(args.name).digest("hex").slice(0, 17)}`, instanceType: first?.instanceType, zone: first?.zone, subnetId: first?.subnetId, fleetId: "fleet-mock", launchKey: request.launchKey, skipped: [] });
+                state.stdout = JSON.stringify({ instanceId: launchedInstanceId(args.name), instanceType: first?.instanceType, zone: first?.zone, subnetId: first?.subnetId, fleetId: "fleet-mock", launchKey: request.launchKey, skipped: [] });
             }
             if (args.type === "aws:iam/role:Role" || args.type === "aws:iam/instanceProfile:InstanceProfile") state.name = args.name;
             if (args.type === "aws:cloudwatch/metricAlarm:MetricAlarm") state.name = args.name;
@@ -245,11 +250,38 @@ const ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy";
 const UNSCOPABLE = /^(ecr:GetAuthorizationToken|cloudwatch:PutMetricData|ssm:UpdateInstanceInformation|ssmmessages:[A-Za-z]+|ec2messages:[A-Za-z]+)$/;
 export const gpuInstances = (g: Graph) => byType(g, INSTANCE).filter((r) => r.inputs.tags?.role === "train");
 export const prepInstances = (g: Graph) => byType(g, INSTANCE).filter((r) => r.inputs.tags?.role === "prep");
+export const LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate";
+
+/** A node as the graph holds it: one instance, or a launch template and the fallback launch step (jobNode.ts). */
+export interface GraphNode {
+    /** The resource whose life is the node's: the instance, or the launch step (dependsOn is checked on it). */
+    readonly launched: Registered;
+    readonly template?: Registered;
+    /** `<node>`: the JobNode's name; its role policy is `<node>-policy`. */
+    readonly node: string;
+    readonly role: "train" | "prep";
+    /** The user data as the instance gets it (a launch template carries it base64-encoded). */
+    readonly userData: string;
+}
+
+export function graphNodes(g: Graph): GraphNode[] {
+    const instances = byType(g, INSTANCE).map((i): GraphNode => ({ launched: i, node: i.name.replace(/-instance$/, ""), role: i.inputs.tags.role, userData: i.inputs.userData }));
+    const fleets = byType(g, LAUNCH_TEMPLATE).map((t): GraphNode => {
+        const node = t.name.replace(/-template$/, "");
+        const launched = g.resources.find((r) => r.name === `${node}-launch`);
+        assert.ok(launched, `${g.name}: launch template ${t.name} has no launch step ${node}-launch`);
+        return { launched, template: t, node, role: t.inputs.tags.role, userData: Buffer.from(String(t.inputs.userData), "base64").toString("utf8") };
+    });
+    return [...instances, ...fleets];
+}
+
+export const gpuNodes = (g: Graph) => graphNodes(g).filter((n) => n.role === "train");
 
 const TAGGABLE = new Set([
     "aws:s3/bucket:Bucket",
     "aws:s3/bucketObjectv2:BucketObjectv2",
     "aws:ec2/instance:Instance",
+    "aws:ec2/launchTemplate:LaunchTemplate",
     "aws:ec2/securityGroup:SecurityGroup",
     "aws:ebs/volume:Volume",
     "aws:iam/role:Role",
@@ -286,7 +318,7 @@ export function assertRunner(g: Graph, bucket: string): Registered | undefined {
     const label = g.name;
     const bucketArn = `arn:aws:s3:::${bucket}`;
     const uploads = byType(g, OBJECT).filter((o) => o.inputs.tags?.role === "runner");
-    const instances = byType(g, INSTANCE);
+    const instances = graphNodes(g);
     if (instances.length === 0) {
         assert.equal(uploads.length, 0, `${label}: no node, no runner upload`);
         assert.equal(g.component.runner, undefined);
@@ -308,11 +340,12 @@ export function assertRunner(g: Graph, bucket: string): Registered | undefined {
         const obj = runnerObject(st);
         assert.deepEqual([obj.bucket, obj.key, obj.sha256], [bucket, key, sha256], `${label}: runnerObject of ${st.run}`);
     }
-    for (const i of instances) {
-        const fetched = fetchedRunner(i.inputs.userData, `${label}: ${i.name}`);
-        assert.equal(fetched.uri, `s3://${bucket}/${key}`, `${label}: ${i.name} fetches the uploaded object`);
-        assert.equal(fetched.sha256, sha256, `${label}: ${i.name} checks the uploaded content's sha256`);
-        assert.ok(g.deps.get(i.name)?.has(upload.name), `${label}: ${i.name} does not name the runner upload in dependsOn`);
+    for (const n of instances) {
+        const name = n.launched.name;
+        const fetched = fetchedRunner(n.userData, `${label}: ${name}`);
+        assert.equal(fetched.uri, `s3://${bucket}/${key}`, `${label}: ${name} fetches the uploaded object`);
+        assert.equal(fetched.sha256, sha256, `${label}: ${name} checks the uploaded content's sha256`);
+        assert.ok(g.deps.get(name)?.has(upload.name), `${label}: ${name} does not name the runner upload in dependsOn`);
     }
     const policies = byType(g, ROLE_POLICY).filter((rp) => isNodePolicy(g, rp));
     assert.equal(policies.length, instances.length, `${label}: a policy per node`);
@@ -327,9 +360,9 @@ export function assertRunner(g: Graph, bucket: string): Registered | undefined {
     return upload;
 }
 
-/** A node's role policy (its instance is <node>-instance); the other role policies are the image builds'. */
+/** A node's role policy (<node>-policy beside its instance or launch step); the other role policies are the image builds'. */
 function isNodePolicy(g: Graph, rp: Registered): boolean {
-    return byType(g, INSTANCE).some((i) => i.name === rp.name.replace(/-policy$/, "-instance"));
+    return graphNodes(g).some((n) => `${n.node}-policy` === rp.name);
 }
 
 /**
@@ -348,7 +381,7 @@ function assertImageBuilds(g: Graph, bucket: string): void {
     const repos = byType(g, "aws:ecr/repository:Repository");
     if (x.images.buildOn === "region") assert.equal(dockerBuilds.length, 0, `${label}: a docker resource without buildOn: local`);
     else assert.equal(projects.length, 0, `${label}: a CodeBuild project with buildOn: local`);
-    const expected = [...(gpuInstances(g).length > 0 && !x.images.trainer && !x.customJob ? ["trainer"] : []), ...(prepInstances(g).length > 0 && !x.images.prep ? ["prep"] : [])];
+    const expected = [...(gpuNodes(g).length > 0 && !x.images.trainer && !x.customJob ? ["trainer"] : []), ...(prepInstances(g).length > 0 && !x.images.prep ? ["prep"] : [])];
     const built = x.images.buildOn === "region" ? projects.map((p) => p.name.replace(/^.*-image-(trainer|prep)-build-project$/, "$1")) : dockerBuilds.map((d) => d.name.replace(/^.*-image-/, ""));
     assert.deepEqual(built.sort(), [...expected].sort(), `${label}: the images built`);
     if (x.images.buildOn !== "region") return;
@@ -379,7 +412,7 @@ function assertImageBuilds(g: Graph, bucket: string): void {
         assert.match(g.resources.find((r) => r.name === start)!.inputs.create, new RegExp(`^npx tsx scripts/image-build\\.ts --project '[^']+' --repository '${repos[0].inputs.name}' --tag '${tag}'${job === "prep" ? " --wait" : "$"}`));
         if (job === "trainer") {
             assert.ok(g.deps.get(`${g.name}-gate`)?.has(start), `${label}: the gate does not name the trainer's build step`);
-            for (const gpu of gpuInstances(g)) assert.ok(waitsFor(g, gpu.name, start), `${label}: ${gpu.name} does not wait for the image build`);
+            for (const gpu of gpuNodes(g)) assert.ok(waitsFor(g, gpu.launched.name, start), `${label}: ${gpu.launched.name} does not wait for the image build`);
         }
     }
 }
@@ -431,6 +464,7 @@ export function assertSafe(g: Graph): void {
         assert.deepEqual(i.inputs.capacityReservationSpecification, reservation, `${label}: ${i.name} capacity reservation`);
     }
     for (const v of byType(g, "aws:ebs/volume:Volume")) assert.equal(v.inputs.encrypted, true, `${label}: volume ${v.name} encrypted`);
+    for (const n of graphNodes(g).filter((n) => n.template)) assertFleetNode(g, n);
 
     // No inbound rules anywhere.
     for (const sg of byType(g, "aws:ec2/securityGroup:SecurityGroup")) assert.deepEqual(sg.inputs.ingress ?? [], [], `${label}: ${sg.name} has ingress`);
@@ -438,7 +472,7 @@ export function assertSafe(g: Graph): void {
 
     // GPU instances wait for the gate; the gate waits for the prep job when there is one.
     const gateName = `${g.name}-gate`;
-    const gpus = gpuInstances(g);
+    const gpus = gpuNodes(g).map((n) => n.launched);
     if (gpus.length > 0) assert.ok(g.resources.some((r) => r.name === gateName && r.type === "command:local:Command"), `${label}: a gate exists`);
     const prepJob = g.component.prep?.job;
     const prepJobName = prepJob ? g.decls.find((d) => d.name.startsWith(`${g.name}-prep`) && (d.type === INSTANCE || (d.type === "command:local:Command" && d.name.endsWith("-local"))))?.name : undefined;
@@ -512,8 +546,7 @@ export function assertSafe(g: Graph): void {
             assert.deepEqual(kms[0].Resource, [`arn:aws:kms:${x.region}:${ACCOUNT}:key/*`]);
             assert.deepEqual(kms[0].Condition, { StringEquals: { "kms:ViaService": [`ssm.${x.region}.amazonaws.com`], "kms:EncryptionContext:PARAMETER_ARN": secrets.Resource } });
         }
-        const node = rp.name.replace(/-policy$/, "-instance");
-        const gpu = gpuInstances(g).some((i) => i.name === node);
+        const gpu = gpuNodes(g).some((n) => `${n.node}-policy` === rp.name);
         assert.equal(statements.some((st) => st.Sid === "PublishAgentMetrics"), gpu, `${label}: ${rp.name} publishes GPU metrics exactly when it is a GPU node`);
         const pull = statements.find((st) => st.Sid === "PullCampaignImages");
         if (pull) {
@@ -543,7 +576,7 @@ export function assertSafe(g: Graph): void {
         const text = JSON.stringify(r.inputs);
         assert.ok(!text.includes(HF_TOKEN) && !text.includes(WANDB_KEY), `${label}: a secret value in ${r.type} ${r.name}`);
     }
-    for (const i of byType(g, INSTANCE)) assert.match(i.inputs.userData, /CAMPAIGN_SECRET_PARAMETERS/, `${label}: nodes get parameter names`);
+    for (const n of graphNodes(g)) assert.match(n.userData, /CAMPAIGN_SECRET_PARAMETERS/, `${label}: nodes get parameter names`);
 
     // Job specs in S3 where the layout says, one per declared run.
     const objects = byType(g, "aws:s3/bucketObjectv2:BucketObjectv2").map((o) => o.inputs.key as string);
@@ -576,7 +609,8 @@ export function assertSafe(g: Graph): void {
     for (const a of alarms) {
         assert.deepEqual(a.inputs.alarmActions, [`arn:aws:automate:${x.region}:ec2:terminate`]);
         assert.equal(a.inputs.evaluationPeriods, x.compute.gpuIdleMinutes);
-        assert.ok(gpus.some((gpu) => a.inputs.dimensions.InstanceId === `i-${gpu.name}`), `${label}: alarm ${a.name} names a GPU node`);
+        const idOf = (r: Registered) => (r.type === INSTANCE ? `i-${r.name}` : launchedInstanceId(r.name));
+        assert.ok(gpus.some((gpu) => a.inputs.dimensions.InstanceId === idOf(gpu)), `${label}: alarm ${a.name} names a GPU node`);
     }
 }
 
@@ -584,3 +618,50 @@ export function assertSafe(g: Graph): void {
 
 export const presets = listPresets();
 export const resolved = (preset: string, override: unknown = {}) => resolveCampaign(mergeConfig(loadPreset(preset), override), `stacks/${preset}.yaml`);
+
+/**
+ * A node that launches through the fallback step keeps every guarantee of the single instance, in its launch
+ * template: terminate on shutdown, IMDSv2 with hop limit 2, an encrypted gp3 root volume that goes with the instance,
+ * the node's profile and security group, tags on the instance and its volumes (and the launch's own tag), no market
+ * options (the fleet request sets the market). Its step: launch/update/delete through scripts/launch-node.ts, replaced
+ * on a new launch key, first choice or market, deleted before its replacement, after the gate; the request names the
+ * template's id and latest version, the market, and the run's launch order with one subnet per zone.
+ */
+export function assertFleetNode(g: Graph, n: GraphNode): void {
+    const x = g.campaign.experiment;
+    const label = `${g.name}: ${n.node}`;
+    const t = n.template!.inputs;
+    assert.equal(t.instanceInitiatedShutdownBehavior, "terminate", `${label}: shutdown behaviour`);
+    assert.deepEqual(t.metadataOptions, { httpEndpoint: "enabled", httpTokens: "required", httpPutResponseHopLimit: 2, instanceMetadataTags: "disabled" }, `${label}: IMDSv2`);
+    assert.deepEqual(t.blockDeviceMappings, [{ deviceName: "/dev/sda1", ebs: { volumeType: "gp3", volumeSize: x.compute.rootVolumeGb, encrypted: "true", deleteOnTermination: "true" } }], `${label}: the AMI's root device, encrypted gp3`);
+    assert.equal(t.instanceMarketOptions, undefined, `${label}: the fleet request sets the market, not the template`);
+    assert.equal(t.imageId, "ami-0123456789abcdef0", `${label}: the AMI from the SSM parameter`);
+    assert.deepEqual(t.iamInstanceProfile, { name: `${n.node}-profile` }, `${label}: the node's profile`);
+    assert.deepEqual(t.vpcSecurityGroupIds, [`${n.node}-sg-id`], `${label}: the node's security group`);
+    const specs = t.tagSpecifications as Array<{ resourceType: string; tags: Record<string, string> }>;
+    assert.deepEqual(specs.map((sp) => sp.resourceType).sort(), ["instance", "volume"], `${label}: tags on the instance and its volumes`);
+    const launch = n.launched.inputs;
+    const request = JSON.parse(launch.environment.CAMPAIGN_LAUNCH);
+    for (const sp of specs) {
+        for (const key of ["campaign", "run", "stack", "role"]) assert.ok(sp.tags[key], `${label}: ${sp.resourceType} tag ${key}`);
+        assert.equal(sp.tags["campaign-launch"], `${n.node}/${request.launchKey}`, `${label}: ${sp.resourceType} carries the launch's tag`);
+    }
+    assert.deepEqual([launch.create, launch.update, launch.delete], ["create", "update", "delete"].map((v) => `npx tsx scripts/launch-node.ts ${v}`), `${label}: the launch step's commands`);
+    const opts = g.decls.find((d) => d.name === n.launched.name)!.opts;
+    assert.equal(opts.deleteBeforeReplace, true, `${label}: the old node is terminated before a new one launches`);
+    const run = g.campaign.runs.find((r) => n.node === `${g.name}-run-${r.name}-node`)!;
+    assert.ok(run, `${label}: the node of no run`);
+    assert.deepEqual(launch.triggers, [request.launchKey, run.instanceType, x.compute.market], `${label}: replaced on a new launch key, first choice or market`);
+    assert.equal(request.node, n.node);
+    assert.equal(request.region, x.region);
+    assert.equal(request.market, x.compute.market);
+    assert.equal(request.launchTemplateId, `${n.node}-template-id`);
+    assert.equal(launch.environment.AWS_REGION, x.region, `${label}: the step runs in the campaign's region`);
+    const zones = x.compute.availabilityZones ?? (x.compute.availabilityZone ? [x.compute.availabilityZone] : []);
+    const types = [run.instanceType, ...(x.compute.fallbackInstanceTypes ?? []).filter((t2) => t2 !== run.instanceType)];
+    const expected = x.compute.subnetId
+        ? types.map((instanceType) => ({ instanceType, subnetId: x.compute.subnetId, zone: "us-east-1b" }))
+        : types.flatMap((instanceType) => zones.map((zone) => ({ instanceType, subnetId: `subnet-default-${zone}`, zone })));
+    assert.deepEqual(request.candidates, expected, `${label}: the launch order, one subnet per zone`);
+    assert.ok(request.alternatives.length >= 3, `${label}: the failure message has alternatives`);
+}

@@ -1,20 +1,23 @@
 // JobNode (components/resources/jobNode.ts) under Pulumi mocks: the runner uploaded once and fetched by every node
-// with the sha256 it checks, ordered zones and a Capacity Block, and the node's IAM policy.
+// with the sha256 it checks, one zone or a Capacity Block (one instance), several zones or fallback types (a launch
+// template and the fallback launch step, keyed by the run's ended attempts), and the node's IAM policy.
 //
 //   node --import tsx --test --test-concurrency=1 test/resources/jobNode.test.ts
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 // The harness installs the Pulumi mocks: import it before any component.
-import { assertCloudInitAccepts, assertRunner, assertSafe, build, byType, gpuInstances, INSTANCE, prepInstances, presets, resolved, type Registered } from "./harness";
+import { assertCloudInitAccepts, assertRunner, assertSafe, build, byType, gpuInstances, gpuNodes, INSTANCE, LAUNCH_TEMPLATE, prepInstances, presets, resolved, type Registered } from "./harness";
+import { readCampaignState, StaticCampaignState } from "../../components/campaign/state";
 import { nodePolicyDocument, ssmDecryptStatement } from "../../components/resources/jobNode";
 import { loadRunnerScript, runnerObject } from "../../components/node/userData";
 
-test("ordered zones: nodes and the dataset volume in the first one; a Capacity Block: the GPU node launches into it, prep does not", async () => {
-    const zones = await build("zones", resolved("dev", { compute: { availabilityZones: ["us-east-1b", "us-east-1a"], dataVolumeGb: 100 } }));
+test("one zone: the node is one instance there, with the dataset volume; a Capacity Block: the GPU node launches into it, prep does not", async () => {
+    const zones = await build("zones", resolved("dev", { compute: { availabilityZones: ["us-east-1b"], dataVolumeGb: 100 } }));
     assertSafe(zones);
     assert.equal(gpuInstances(zones)[0].inputs.availabilityZone, "us-east-1b");
     assert.equal(byType(zones, "aws:ebs/volume:Volume")[0].inputs.availabilityZone, "us-east-1b");
+    assert.equal(byType(zones, LAUNCH_TEMPLATE).length, 0, "one place to launch: no fallback step");
     const block = await build("block", resolved("socsci210-qwen14b-qlora", { compute: { availabilityZone: null, availabilityZones: ["us-east-1c"], capacityReservationId: "cr-0abc123", capacityBlock: true } }));
     assertSafe(block);
     const gpu = gpuInstances(block)[0];
@@ -26,6 +29,48 @@ test("ordered zones: nodes and the dataset volume in the first one; a Capacity B
     assert.equal(prep[0].inputs.capacityReservationSpecification, undefined);
     // Spot cannot launch into a reservation: the config refuses it before any resource.
     assert.throws(() => resolved("dev", { compute: { capacityReservationId: "cr-0abc123" } }), /compute\.capacityReservationId: .*set compute\.market: on-demand/);
+});
+
+test("several zones and fallback types: each GPU node launches through one fleet request over its launch order, with the instance's guarantees", async () => {
+    const zones = ["us-east-1c", "us-east-1a"];
+    const g = await build("fleet", resolved("dev", { prep: { runOn: "ec2" }, compute: { availabilityZones: zones, fallbackInstanceTypes: ["g6.2xlarge"] } }));
+    assertSafe(g); // every guarantee of the template and the step: assertFleetNode
+    assert.equal(gpuInstances(g).length, 0, "no single instance for the GPU node");
+    const nodes = gpuNodes(g);
+    assert.equal(nodes.length, 1);
+    const request = JSON.parse(nodes[0]!.launched.inputs.environment.CAMPAIGN_LAUNCH);
+    assert.deepEqual(
+        request.candidates.map((c: { instanceType: string; zone: string }) => `${c.instanceType}@${c.zone}`),
+        ["g5.2xlarge@us-east-1c", "g5.2xlarge@us-east-1a", "g6.2xlarge@us-east-1c", "g6.2xlarge@us-east-1a"],
+    );
+    assert.equal(request.launchKey, "attempt-1", "a new run's first node");
+    // Prep is a CPU node: one instance in the first zone, whatever the GPU fallback.
+    assert.equal(prepInstances(g).length, 1);
+    assert.equal(prepInstances(g)[0]!.inputs.availabilityZone, "us-east-1c");
+    // The node's id, for the GPU-idle alarm and the stack's outputs, is the instance the step launched.
+    const alarm = byType(g, "aws:cloudwatch/metricAlarm:MetricAlarm").find((a) => a.inputs.dimensions?.InstanceId);
+    assert.match(String(alarm?.inputs.dimensions.InstanceId), /^i-[0-9a-f]{17}$/);
+
+    // A given subnet: each type in that subnet, in order.
+    const subnet = await build("fleet-subnet", resolved("dev", { compute: { subnetId: "subnet-0abc123", fallbackInstanceTypes: ["g6.2xlarge", "g6e.xlarge"] } }));
+    assertSafe(subnet);
+    assert.equal(gpuNodes(subnet).filter((n) => n.template).length, 1);
+});
+
+test("the fallback node's launch key: kept while its node works, new once that node has ended", async () => {
+    const campaign = resolved("dev", { compute: { availabilityZones: ["us-east-1c", "us-east-1a"] } });
+    const keyOf = async (name: string, state: Parameters<typeof build>[2]) => {
+        const g = await build(name, campaign, state);
+        assertSafe(g);
+        return JSON.parse(gpuNodes(g)[0]!.launched.inputs.environment.CAMPAIGN_LAUNCH).launchKey as string;
+    };
+    const prepared = [campaign.prepSpec.prepHash];
+    // Training on its first node: the same key as at its launch, so the node is kept.
+    assert.equal(await keyOf("key-running", await readCampaignState(new StaticCampaignState({ preparedHashes: prepared, phases: { main: "training" }, endedAttempts: { main: 0 } }), campaign)), "attempt-1");
+    // Its first node was interrupted: a new key, so the step is replaced (the old instance terminated first).
+    assert.equal(await keyOf("key-resume", await readCampaignState(new StaticCampaignState({ preparedHashes: prepared, phases: { main: "interrupted" }, endedAttempts: { main: 1 } }), campaign)), "attempt-2");
+    // The second node works: the key stays.
+    assert.equal(await keyOf("key-second", await readCampaignState(new StaticCampaignState({ preparedHashes: prepared, phases: { main: "training" }, endedAttempts: { main: 1 } }), campaign)), "attempt-2");
 });
 
 test("node IAM policy: bad prefixes and bucket ARNs are refused", () => {
