@@ -103,7 +103,7 @@ test("a bucket of an earlier update is ours; an S3 gateway endpoint is a route t
     assert.equal(preflightExitCode(results), 0);
 });
 
-test("a first zone that does not offer the type fails with the zones that do; a later one only warns", async () => {
+test("a zone that does not offer the type: the only zone fails, a first of several warns (the launch moves on), a later one warns", async () => {
     await likeAnAccount();
     // The emulator's offerings data (from AWS): p4de.24xlarge in us-east-1b and us-east-1c only.
     const campaign = campaignOf("socsci210-qwen14b-qlora", { compute: { availabilityZones: ["us-east-1a"] } });
@@ -113,11 +113,15 @@ test("a first zone that does not offer the type fails with the zones that do; a 
     assert.match(offered.detail, /not offered in us-east-1a; it is in us-east-1b, us-east-1c/);
     assert.match(offered.fix!, /compute\.availabilityZones .*\[us-east-1b, us-east-1c\]/);
     assert.equal(preflightExitCode(results), 1);
-    // The nodes launch in the first zone: one that lacks the type fails even when a later one has it ...
+    // Several zones: the GPU node's launch tries them in order, so a first zone that lacks the type only warns and
+    // names the next zone that has it; a prep (CPU) type, one instance in the first zone, still fails there.
     const two = byCheck(await runPreflight(campaignOf("socsci210-qwen14b-qlora", { compute: { availabilityZones: ["us-east-1a", "us-east-1c"] } }), "socsci", reads()), "offered p4de.24xlarge");
-    assert.equal(two.status, "fail");
-    assert.match(two.detail, /the nodes launch in the first zone, us-east-1a, which does not offer p4de\.24xlarge/);
+    assert.equal(two.status, "warn");
+    assert.match(two.detail, /the first zone, us-east-1a, does not offer p4de\.24xlarge \(it is in us-east-1b, us-east-1c\): the launch skips it and tries us-east-1c next/);
     assert.equal(two.fix, "put a zone that offers it first: compute.availabilityZones: [us-east-1c, us-east-1a]");
+    const one = checkOffered("c6i.2xlarge", REGION, { configured: ["us-east-1a", "us-east-1c"], all: ["us-east-1a", "us-east-1b", "us-east-1c"] }, ["us-east-1c"]);
+    assert.equal(one.status, "fail");
+    assert.match(one.detail, /the nodes launch in the first zone, us-east-1a, which does not offer c6i\.2xlarge/);
     // ... and a later zone that lacks it only warns.
     const later = checkOffered("p4de.24xlarge", REGION, { configured: ["us-east-1c", "us-east-1a"], all: ["us-east-1a", "us-east-1b", "us-east-1c"] }, ["us-east-1b", "us-east-1c"]);
     assert.equal(later.status, "warn");
