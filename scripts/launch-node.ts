@@ -53,14 +53,18 @@ export function parseRequest(raw: string | undefined): LaunchRequest {
     return doc;
 }
 
-function explain(err: unknown, doing: string): string {
+/** What went wrong and what to do. `needs`: the permissions the refused request takes. */
+function explain(err: unknown, doing: string, needs = "ec2:CreateFleet, ec2:RunInstances, ec2:CreateTags and iam:PassRole on the node's role"): string {
     const e = err as AwsError;
-    const hint = isCredentialError(err)
-        ? " The credentials of this `pulumi up` were refused or have expired: renew them (aws:profile / aws:assumeRoles) and run pulumi up again."
-        : e?.name === "UnauthorizedOperation"
-          ? " The identity of this `pulumi up` needs ec2:CreateFleet, ec2:RunInstances, ec2:CreateTags and iam:PassRole on the node's role."
-          : "";
-    return `${doing}: ${e?.name ?? "error"}: ${e?.message ?? String(err)}.${hint}`;
+    // UnauthorizedOperation first: EC2 answers it with HTTP 403, which isCredentialError also counts, but it means
+    // a missing permission, not refused or expired credentials.
+    const hint =
+        e?.name === "UnauthorizedOperation"
+            ? ` The identity of this \`pulumi up\` needs ${needs}.`
+            : isCredentialError(err)
+              ? " The credentials of this `pulumi up` were refused or have expired: renew them (aws:profile / aws:assumeRoles) and run pulumi up again."
+              : "";
+    return `${doing}: ${e?.name ?? "error"}: ${(e?.message ?? String(err)).replace(/\.$/, "")}.${hint}`;
 }
 
 /** This launch's instance if one is pending or running (an earlier try of the same step launched it). */
@@ -90,7 +94,14 @@ async function deleteFleet(ec2: EC2Client, fleetId: string): Promise<void> {
 async function create(): Promise<number> {
     const request = parseRequest(process.env.CAMPAIGN_LAUNCH);
     const ec2 = client(request.region);
-    const found = await findLaunched(ec2, request);
+    let found: Instance | undefined;
+    try {
+        found = await findLaunched(ec2, request);
+    } catch (err) {
+        // The lookup is the step's first request: refused credentials show here, before any launch.
+        say(explain(err, `${request.node}: looking for an instance of this launch (DescribeInstances)`, "ec2:DescribeInstances"));
+        return 1;
+    }
     if (found?.InstanceId) {
         const candidate = request.candidates.find((c) => c.subnetId === found.SubnetId && c.instanceType === found.InstanceType);
         const record: LaunchRecord = {
@@ -157,14 +168,20 @@ async function remove(): Promise<number> {
         await ec2.send(new TerminateInstancesCommand({ InstanceIds: [record.instanceId] }));
     } catch (err) {
         if ((err as AwsError).name !== "InvalidInstanceID.NotFound") {
-            say(explain(err, `terminating ${record.instanceId}`));
+            say(explain(err, `terminating ${record.instanceId}`, "ec2:TerminateInstances"));
             return 1;
         }
     }
     const poll = seconds("CAMPAIGN_LAUNCH_POLL", 5);
     const deadline = Date.now() + seconds("CAMPAIGN_LAUNCH_WAIT", 900) * 1000;
     for (;;) {
-        const state = await instanceState(ec2, record.instanceId);
+        let state: string | undefined;
+        try {
+            state = await instanceState(ec2, record.instanceId);
+        } catch (err) {
+            say(`${explain(err, `reading the state of ${record.instanceId}`, "ec2:DescribeInstances")} It was asked to terminate; run pulumi up (or destroy) again`);
+            return 1;
+        }
         if (state === undefined || state === "terminated") break;
         if (Date.now() > deadline) {
             say(`${record.instanceId} is still ${state}; it was asked to terminate. Run pulumi up (or destroy) again once EC2 shows it terminated`);
