@@ -374,7 +374,7 @@ function createWith(ec2: FakeEc2, request: LaunchRequest = fallbackRequest()): P
     return step("create", { AWS_ENDPOINT_URL: ec2.url, CAMPAIGN_LAUNCH: JSON.stringify(request) });
 }
 
-const launchLine = (result: StepResult) => result.stderr.split("\n").filter((l) => l.startsWith("launch: "));
+const stepLines = (result: StepResult) => result.stderr.split("\n").filter((l) => l.startsWith("launch: "));
 
 describe("against an endpoint that answers like EC2", () => {
     test("no candidate has capacity: exit 1, every candidate in order with EC2's reason, the alternatives, the empty fleet deleted", async () => {
@@ -421,9 +421,9 @@ describe("against an endpoint that answers like EC2", () => {
                     launchKey: "2",
                     skipped: [`${first!.instanceType} in ${first!.zone} (${first!.subnetId}): ${ICE}: ${iceMessage(first!)}`],
                 });
-                assert.ok(launchLine(result).includes(`launch: run-a-node: skipped ${record.skipped[0]}`), result.stderr);
+                assert.ok(stepLines(result).includes(`launch: run-a-node: skipped ${record.skipped[0]}`), result.stderr);
                 assert.ok(
-                    launchLine(result).includes(`launch: run-a-node: launched i-0fedcba9876543210, p5.48xlarge in us-east-1b (not the first choice, p5.48xlarge in us-east-1a)`),
+                    stepLines(result).includes(`launch: run-a-node: launched i-0fedcba9876543210, p5.48xlarge in us-east-1b (not the first choice, p5.48xlarge in us-east-1a)`),
                     result.stderr,
                 );
                 // The launched node's fleet stays (the delete step removes it); nothing is terminated.
