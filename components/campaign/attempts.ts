@@ -50,11 +50,18 @@ export function failuresWithSpec(attempts: readonly Attempt[], specHash: string 
 }
 
 /**
- * How many of a run's nodes have ended: its attempts with a final outcome, or, in a status.json written before the
- * runner kept attempts, 1 when its phase is final. A node that launches through the fallback step is keyed by this
- * count (relaunch.ts launchKeyOf): it stays the same while the node works, and grows when the node has ended.
+ * How many of a run's nodes have ended: every attempt but the last one while it is open (its node works, or ended
+ * without a final status, which the next runner records as history with no outcome), or, in a status.json written
+ * before the runner kept attempts, 1 when its phase is final. A node that launches through the fallback step is
+ * keyed by this count (relaunch.ts launchKeyOf): it stays the same while the node works, and grows when it has ended.
  */
 export function endedAttempts(attempts: readonly Attempt[] | undefined, phase: Phase | undefined): number {
-    if (attempts && attempts.length > 0) return attempts.filter((a) => a.outcome !== null).length;
+    if (attempts && attempts.length > 0) return attempts.length - (attempts[attempts.length - 1]!.outcome === null ? 1 : 0);
     return phase !== undefined && terminalPhases.includes(phase) ? 1 : 0;
+}
+
+/** The instance id of the run's open attempt (its node has written no final status yet); undefined when there is none. */
+export function openNode(attempts: readonly Attempt[] | undefined): string | undefined {
+    const last = attempts?.[attempts.length - 1];
+    return last && last.outcome === null && last.node ? last.node : undefined;
 }

@@ -31,8 +31,12 @@ export interface RunRecord {
     readonly evaluatedHash?: string;
     /** The evaluationHash in output/baseline/eval.json (the run that computes its base model's baseline). */
     readonly baselineEvaluatedHash?: string;
-    /** How many of the run's nodes have ended (attempts.ts endedAttempts); absent: none known. */
+    /** How many of the run's nodes have ended (attempts.ts endedAttempts, plus a node found gone); absent: none known. */
     readonly endedAttempts?: number;
+    /** The instance of the run's open attempt (no final status yet); absent when there is none. */
+    readonly openNode?: string;
+    /** That instance, found terminated or unknown to EC2: it ended without a final status (counted in endedAttempts). */
+    readonly lostNode?: string;
 }
 
 /**

@@ -8,13 +8,14 @@
 // `pulumi up`: read as "nothing there", wrong credentials would look like a new campaign and relaunch runs
 // that already succeeded.
 import { GetObjectCommand, HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { DescribeInstancesCommand, EC2Client } from "@aws-sdk/client-ec2";
 import { isCredentialError, type AwsError } from "./awsErrors";
 import type { ControlAction } from "./contract";
 import { effectiveControl, parseControl } from "./control";
 import { campaignControlKey } from "./layout";
-import { phases, type Phase } from "./contract";
+import { phases, terminalPhases, type Phase } from "./contract";
 import { baselineEvaluationKeys, datasetSuccessKey, evaluationKeys, PREP_RUN, runKeys } from "./layout";
-import { attemptsOf, endedAttempts, failuresWithSpec } from "./attempts";
+import { attemptsOf, endedAttempts, failuresWithSpec, openNode } from "./attempts";
 import { relaunchDecision, type RunRecord } from "./relaunch";
 import type { ResolvedCampaign, ResolvedRun } from "./types";
 
@@ -27,6 +28,12 @@ export interface CampaignStateReader {
     runRecord(run: string): Promise<RunRecord>;
     /** The graceful-stop request in effect for a run (control.ts): its own control.json or the campaign's. */
     control(run: string): Promise<ControlState>;
+    /**
+     * Whether a node that has written no final status is gone: terminated (or shutting down) or unknown to EC2. A node
+     * lost that way (a host failure) counts as ended, so a run that launches through the fallback step gets a new one.
+     * Absent: never asked (such a node keeps its launch key).
+     */
+    nodeGone?(instanceId: string): Promise<boolean>;
 }
 
 /** A run's control action, and a control object that was there but could not be read as one (ignored). */
@@ -57,6 +64,10 @@ export class StaticCampaignState implements CampaignStateReader {
             readonly controls?: Readonly<Record<string, ControlAction>>;
             /** How many of each run's nodes have ended; absent: none. */
             readonly endedAttempts?: Readonly<Record<string, number>>;
+            /** Each run's open attempt's instance (no final status yet). */
+            readonly openNodes?: Readonly<Record<string, string>>;
+            /** Instances EC2 reports terminated or does not know. */
+            readonly goneNodes?: readonly string[];
         } = {},
     ) {}
     async prepSucceeded(prepHash: string): Promise<boolean> {
@@ -69,6 +80,9 @@ export class StaticCampaignState implements CampaignStateReader {
         const action = this.state.controls?.[run];
         return action ? { action } : {};
     }
+    async nodeGone(instanceId: string): Promise<boolean> {
+        return (this.state.goneNodes ?? []).includes(instanceId);
+    }
     async runRecord(run: string): Promise<RunRecord> {
         const phase = this.state.phases?.[run];
         const lastSpecHash = this.state.specHashes?.[run];
@@ -77,6 +91,7 @@ export class StaticCampaignState implements CampaignStateReader {
             lastSpecHash,
             failures: this.state.failures?.[run] ?? (phase === "failed" ? 1 : 0),
             ...(this.state.endedAttempts?.[run] !== undefined ? { endedAttempts: this.state.endedAttempts[run] } : {}),
+            ...(this.state.openNodes?.[run] !== undefined ? { openNode: this.state.openNodes[run] } : {}),
             ...evaluationRecord({
                 lastEvaluationHash: this.state.evaluationHashes?.[run],
                 outputSpecHash: this.state.outputSpecHashes?.[run],
@@ -114,13 +129,57 @@ export function stateReadError(uri: string, err: unknown): Error {
     );
 }
 
+/** The error `pulumi up` stops with when EC2 cannot say whether a run's node is still there. */
+function nodeReadError(instanceId: string, err: unknown): Error {
+    const e = err as AwsError;
+    const hint = isCredentialError(err)
+        ? "the credentials of this `pulumi up` may not call ec2:DescribeInstances, or have expired: check aws:profile / aws:assumeRoles"
+        : "EC2 did not answer as expected; try again";
+    return new Error(`reading the state of node ${instanceId}: ${e?.name ?? "error"}: ${e?.message ?? String(err)}. Stopped before declaring anything: ${hint}.`);
+}
+
+/** The open attempt's instance in a status.json body (or, before attempts were kept, a working status's instanceId). */
+function openNodeOf(status: string | undefined, phase: Phase | undefined): { openNode?: string } {
+    if (status === undefined) return {};
+    const attempts = attemptsOf(status);
+    if (attempts && attempts.length > 0) {
+        const node = openNode(attempts);
+        return node ? { openNode: node } : {};
+    }
+    if (phase === undefined || terminalPhases.includes(phase)) return {};
+    try {
+        const id = (JSON.parse(status) as { instanceId?: unknown }).instanceId;
+        return typeof id === "string" && id ? { openNode: id } : {};
+    } catch {
+        return {};
+    }
+}
+
 /** Reads the campaign's state from its bucket through the AWS SDK (honours AWS_ENDPOINT_URL, AWS_REGION). */
 export class S3CampaignState implements CampaignStateReader {
+    /** @param ec2 asks EC2 whether a node without a final status is gone (nodeGone); absent: never asked */
     constructor(
         private readonly client: S3Client,
         private readonly bucket: string,
         private readonly campaign: string,
+        private readonly ec2?: EC2Client,
     ) {}
+
+    async nodeGone(instanceId: string): Promise<boolean> {
+        if (!this.ec2) return false;
+        try {
+            const out = await this.ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
+            const state = out.Reservations?.[0]?.Instances?.[0]?.State?.Name;
+            // An instance that terminates on shutdown never stops: shutting-down is its end (its runner may still
+            // write the final status, which counts the same node as ended too).
+            return state === undefined || state === "terminated" || state === "shutting-down";
+        } catch (err) {
+            const name = (err as AwsError).name;
+            if (name === "InvalidInstanceID.NotFound") return true;
+            if (name === "InvalidInstanceID.Malformed") return false; // not an id a runner wrote: nothing to conclude
+            throw nodeReadError(instanceId, err);
+        }
+    }
 
     /** @param profile the stack's aws:profile, so the state is read as the same identity that declares the resources */
     static forRegion(bucket: string, campaign: string, region: string, profile?: string): S3CampaignState {
@@ -176,6 +235,7 @@ export class S3CampaignState implements CampaignStateReader {
             lastSpecHash: spec === undefined ? undefined : specHashOf(spec),
             failures: status === undefined ? 0 : failuresOf(status, spec === undefined ? undefined : specHashOf(spec)),
             endedAttempts: status === undefined ? 0 : endedAttempts(attemptsOf(status), phase),
+            ...openNodeOf(status, phase),
             ...evaluationRecord({
                 lastEvaluationHash: hashField(spec, "evaluationHash"),
                 outputSpecHash: hashField(metrics, "specHash"),
@@ -273,7 +333,13 @@ export async function readCampaignState(reader: CampaignStateReader, campaign: R
         reader.runPhase(PREP_RUN),
         Promise.all(campaign.runs.map(async (run) => {
             const [record, control] = await Promise.all([reader.runRecord(run.name), reader.control(run.name)]);
-            return { ...record, ...(control.action ? { control: control.action } : {}), ...(control.problem ? { controlProblem: control.problem } : {}) };
+            const lost = record.openNode && reader.nodeGone ? await reader.nodeGone(record.openNode) : false;
+            return {
+                ...record,
+                ...(lost ? { lostNode: record.openNode, endedAttempts: (record.endedAttempts ?? 0) + 1 } : {}),
+                ...(control.action ? { control: control.action } : {}),
+                ...(control.problem ? { controlProblem: control.problem } : {}),
+            };
         })),
     ]);
     const runPhases: Record<string, Phase | undefined> = {};
@@ -312,6 +378,12 @@ export function declarations(campaign: ResolvedCampaign, state: CampaignState): 
         const phase = state.runPhases[run.name];
         const record = state.runRecords?.[run.name] ?? { phase, failures: phase === "failed" ? 1 : 0 };
         if (record.controlProblem) warnings.push(`${run.name}: ${record.controlProblem}`);
+        if (record.lostNode) {
+            warnings.push(
+                `${run.name}: its node ${record.lostNode} has ended without a final status (EC2 reports it terminated or no longer knows it; last phase ${record.phase ?? "unknown"}): ` +
+                    "it counts as an ended attempt, so a node that launches through the fallback step is launched again; a single-instance node needs `pulumi up --refresh` to be seen gone",
+            );
+        }
         const spec = campaign.trainSpecs[i]!;
         const evaluation = spec.evaluation && spec.evaluationHash ? { hash: spec.evaluationHash, computeBaseline: spec.evaluation.computeBaseline } : undefined;
         const decision = relaunchDecision(run.name, record, spec.specHash, retries, evaluation);

@@ -4,7 +4,7 @@
 //   node --import tsx --test test/campaign/attempts.test.ts
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { attemptsOf, endedAttempts, failuresWithSpec, type Attempt } from "../../components/campaign/attempts";
+import { attemptsOf, endedAttempts, failuresWithSpec, openNode, type Attempt } from "../../components/campaign/attempts";
 import { launchKeyOf } from "../../components/campaign/relaunch";
 import { relaunchDecision } from "../../components/campaign/relaunch";
 import { failuresOf, phaseOf } from "../../components/campaign/state";
@@ -108,6 +108,12 @@ test("the launch key of a run's fallback node: the same while a node works, the 
     assert.equal(launchKeyOf({ endedAttempts: endedAttempts(interrupted, "interrupted") }), "attempt-2", "an ended node: the next launch");
     const second = attemptsOf(statusBody([attempt("i-1", "interrupted", A), attempt("i-2", null, A)]))!;
     assert.equal(launchKeyOf({ endedAttempts: endedAttempts(second, "training") }), "attempt-2", "the second node keeps its key");
+    assert.equal(openNode(second), "i-2");
+    assert.equal(openNode(interrupted), undefined, "no open attempt once the node wrote its final status");
+    // A node that ended without a final status stays in the history with no outcome: it still counts as ended, so
+    // the key never goes back once the next node carries it forward.
+    const afterLost = attemptsOf(statusBody([attempt("i-1", null, A), attempt("i-2", null, A)]))!;
+    assert.equal(endedAttempts(afterLost, "training"), 1);
     // A status written before the runner kept attempts: its phase says whether its one node has ended.
     assert.equal(endedAttempts(undefined, "interrupted"), 1);
     assert.equal(endedAttempts(undefined, "training"), 0);

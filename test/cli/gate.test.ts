@@ -180,4 +180,18 @@ test("the S3 state reader: a missing bucket or key is a new campaign; a status i
     await s3.put(`s3://state-bucket/${runKeys("c", "again").status}`, JSON.stringify({ phase: "training", attempts: [attempt("i-1", "interrupted"), attempt("i-2", null)] }));
     assert.equal((await reader.runRecord("again")).endedAttempts, 1);
     assert.equal((await reader.runRecord("never")).endedAttempts, 0);
+    assert.equal((await reader.runRecord("again")).openNode, "i-2");
+});
+
+test("the state reader asks EC2 whether a node without a final status is gone: running no, terminated or unknown yes", async () => {
+    const ec2 = new EC2Client({ endpoint: moto.endpoint, region: fakeAwsEnv.AWS_REGION, credentials: { accessKeyId: fakeAwsEnv.AWS_ACCESS_KEY_ID, secretAccessKey: fakeAwsEnv.AWS_SECRET_ACCESS_KEY } });
+    const reader = new S3CampaignState(s3Client(moto.endpoint), "state-bucket", "c", ec2);
+    const image = (await ec2.send(new DescribeImagesCommand({}))).Images![0]!.ImageId!;
+    const id = (await ec2.send(new RunInstancesCommand({ ImageId: image, InstanceType: "t3.micro", MinCount: 1, MaxCount: 1 }))).Instances![0]!.InstanceId!;
+    assert.equal(await reader.nodeGone(id), false, "a running node is not gone");
+    await ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }));
+    assert.equal(await reader.nodeGone(id), true, "a terminated node is gone");
+    assert.equal(await reader.nodeGone("i-0123456789abcdef0"), true, "a node EC2 does not know is gone");
+    // Without an EC2 client nothing is concluded.
+    assert.equal(await new S3CampaignState(s3Client(moto.endpoint), "state-bucket", "c").nodeGone(id), false);
 });

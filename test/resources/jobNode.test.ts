@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 // The harness installs the Pulumi mocks: import it before any component.
 import { assertCloudInitAccepts, assertRunner, assertSafe, build, byType, gpuInstances, gpuNodes, INSTANCE, LAUNCH_TEMPLATE, prepInstances, presets, resolved, type Registered } from "./harness";
-import { readCampaignState, StaticCampaignState } from "../../components/campaign/state";
+import { declarations, readCampaignState, StaticCampaignState } from "../../components/campaign/state";
 import { nodePolicyDocument, ssmDecryptStatement } from "../../components/resources/jobNode";
 import { loadRunnerScript, runnerObject } from "../../components/node/userData";
 
@@ -71,6 +71,14 @@ test("the fallback node's launch key: kept while its node works, new once that n
     assert.equal(await keyOf("key-resume", await readCampaignState(new StaticCampaignState({ preparedHashes: prepared, phases: { main: "interrupted" }, endedAttempts: { main: 1 } }), campaign)), "attempt-2");
     // The second node works: the key stays.
     assert.equal(await keyOf("key-second", await readCampaignState(new StaticCampaignState({ preparedHashes: prepared, phases: { main: "training" }, endedAttempts: { main: 1 } }), campaign)), "attempt-2");
+    // Its node vanished without a final status (EC2 reports it terminated): it counts as ended, and pulumi up says so.
+    const lost = await readCampaignState(new StaticCampaignState({ preparedHashes: prepared, phases: { main: "training" }, endedAttempts: { main: 0 }, openNodes: { main: "i-0dead" }, goneNodes: ["i-0dead"] }), campaign);
+    assert.equal(lost.runRecords?.main?.lostNode, "i-0dead");
+    assert.equal(await keyOf("key-lost", lost), "attempt-2");
+    assert.ok(declarations(campaign, lost).warnings.some((w) => /^main: its node i-0dead has ended without a final status .* launched again/.test(w)));
+    // A node that is still there keeps its key.
+    const alive = await readCampaignState(new StaticCampaignState({ preparedHashes: prepared, phases: { main: "training" }, endedAttempts: { main: 0 }, openNodes: { main: "i-0alive" }, goneNodes: ["i-0dead"] }), campaign);
+    assert.equal(await keyOf("key-alive", alive), "attempt-1");
 });
 
 test("node IAM policy: bad prefixes and bucket ARNs are refused", () => {
