@@ -11,11 +11,12 @@
 // aws:profile), then assumes the roles of CAMPAIGN_ASSUME_ROLES in order (aws:assumeRoles, components/campaign/
 // assumeRoles.ts), and honours AWS_ENDPOINT_URL (the tests use a local emulator). Environment:
 // CAMPAIGN_GATE_INTERVAL (seconds between polls, default 15), CAMPAIGN_GATE_LOG_LINES (default 50).
-import { DescribeInstancesCommand, EC2Client } from "@aws-sdk/client-ec2";
+import { EC2Client } from "@aws-sdk/client-ec2";
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { CodeBuildClient, type Build } from "@aws-sdk/client-codebuild";
 import { ECRClient } from "@aws-sdk/client-ecr";
 import { isCredentialError, type AwsError } from "../components/campaign/awsErrors";
+import { instanceState } from "../components/campaign/instanceState";
 import { gateVerdict, type GateLimits, type ImageObservation, type PrepStatus } from "../components/campaign/gate";
 import { buildLogTail, describeBuild, imageDigest } from "./image-build";
 import { localCommandCredentials } from "../components/campaign/assumeRoles";
@@ -83,21 +84,6 @@ function clients(): { s3: S3Client; ec2: EC2Client; ecr: ECRClient; codebuild: C
         ecr: new ECRClient({ ...identity }),
         codebuild: new CodeBuildClient({ ...identity }),
     };
-}
-
-/**
- * The prep node's EC2 state; undefined while EC2 does not know the id yet. DescribeInstances is eventually
- * consistent and may answer InvalidInstanceID.NotFound right after RunInstances:
- * https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html
- */
-async function instanceState(ec2: EC2Client, instanceId: string): Promise<string | undefined> {
-    try {
-        const out = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
-        return out.Reservations?.[0]?.Instances?.[0]?.State?.Name;
-    } catch (err) {
-        if ((err as AwsError).name === "InvalidInstanceID.NotFound") return undefined;
-        throw err;
-    }
 }
 
 async function readStatus(s3: S3Client, uri: string): Promise<PrepStatus | undefined> {

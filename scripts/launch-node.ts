@@ -24,6 +24,7 @@ import {
     type Instance,
 } from "@aws-sdk/client-ec2";
 import { isCredentialError, type AwsError } from "../components/campaign/awsErrors";
+import { instanceState } from "../components/campaign/instanceState";
 import { localCommandCredentials } from "../components/campaign/assumeRoles";
 import { createFleetInput, fleetOutcome, LAUNCH_TAG, launchTagValue, parseLaunchRecord, type LaunchRecord, type LaunchRequest } from "../components/plan/fleetLaunch";
 
@@ -149,16 +150,6 @@ function recordFromEnv(): LaunchRecord {
         );
     }
     return parsed.record;
-}
-
-async function instanceState(ec2: EC2Client, instanceId: string): Promise<string | undefined> {
-    try {
-        const out = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
-        return out.Reservations?.[0]?.Instances?.[0]?.State?.Name;
-    } catch (err) {
-        if ((err as AwsError).name === "InvalidInstanceID.NotFound") return undefined;
-        throw err;
-    }
 }
 
 async function remove(): Promise<number> {

@@ -8,7 +8,8 @@
 // `pulumi up`: read as "nothing there", wrong credentials would look like a new campaign and relaunch runs
 // that already succeeded.
 import { GetObjectCommand, HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { DescribeInstancesCommand, EC2Client } from "@aws-sdk/client-ec2";
+import type { EC2Client } from "@aws-sdk/client-ec2";
+import { instanceState } from "./instanceState";
 import { isCredentialError, type AwsError } from "./awsErrors";
 import type { ControlAction } from "./contract";
 import { effectiveControl, parseControl } from "./control";
@@ -168,15 +169,13 @@ export class S3CampaignState implements CampaignStateReader {
     async nodeGone(instanceId: string): Promise<boolean> {
         if (!this.ec2) return false;
         try {
-            const out = await this.ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
-            const state = out.Reservations?.[0]?.Instances?.[0]?.State?.Name;
-            // An instance that terminates on shutdown never stops: shutting-down is its end (its runner may still
-            // write the final status, which counts the same node as ended too).
+            const state = await instanceState(this.ec2, instanceId);
+            // Unknown (a runner wrote the id, so it existed), terminated, or shutting down: an instance that terminates
+            // on shutdown never stops, so shutting-down is its end (its runner may still write the final status, which
+            // counts the same node as ended too).
             return state === undefined || state === "terminated" || state === "shutting-down";
         } catch (err) {
-            const name = (err as AwsError).name;
-            if (name === "InvalidInstanceID.NotFound") return true;
-            if (name === "InvalidInstanceID.Malformed") return false; // not an id a runner wrote: nothing to conclude
+            if ((err as AwsError).name === "InvalidInstanceID.Malformed") return false; // not an id a runner wrote: nothing to conclude
             throw nodeReadError(instanceId, err);
         }
     }
