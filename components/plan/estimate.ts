@@ -448,6 +448,8 @@ export interface NodeUsage {
     readonly maxHours: number;
     /** EBS gp3 volumes attached while it runs (root + data), GB. */
     readonly volumeGb?: number;
+    /** Other types the node may launch as (compute.fallbackInstanceTypes): the worst case takes the dearest. Default: none. */
+    readonly fallbackInstanceTypes?: readonly string[];
 }
 
 export interface CostInput {
@@ -497,7 +499,8 @@ function nodeCost(n: NodeUsage): NodeCost {
         volumeUsd,
         usd: computeUsd + volumeUsd,
         maxHours: n.maxHours,
-        worstCaseUsd: n.maxHours * (instance.onDemandUsdPerHour + volumeUsdPerHour),
+        // The cap at the dearest type the node may launch as: a fallback type can cost more than the first choice.
+        worstCaseUsd: n.maxHours * (Math.max(instance.onDemandUsdPerHour, ...(n.fallbackInstanceTypes ?? []).map((t) => getInstance(t).onDemandUsdPerHour)) + volumeUsdPerHour),
     };
 }
 
@@ -513,7 +516,7 @@ export function estimateCost(input: CostInput): CostEstimate {
         "us-east-1 on-demand prices from the instance catalog; spot usually costs less but varies by hour and zone, so on-demand is shown as the ceiling",
         `EBS gp3 $${EBS_GP3_USD_PER_GB_MONTH}/GB-month (aws.amazon.com/ebs/pricing), billed per hour of a ${HOURS_PER_MONTH}-hour month while a node runs`,
         `S3 Standard $${S3_STANDARD_USD_PER_GB_MONTH}/GB-month (aws.amazon.com/s3/pricing, first 50 TB) for what is kept after destroy; requests and transfer out not counted`,
-        "worst case: every node runs to its max-hours cap",
+        "worst case: every node runs to its max-hours cap, as the dearest type it may launch as (its fallback types included)",
     ];
     return { runs, prep, usd, worstCaseUsd, storageUsdPerMonth, assumptions };
 }

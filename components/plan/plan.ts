@@ -7,7 +7,7 @@ import { estimateCost } from "./estimate";
 import type { Problem } from "../config/problems";
 import { evaluationEstimate, runEstimates, prepEstimate, storageEstimate } from "./runEstimates";
 import { calibrationFor, type MeasuredFigures } from "./calibration";
-import { capacityNotes } from "./capacity";
+import { capacityNotes, runFallbackTypes, usesFallbackLaunch } from "./capacity";
 import { imageBuildPlan, type ImageBuildPlan } from "./imageBuild";
 
 export interface PrepStagePlan {
@@ -120,6 +120,7 @@ export function buildPlan(campaign: ResolvedCampaign, calibrateFrom?: { readonly
             hours: Math.min(nodeHours(i) ?? 0, experiment.compute.maxHours),
             maxHours: experiment.compute.maxHours,
             volumeGb: experiment.compute.rootVolumeGb + (experiment.compute.dataVolumeGb ?? 0),
+            ...(usesFallbackLaunch(experiment, run) ? { fallbackInstanceTypes: runFallbackTypes(experiment, run) } : {}),
         })),
         prep:
             experiment.prep.runOn === "ec2"

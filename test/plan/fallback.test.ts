@@ -10,6 +10,7 @@ import type { ResolvedCampaign } from "../../components/campaign/types";
 import { loadPreset, mergeConfig } from "../../components/config/presets";
 import { capacityNotes, configFor, fallbackRefusal, launchOrder } from "../../components/plan/capacity";
 import { getInstance } from "../../components/plan/catalog";
+import { buildPlan } from "../../components/plan/plan";
 import { checkFallbackQuota, checkLaunchOrder, fallbackQuotaDemand, quotaFor, type CandidateFacts } from "../../components/plan/preflight";
 
 const campaign = (preset: string, override: unknown = {}): ResolvedCampaign => resolveCampaign(mergeConfig(loadPreset(preset), override as never), `stacks/${preset}.yaml`);
@@ -133,4 +134,19 @@ test("a fallback type under another vCPU quota: preflight reads that quota too, 
     assert.match(short.fix!, new RegExp(`--quota-code ${demand!.quota.code} --desired-value ${p5}`));
     assert.equal(checkFallbackQuota(demand!, "us-east-1", p5).status, "pass");
     assert.equal(checkFallbackQuota(demand!, "us-east-1", { error: "AccessDenied" }).status, "warn");
+});
+
+test("the worst case counts the dearest type a node may launch as: a dearer fallback raises it, a cheaper one does not", () => {
+    const base = campaign("socsci210-qwen14b-qlora", { compute: { availabilityZone: null, availabilityZones: ["us-east-1b"] } });
+    const dearer = campaign("socsci210-qwen14b-qlora", { compute: { availabilityZone: null, availabilityZones: ["us-east-1b"], fallbackInstanceTypes: ["p5.48xlarge"] } });
+    const run = (c: ResolvedCampaign) => buildPlan(c).runs[0]!;
+    const hours = base.experiment.compute.maxHours;
+    const volume = run(base).worstCaseUsd - hours * getInstance("p4de.24xlarge").onDemandUsdPerHour;
+    assert.ok(getInstance("p5.48xlarge").onDemandUsdPerHour > getInstance("p4de.24xlarge").onDemandUsdPerHour, "the catalog's p5 costs more than p4de");
+    assert.ok(Math.abs(run(dearer).worstCaseUsd - (hours * getInstance("p5.48xlarge").onDemandUsdPerHour + volume)) < 1e-6);
+    assert.equal(run(dearer).estimatedUsd, run(base).estimatedUsd, "the estimate stays the first choice's");
+    // One A10G with one L4 as fallback: the L4 costs less, so the worst case stays g5's.
+    const dev = campaign("dev", { compute: { availabilityZones: ["us-east-1c"] } });
+    const devFallback = campaign("dev", { compute: { availabilityZones: ["us-east-1c"], fallbackInstanceTypes: ["g6.2xlarge"] } });
+    assert.equal(run(devFallback).worstCaseUsd, run(dev).worstCaseUsd);
 });
