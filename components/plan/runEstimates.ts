@@ -90,34 +90,25 @@ export function evaluationEstimate(experiment: Experiment, run: ResolvedRun, com
     const available = totalExamples(experiment) * splitShare(experiment, e.split);
     const rows = Math.max(1, Math.round(e.rows === "all" ? available : Math.min(e.rows, available)));
     const precisionBytes = run.training.precision === "fp32" ? 4 : 2;
-    const one = estimateGeneration({
-        architecture: model.architecture,
-        rows,
-        promptTokens: Math.min(experiment.data.estimate.meanTokens, run.training.maxSeqLength),
-        maxNewTokens: e.generation.maxNewTokens,
-        batchSize: e.generation.batchSize,
-        weightBytesPerParam: run.method.kind === "qlora" ? NF4_BYTES_PER_PARAM : precisionBytes,
-        memoryBandwidthGBs: instance.memoryBandwidthGBs,
-        peakTflops: instance.bf16DenseTflops,
-    });
+    // One pass of generation over `count` prompts on the run's node, with the run's weights and the evaluation's settings.
+    const generation = (count: number) =>
+        estimateGeneration({
+            architecture: model.architecture,
+            rows: count,
+            promptTokens: Math.min(experiment.data.estimate.meanTokens, run.training.maxSeqLength),
+            maxNewTokens: e.generation.maxNewTokens,
+            batchSize: e.generation.batchSize,
+            weightBytesPerParam: run.method.kind === "qlora" ? NF4_BYTES_PER_PARAM : precisionBytes,
+            memoryBandwidthGBs: instance.memoryBandwidthGBs,
+            peakTflops: instance.bf16DenseTflops,
+        });
+    const one = generation(rows);
     const evaluations = computesBaseline ? 2 : 1;
     // training.selectBy: selectBy.rows validation rows generated for at every evaluation during training
     const select = run.training.selectBy;
     const steps = runEstimates(experiment, run)?.time.steps ?? 0;
     const samplings = select ? Math.floor(steps / run.training.evalSteps) : 0;
-    const selectionHours = select
-        ? samplings *
-          estimateGeneration({
-              architecture: model.architecture,
-              rows: Math.min(select.rows, Math.max(1, Math.round(totalExamples(experiment) * splitShare(experiment, "validation")))),
-              promptTokens: Math.min(experiment.data.estimate.meanTokens, run.training.maxSeqLength),
-              maxNewTokens: e.generation.maxNewTokens,
-              batchSize: e.generation.batchSize,
-              weightBytesPerParam: run.method.kind === "qlora" ? NF4_BYTES_PER_PARAM : precisionBytes,
-              memoryBandwidthGBs: instance.memoryBandwidthGBs,
-              peakTflops: instance.bf16DenseTflops,
-          }).hours
-        : 0;
+    const selectionHours = select ? samplings * generation(Math.min(select.rows, Math.max(1, Math.round(totalExamples(experiment) * splitShare(experiment, "validation"))))).hours : 0;
     return {
         rows,
         evaluations,

@@ -7,63 +7,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
-import { formatBuildStart } from "../../components/campaign/imageTag";
-
-const ACCOUNT = "123456789012";
-const REGION = "us-east-1";
-
-interface Declared {
-    readonly type: string;
-    readonly name: string;
-    readonly opts: pulumi.CustomResourceOptions;
-}
-/** ARNs as AWS forms them for the types whose ARN the program parses. */
-function arnOf(type: string, name: string, inputs: Record<string, any>): string {
-    switch (type) {
-        case "aws:s3/bucket:Bucket":
-            return `arn:aws:s3:::${inputs.bucket}`;
-        case "aws:ssm/parameter:Parameter":
-            return `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter${inputs.name}`;
-        case "aws:ecr/repository:Repository":
-            return `arn:aws:ecr:${REGION}:${ACCOUNT}:repository/${inputs.name}`;
-        case "aws:iam/role:Role":
-            return `arn:aws:iam::${ACCOUNT}:role/${name}`;
-        default:
-            return `arn:aws:mock:${REGION}:${ACCOUNT}:${name}`;
-    }
-}
-const registered: Array<{ type: string; name: string; inputs: Record<string, any> }> = [];
-const declared: Declared[] = [];
-
-pulumi.runtime.setMocks(
-    {
-        newResource(args) {
-            if (!args.type.startsWith("campaign:index:")) registered.push({ type: args.type, name: args.name, inputs: args.inputs });
-            const state: Record<string, any> = { ...args.inputs, arn: arnOf(args.type, args.name, args.inputs) };
-            if (args.type === "aws:ecr/repository:Repository") state.repositoryUrl = `${ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com/${args.inputs.name}`;
-            if (args.type === "command:local:Command" && args.name.endsWith("-build-start")) state.stdout = formatBuildStart({ kind: "started", buildId: `${args.name}:0` });
-            if (args.type === "aws:iam/role:Role" || args.type === "aws:iam/instanceProfile:InstanceProfile") state.name = args.name;
-            return { id: args.type === "aws:s3/bucket:Bucket" ? String(args.inputs.bucket) : `${args.name}-id`, state };
-        },
-        call(args) {
-            switch (args.token) {
-                case "aws:index/getCallerIdentity:getCallerIdentity":
-                    return { accountId: ACCOUNT, arn: `arn:aws:iam::${ACCOUNT}:user/test`, userId: "TEST", id: ACCOUNT };
-                case "aws:ssm/getParameter:getParameter":
-                    return { name: args.inputs.name, value: "ami-0123456789abcdef0", insecureValue: "ami-0123456789abcdef0", type: "String", arn: "arn", version: 1 };
-                case "aws:ec2/getVpc:getVpc":
-                    return { id: "vpc-0default", default: true };
-                case "aws:ecr/getImage:getImage":
-                    return { repositoryName: args.inputs.repositoryName, imageTag: args.inputs.imageTag, imageDigest: "sha256:" + "0".repeat(64), id: "x", imageTags: [], imagePushedAt: 0, imageSizeInBytes: 1, imageUri: "x", registryId: ACCOUNT };
-                default:
-                    throw new Error(`unmocked call ${args.token}`);
-            }
-        },
-    },
-    "campaign",
-    "test",
-    false,
-);
+// The harness installs the Pulumi mocks (a bucket's id is its name, as in AWS): import it before any component.
+import { ACCOUNT, declared, ofComponent as ofProgram, recorder, REGION, registered } from "./harness";
 
 // Imported after setMocks, so every resource is created against the mocks.
 import { program } from "../../components/resources/program";
@@ -72,11 +17,6 @@ import { campaignBucketName, campaignTags } from "../../components/campaign/nami
 import { renderNodeUserData } from "../../components/node/userData";
 import type { ObservedBucket } from "../../components/campaign/bucketAdoption";
 
-const recorder: pulumi.ResourceTransformation = ({ type, name, opts }) => {
-    declared.push({ type, name, opts });
-    return undefined;
-};
-const ofProgram = <T extends { name: string }>(list: T[], name: string) => list.filter((r) => r.name === name || r.name.startsWith(`${name}-`));
 const BUCKET = campaignBucketName("dev", "test", ACCOUNT);
 const HARDENING = [
     "aws:s3/bucketOwnershipControls:BucketOwnershipControls",

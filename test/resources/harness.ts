@@ -83,7 +83,8 @@ pulumi.runtime.setMocks(
             }
             if (args.type === "aws:iam/role:Role" || args.type === "aws:iam/instanceProfile:InstanceProfile") state.name = args.name;
             if (args.type === "aws:cloudwatch/metricAlarm:MetricAlarm") state.name = args.name;
-            return { id: args.type === "aws:ec2/instance:Instance" ? `i-${args.name}` : `${args.name}-id`, state };
+            const id = args.type === "aws:ec2/instance:Instance" ? `i-${args.name}` : args.type === "aws:s3/bucket:Bucket" ? String(args.inputs.bucket) : `${args.name}-id`;
+            return { id, state };
         },
         call(args) {
             switch (args.token) {
